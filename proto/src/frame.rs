@@ -1,0 +1,253 @@
+//! Framing: `u32 little-endian body length ‖ postcard body`, with the length checked
+//! against [`MAX_FRAME`] before anything is allocated, and a [`Hello`] exchanged first
+//! on every channel so mismatched peers fail closed.
+
+use crate::bytes::Hash32;
+use crate::ipc::{Channel, Message};
+use serde::{Deserialize, Serialize};
+
+/// Largest frame body, in bytes. Checked before allocation, on both ends.
+pub const MAX_FRAME: usize = 64 * 1024;
+/// Length-prefix size.
+pub const HEADER_LEN: usize = 4;
+/// Wire protocol version; bump on any incompatible change.
+pub const PROTOCOL_VERSION: u16 = 1;
+/// Magic at the start of every hello.
+pub const HELLO_MAGIC: [u8; 4] = *b"HAVN";
+
+/// Why a frame was refused. Each is fatal for the connection.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    /// The length prefix exceeds [`MAX_FRAME`].
+    #[error("frame of {len} bytes exceeds the {max}-byte limit")]
+    FrameTooLong {
+        /// Announced or actual length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Fewer bytes than the header or the length prefix announce.
+    #[error("truncated frame: need {need} bytes, have {have}")]
+    Truncated {
+        /// Bytes needed.
+        need: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// Bytes after the message.
+    #[error("{extra} trailing bytes after the message")]
+    TrailingBytes {
+        /// How many.
+        extra: usize,
+    },
+    /// The body is not a valid encoding of the expected type.
+    #[error("cannot decode {ty}: {detail}")]
+    Decode {
+        /// Expected type.
+        ty: &'static str,
+        /// postcard's reason.
+        detail: String,
+    },
+    /// The enum tag is not one this version knows.
+    #[error("unknown {ty} message tag {tag}")]
+    UnknownMessage {
+        /// Expected type.
+        ty: &'static str,
+        /// Tag seen.
+        tag: u64,
+    },
+    /// The peer speaks another protocol version.
+    #[error("protocol version mismatch: ours {ours}, peer {theirs}")]
+    VersionMismatch {
+        /// Ours.
+        ours: u16,
+        /// Theirs.
+        theirs: u16,
+    },
+    /// The peer's message set differs (same version, other schema) or it opened
+    /// another channel.
+    #[error("schema mismatch on channel {channel}: peer is on {peer_channel:?} with another message set")]
+    SchemaMismatch {
+        /// Our channel.
+        channel: &'static str,
+        /// What the peer announced.
+        peer_channel: Channel,
+    },
+    /// Not a hello (bad magic).
+    #[error("peer did not start with a Havn hello")]
+    BadMagic,
+    /// The request is not allowed on this channel in the current phase.
+    #[error("{what} not permitted in phase {phase}")]
+    NotPermitted {
+        /// Request name.
+        what: &'static str,
+        /// Phase name.
+        phase: &'static str,
+    },
+    /// The peer closed or restarted; in-flight requests are lost.
+    #[error("peer restarted or closed the channel")]
+    PeerRestarted,
+}
+
+/// Checks a length prefix before any allocation.
+pub fn check_len(header: [u8; HEADER_LEN]) -> Result<usize, WireError> {
+    let len = u32::from_le_bytes(header) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::FrameTooLong {
+            len,
+            max: MAX_FRAME,
+        });
+    }
+    Ok(len)
+}
+
+/// Encodes a message into a frame (header + body).
+pub fn encode<M: Serialize>(msg: &M) -> Result<Vec<u8>, WireError> {
+    let mut out = vec![0u8; HEADER_LEN];
+    let body = postcard::to_stdvec(msg).map_err(|e| WireError::Decode {
+        ty: "outgoing message",
+        detail: e.to_string(),
+    })?;
+    if body.len() > MAX_FRAME {
+        return Err(WireError::FrameTooLong {
+            len: body.len(),
+            max: MAX_FRAME,
+        });
+    }
+    let len = u32::try_from(body.len()).map_err(|_| WireError::FrameTooLong {
+        len: body.len(),
+        max: MAX_FRAME,
+    })?;
+    out.splice(0..HEADER_LEN, len.to_le_bytes());
+    out.extend_from_slice(&body);
+    Ok(out)
+}
+
+/// Decodes one whole frame (header + body), refusing anything but exactly one
+/// well-formed message of type `M`.
+pub fn decode<M: Message>(frame: &[u8]) -> Result<M, WireError> {
+    let (header, body) = frame
+        .split_first_chunk::<HEADER_LEN>()
+        .ok_or(WireError::Truncated {
+            need: HEADER_LEN,
+            have: frame.len(),
+        })?;
+    let len = check_len(*header)?;
+    match body.len().cmp(&len) {
+        core::cmp::Ordering::Less => {
+            return Err(WireError::Truncated {
+                need: len.saturating_add(HEADER_LEN),
+                have: frame.len(),
+            })
+        }
+        core::cmp::Ordering::Greater => {
+            return Err(WireError::TrailingBytes {
+                extra: body.len().saturating_sub(len),
+            })
+        }
+        core::cmp::Ordering::Equal => {}
+    }
+    decode_body(body)
+}
+
+/// Decodes a frame body (no header): the message must use every byte.
+pub fn decode_body<M: Message>(body: &[u8]) -> Result<M, WireError> {
+    if body.len() > MAX_FRAME {
+        return Err(WireError::FrameTooLong {
+            len: body.len(),
+            max: MAX_FRAME,
+        });
+    }
+    if M::IS_ENUM {
+        let (tag, _) = postcard::take_from_bytes::<u32>(body).map_err(|e| WireError::Decode {
+            ty: M::NAME,
+            detail: e.to_string(),
+        })?;
+        if tag >= M::VARIANTS {
+            return Err(WireError::UnknownMessage {
+                ty: M::NAME,
+                tag: u64::from(tag),
+            });
+        }
+    }
+    let (msg, rest) = postcard::take_from_bytes::<M>(body).map_err(|e| WireError::Decode {
+        ty: M::NAME,
+        detail: e.to_string(),
+    })?;
+    if !rest.is_empty() {
+        return Err(WireError::TrailingBytes { extra: rest.len() });
+    }
+    Ok(msg)
+}
+
+/// The first frame on every channel, in both directions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// [`HELLO_MAGIC`].
+    pub magic: [u8; 4],
+    /// [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The channel the sender believes it is on.
+    pub channel: Channel,
+    /// [`schema_hash`] of that channel's message set.
+    pub schema: Hash32,
+}
+
+impl Message for Hello {
+    const NAME: &'static str = "Hello";
+    const VARIANTS: u32 = 1;
+    const IS_ENUM: bool = false;
+    fn tag(&self) -> u32 {
+        0
+    }
+}
+
+impl Hello {
+    /// Our hello for `channel`.
+    pub fn new(channel: Channel) -> Self {
+        Self {
+            magic: HELLO_MAGIC,
+            version: PROTOCOL_VERSION,
+            channel,
+            schema: schema_hash(channel),
+        }
+    }
+
+    /// Checks the peer's hello against ours; any difference fails closed.
+    pub fn check(&self, ours: Channel) -> Result<(), WireError> {
+        if self.magic != HELLO_MAGIC {
+            return Err(WireError::BadMagic);
+        }
+        if self.version != PROTOCOL_VERSION {
+            return Err(WireError::VersionMismatch {
+                ours: PROTOCOL_VERSION,
+                theirs: self.version,
+            });
+        }
+        if self.channel != ours || self.schema != schema_hash(ours) {
+            return Err(WireError::SchemaMismatch {
+                channel: ours.name(),
+                peer_channel: self.channel,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A fingerprint of a channel's message set: sha3-256 over the channel name, the
+/// protocol version and the canonical encodings of one sample of every variant of
+/// its request and response types (the same samples as the committed test vectors).
+/// Any change to a field, a variant or a bound changes it.
+pub fn schema_hash(channel: Channel) -> Hash32 {
+    use sha3::{Digest, Sha3_256};
+    let mut h = Sha3_256::new();
+    h.update(b"havn/schema/v1");
+    h.update(channel.name().as_bytes());
+    h.update(PROTOCOL_VERSION.to_le_bytes());
+    for s in crate::vectors::channel_samples(channel) {
+        h.update(s.name.as_bytes());
+        h.update((s.bytes.len() as u64).to_le_bytes());
+        h.update(&s.bytes);
+    }
+    Hash32(h.finalize().into())
+}

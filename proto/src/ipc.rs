@@ -1,0 +1,371 @@
+//! The IPC channels between the daemons. Each socketpair carries exactly one
+//! request/response enum pair (OpenSSH `monitor.c` style): a peer can only ask what
+//! its channel allows, and the privileged side re-derives what it acts on.
+//!
+//! | channel | requester → responder | purpose |
+//! |---|---|---|
+//! | [`Channel::InitAttestd`] | havn-init → havn-attestd | measure binaries before exec, status |
+//! | [`Channel::ExecdAttestd`] | havn-execd → havn-attestd | the gate; report results to be signed |
+//! | [`Channel::NetdExecd`] | havn-netd → havn-execd | run queued jobs, capabilities |
+//! | [`Channel::NetdAttestd`] | havn-netd → havn-attestd | quotes for validators, heartbeats |
+
+use crate::bytes::{Hash32, PubKey32};
+use crate::cid::Cid;
+use crate::types::*;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The four channels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Channel {
+    /// havn-init → havn-attestd.
+    InitAttestd,
+    /// havn-execd → havn-attestd.
+    ExecdAttestd,
+    /// havn-netd → havn-execd.
+    NetdExecd,
+    /// havn-netd → havn-attestd.
+    NetdAttestd,
+}
+
+impl Channel {
+    /// All channels.
+    pub const ALL: [Channel; 4] = [
+        Self::InitAttestd,
+        Self::ExecdAttestd,
+        Self::NetdExecd,
+        Self::NetdAttestd,
+    ];
+
+    /// Stable name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::InitAttestd => "init-attestd",
+            Self::ExecdAttestd => "execd-attestd",
+            Self::NetdExecd => "netd-execd",
+            Self::NetdAttestd => "netd-attestd",
+        }
+    }
+}
+
+/// A message that may travel in a frame.
+pub trait Message: Serialize + DeserializeOwned {
+    /// Type name used in diagnostics and the schema hash.
+    const NAME: &'static str;
+    /// Number of enum variants (tags `0..VARIANTS` are known; others are
+    /// `WireError::UnknownMessage`). Structs use 1 and are not tag-checked.
+    const VARIANTS: u32;
+    /// Whether the encoding starts with an enum tag.
+    const IS_ENUM: bool = true;
+    /// The variant's index, for allow-tables and logs.
+    fn tag(&self) -> u32;
+}
+
+/// Flat, copyable errors a daemon returns over IPC (Hubris style: a peer restart is
+/// an expected event, not a panic).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+pub enum RemoteError {
+    /// The attestation gate is closed (PCRs off policy, or the TPM is gone).
+    #[error("attestation gate closed")]
+    GateClosed,
+    /// The TPM did not answer.
+    #[error("TPM unavailable")]
+    TpmUnavailable,
+    /// A different receipt for this job was already signed (slashing protection).
+    #[error("a different receipt for this job was already signed")]
+    AlreadySigned,
+    /// The request is not allowed on this channel in this phase.
+    #[error("request not permitted in this phase")]
+    NotPermitted,
+    /// The request was malformed.
+    #[error("bad request")]
+    BadRequest,
+    /// The workflow is not registered.
+    #[error("unknown workflow")]
+    UnknownWorkflow,
+    /// The job failed during execution.
+    #[error("execution failed")]
+    ExecutionFailed,
+    /// The node cannot serve this compute class.
+    #[error("compute class not supported by this node")]
+    ClassUnsupported,
+    /// Internal error on the responder.
+    #[error("internal error")]
+    Internal,
+}
+
+/// What execd reports after running a job; attestd assembles and signs the
+/// [`Receipt`] from this and its own identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobResult {
+    /// Which workflow.
+    pub workflow_id: WorkflowId,
+    /// Which job.
+    pub job_id: JobId,
+    /// Merkle commitment of the run.
+    pub runtime_hash: Hash32,
+    /// CID of the outputs file.
+    pub outputs_cid: Cid,
+    /// Wall latency.
+    pub latency_ms: u64,
+    /// Energy estimate in millijoules.
+    pub energy_estimate_mj: u64,
+    /// Manifest executed.
+    pub manifest_checksum: Hash32,
+    /// Seed used.
+    pub seed: u64,
+    /// Gas-equivalent cost.
+    pub gas: u64,
+    /// Backend used.
+    pub backend: Backend,
+    /// Class billed.
+    pub compute_class: ComputeClass,
+}
+
+/// The executor's view of the hardware.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityReport {
+    /// Highest honest class.
+    pub compute_class: ComputeClass,
+    /// Logical CPUs.
+    pub cpu_cores: u16,
+    /// RAM in MiB.
+    pub ram_mib: u32,
+    /// GPU model.
+    pub gpu_model: Option<Name>,
+    /// VRAM in MiB.
+    pub vram_mib: u32,
+    /// Registered workflows.
+    pub workflows: heapless::Vec<WorkflowRef, MAX_WORKFLOWS>,
+}
+
+macro_rules! message {
+    ($ty:ident, $name:literal, [$($variant:ident),* $(,)?]) => {
+        impl Message for $ty {
+            const NAME: &'static str = $name;
+            const VARIANTS: u32 = [$(stringify!($variant)),*].len() as u32;
+            fn tag(&self) -> u32 {
+                let names = [$(stringify!($variant)),*];
+                let mine = match self { $($ty::$variant { .. } => stringify!($variant)),* };
+                names.iter().position(|n| *n == mine).map_or(u32::MAX, |p| p as u32)
+            }
+        }
+    };
+}
+
+// ---- init → attestd -------------------------------------------------------------
+
+/// havn-init → havn-attestd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitRequest {
+    /// Extend the userland PCR with a binary's sha256 before init execs it, and
+    /// record the event in the measurement log.
+    Measure {
+        /// Binary name (e.g. `havn-netd`).
+        name: Name,
+        /// sha256 of the binary's bytes.
+        digest: Hash32,
+    },
+    /// Report gate state and identity.
+    Status,
+    /// Flush state and exit.
+    Shutdown,
+}
+message!(InitRequest, "InitRequest", [Measure, Status, Shutdown]);
+
+/// havn-attestd → havn-init.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum InitResponse {
+    /// Extended; the event is the `index`th of the log.
+    Measured {
+        /// PCR extended.
+        pcr: u8,
+        /// Event index.
+        index: u32,
+    },
+    /// Current state.
+    Status {
+        /// Node identity.
+        node: NodeId,
+        /// Whether execd may run jobs.
+        gate_open: bool,
+        /// Events in the measurement log.
+        events: u32,
+    },
+    /// Acknowledged shutdown.
+    ShuttingDown,
+    /// Refused.
+    Error(RemoteError),
+}
+message!(
+    InitResponse,
+    "InitResponse",
+    [Measured, Status, ShuttingDown, Error]
+);
+
+// ---- execd → attestd ------------------------------------------------------------
+
+/// havn-execd → havn-attestd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecdRequest {
+    /// May this job run now?
+    Gate {
+        /// Job about to run.
+        job_id: JobId,
+    },
+    /// The job finished: assemble and sign its receipt.
+    Report(JobResult),
+}
+message!(ExecdRequest, "ExecdRequest", [Gate, Report]);
+
+/// havn-attestd → havn-execd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExecdResponse {
+    /// Platform state matches policy: run.
+    GateOpen,
+    /// Do not run.
+    GateClosed {
+        /// Why (e.g. which PCRs moved).
+        reason: Reason,
+    },
+    /// The signed receipt.
+    Receipt(SignedReceipt),
+    /// Refused.
+    Error(RemoteError),
+}
+message!(
+    ExecdResponse,
+    "ExecdResponse",
+    [GateOpen, GateClosed, Receipt, Error]
+);
+
+// ---- netd → execd ---------------------------------------------------------------
+
+/// havn-netd → havn-execd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetdExecRequest {
+    /// Run a durably queued job; the answer comes when it finishes.
+    Run {
+        /// netd's ticket.
+        ticket_id: u64,
+        /// The job.
+        payload: JobPayload,
+    },
+    /// What can this node run?
+    Capabilities,
+}
+message!(NetdExecRequest, "NetdExecRequest", [Run, Capabilities]);
+
+/// havn-execd → havn-netd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetdExecResponse {
+    /// Finished with a signed receipt.
+    Done {
+        /// netd's ticket.
+        ticket_id: u64,
+        /// Receipt signed by attestd.
+        receipt: SignedReceipt,
+    },
+    /// Failed.
+    Failed {
+        /// netd's ticket.
+        ticket_id: u64,
+        /// Machine-readable cause.
+        error: RemoteError,
+        /// Human-readable reason.
+        reason: Reason,
+    },
+    /// The node's capabilities.
+    Capabilities(CapabilityReport),
+}
+message!(
+    NetdExecResponse,
+    "NetdExecResponse",
+    [Done, Failed, Capabilities]
+);
+
+// ---- netd → attestd -------------------------------------------------------------
+
+/// havn-netd → havn-attestd. Note what is absent: netd can never ask for a receipt
+/// signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetdAttestRequest {
+    /// Quote for a validator; the nonce is the only input.
+    Quote {
+        /// Verifier nonce.
+        nonce: Hash32,
+    },
+    /// Sign a heartbeat (attestd fills in the node id).
+    Heartbeat {
+        /// Sequence number.
+        seq: u64,
+        /// Unix ms.
+        unix_ms: u64,
+        /// Queue depth.
+        queue_depth: u32,
+        /// Running jobs.
+        running: u32,
+        /// Completed jobs.
+        completed: u64,
+    },
+    /// The node's public key.
+    Identity,
+}
+message!(
+    NetdAttestRequest,
+    "NetdAttestRequest",
+    [Quote, Heartbeat, Identity]
+);
+
+/// havn-attestd → havn-netd.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum NetdAttestResponse {
+    /// Evidence.
+    Quote(Box<QuoteEvidence>),
+    /// Signed heartbeat.
+    Heartbeat(SignedHeartbeat),
+    /// Node key.
+    Identity {
+        /// ed25519 public key.
+        node: PubKey32,
+    },
+    /// Refused.
+    Error(RemoteError),
+}
+message!(
+    NetdAttestResponse,
+    "NetdAttestResponse",
+    [Quote, Heartbeat, Identity, Error]
+);
+
+/// The request and response types of a channel.
+pub trait ChannelSpec {
+    /// Which channel.
+    const CHANNEL: Channel;
+    /// What the requester sends.
+    type Request: Message;
+    /// What the responder answers.
+    type Response: Message;
+}
+
+macro_rules! channel {
+    ($marker:ident, $ch:ident, $req:ty, $resp:ty) => {
+        /// Type-level marker for a channel.
+        #[derive(Debug, Clone, Copy)]
+        pub struct $marker;
+        impl ChannelSpec for $marker {
+            const CHANNEL: Channel = Channel::$ch;
+            type Request = $req;
+            type Response = $resp;
+        }
+    };
+}
+channel!(InitAttestd, InitAttestd, InitRequest, InitResponse);
+channel!(ExecdAttestd, ExecdAttestd, ExecdRequest, ExecdResponse);
+channel!(NetdExecd, NetdExecd, NetdExecRequest, NetdExecResponse);
+channel!(
+    NetdAttestd,
+    NetdAttestd,
+    NetdAttestRequest,
+    NetdAttestResponse
+);

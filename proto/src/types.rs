@@ -1,0 +1,394 @@
+//! The messages the spec names: identity, compute classes, capability manifests,
+//! job payloads, tickets, heartbeats, receipts, quote evidence, challenges, verdicts.
+//!
+//! Strings and lists are `heapless` with the bounds below, so a decoded value can
+//! never be larger than its type says; JSON that exceeds a bound fails to parse.
+
+use crate::bytes::{Hash32, PubKey32, Sig64};
+use crate::cid::Cid;
+use serde::{Deserialize, Serialize};
+
+/// Longest workflow id (`[a-z0-9._-]`, e.g. `lm` or `diffusion.v2`).
+pub const MAX_WORKFLOW_ID: usize = 64;
+/// Longest job id chosen by an orchestrator.
+pub const MAX_JOB_ID: usize = 64;
+/// Most input artifacts in one job.
+pub const MAX_INPUTS: usize = 16;
+/// Longest artifact URI (`ar://…`, `https://…`).
+pub const MAX_URI: usize = 256;
+/// Longest human-readable reason in a refusal or verdict.
+pub const MAX_REASON: usize = 256;
+/// Most workflows a node advertises.
+pub const MAX_WORKFLOWS: usize = 32;
+/// Most PCRs in a quote.
+pub const MAX_PCRS: usize = 24;
+/// Largest TPMS_ATTEST / TPMT_SIGNATURE / TPM2B_PUBLIC blob we carry.
+pub const MAX_TPM_BLOB: usize = 1024;
+/// Most userland measurement events carried in evidence.
+pub const MAX_EVENTS: usize = 64;
+/// Longest short name (GPU model, binary name, backend).
+pub const MAX_NAME: usize = 64;
+
+/// Workflow identifier, e.g. `lm`.
+pub type WorkflowId = heapless::String<MAX_WORKFLOW_ID>;
+/// Job identifier.
+pub type JobId = heapless::String<MAX_JOB_ID>;
+/// Human-readable reason.
+pub type Reason = heapless::String<MAX_REASON>;
+/// Short name.
+pub type Name = heapless::String<MAX_NAME>;
+
+/// A node's identity: its TPM-sealed ed25519 public key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct NodeId(pub PubKey32);
+
+/// The spec's compute classes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum ComputeClass {
+    /// Lightweight CPU tasks (8 vCPU / 16 GB RAM).
+    S,
+    /// Mid-tier GPU inference (24 GB VRAM).
+    M,
+    /// High-precision diffusion / fine-tuning (40+ GB VRAM, 64 GB RAM).
+    L,
+    /// Multi-node, high VRAM, batching (dual A100/H100 with NVLink).
+    XL,
+}
+
+impl ComputeClass {
+    /// All classes, smallest first.
+    pub const ALL: [ComputeClass; 4] = [Self::S, Self::M, Self::L, Self::XL];
+
+    /// Fee multiplier in hundredths (1.5x = 150), exact for canonical encoding.
+    pub const fn fee_multiplier_centi(self) -> u32 {
+        match self {
+            Self::S => 100,
+            Self::M => 150,
+            Self::L => 250,
+            Self::XL => 400,
+        }
+    }
+
+    /// Collateral floor in whole HAI.
+    pub const fn collateral_floor_hai(self) -> u64 {
+        match self {
+            Self::S => 2_000,
+            Self::M => 5_000,
+            Self::L => 9_000,
+            Self::XL => 18_000,
+        }
+    }
+
+    /// Whether the class needs a GPU.
+    pub const fn requires_gpu(self) -> bool {
+        !matches!(self, Self::S)
+    }
+
+    /// The gossip topic for receipts of this class.
+    pub const fn receipt_topic(self) -> &'static str {
+        match self {
+            Self::S => "havn/receipts/S/v1",
+            Self::M => "havn/receipts/M/v1",
+            Self::L => "havn/receipts/L/v1",
+            Self::XL => "havn/receipts/XL/v1",
+        }
+    }
+
+    /// Lower-case-insensitive parse of `S`, `M`, `L`, `XL`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_uppercase().as_str() {
+            "S" => Some(Self::S),
+            "M" => Some(Self::M),
+            "L" => Some(Self::L),
+            "XL" => Some(Self::XL),
+            _ => None,
+        }
+    }
+}
+
+/// A reference to a registered workflow manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct WorkflowRef {
+    /// Registered name.
+    pub id: WorkflowId,
+    /// sha3-256 of the manifest's canonical bytes.
+    pub checksum: Hash32,
+}
+
+/// Where an input artifact lives; its content is always pinned by a CID.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ArtifactLocation {
+    /// IPFS: the CID is the address.
+    Ipfs,
+    /// Arweave transaction id.
+    Arweave {
+        /// Transaction id.
+        tx: heapless::String<64>,
+    },
+    /// Another storage URI (`https://…`, `file://…`).
+    Uri {
+        /// The URI.
+        uri: heapless::String<MAX_URI>,
+    },
+    /// Bytes carried inline by the orchestrator in the job's side channel.
+    Inline,
+}
+
+/// One named input of a job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct InputArtifact {
+    /// The workflow input it binds to (e.g. `prompt`).
+    pub name: Name,
+    /// Content identifier of exactly the bytes to use.
+    pub cid: Cid,
+    /// Where to fetch them.
+    pub location: ArtifactLocation,
+}
+
+/// Privacy flags on a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct PrivacyFlags {
+    /// Execute only inside an attested enclave boundary.
+    #[serde(default)]
+    pub enclave: bool,
+    /// Never log or gossip output bytes, only hashes.
+    #[serde(default)]
+    pub redact_outputs: bool,
+}
+
+/// A job as an orchestrator submits it (`POST /job/accept`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct JobPayload {
+    /// Orchestrator-chosen job id, unique per orchestrator.
+    pub job_id: JobId,
+    /// Registered workflow manifest.
+    pub workflow: WorkflowRef,
+    /// Input artifacts by CID.
+    #[serde(default)]
+    pub inputs: heapless::Vec<InputArtifact, MAX_INPUTS>,
+    /// Required compute class.
+    pub compute_class: ComputeClass,
+    /// Hard timeout the orchestrator will enforce, in milliseconds.
+    pub timeout_ms: u32,
+    /// Deterministic seed for the executor.
+    #[serde(default)]
+    pub seed: u64,
+    /// Privacy flags.
+    #[serde(default)]
+    pub privacy: PrivacyFlags,
+}
+
+/// The answer to an accepted job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Ticket {
+    /// Ticket id (monotonic per node).
+    pub ticket_id: u64,
+    /// Estimated seconds until the receipt.
+    pub eta_seconds: u32,
+}
+
+/// A job's state as seen by an orchestrator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JobState {
+    /// Durably queued.
+    Queued,
+    /// Executing.
+    Running,
+    /// Finished; the receipt is available.
+    Done,
+    /// Failed, with the reason.
+    Failed {
+        /// Why.
+        reason: Reason,
+    },
+}
+
+/// Which backend executed a job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Backend {
+    /// CPU backend.
+    Cpu,
+    /// CUDA backend.
+    Cuda,
+}
+
+/// The node's honest capability advertisement.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapabilityManifest {
+    /// Who.
+    pub node: NodeId,
+    /// Highest class it can serve.
+    pub compute_class: ComputeClass,
+    /// Logical CPUs.
+    pub cpu_cores: u16,
+    /// RAM in MiB.
+    pub ram_mib: u32,
+    /// GPU model, if any.
+    pub gpu_model: Option<Name>,
+    /// VRAM in MiB (0 without a GPU).
+    pub vram_mib: u32,
+    /// Workflows it serves.
+    pub workflows: heapless::Vec<WorkflowRef, MAX_WORKFLOWS>,
+    /// Bonded stake in whole HAI.
+    pub stake_hai: u64,
+}
+
+/// The spec's receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Receipt {
+    /// Which workflow.
+    pub workflow_id: WorkflowId,
+    /// Which job.
+    pub job_id: JobId,
+    /// Merkle commitment over every DAG node's output.
+    pub runtime_hash: Hash32,
+    /// CIDv1 of the outputs file.
+    pub outputs_cid: Cid,
+    /// Wall latency from dequeue to result.
+    pub latency_ms: u64,
+    /// Energy estimate in millijoules.
+    pub energy_estimate_mj: u64,
+    /// Manifest checksum executed.
+    pub manifest_checksum: Hash32,
+    /// Seed used.
+    pub seed: u64,
+    /// Gas-equivalent cost (FLOPs + bytes moved).
+    pub gas: u64,
+    /// Backend that computed it.
+    pub backend: Backend,
+    /// Compute class it was billed at.
+    pub compute_class: ComputeClass,
+    /// Signing node.
+    pub node: NodeId,
+}
+
+/// A receipt with the node's ed25519 signature over
+/// [`crate::sign::Domain::Receipt`]'s digest of its postcard bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SignedReceipt {
+    /// The receipt.
+    pub receipt: Receipt,
+    /// Signature.
+    pub signature: Sig64,
+}
+
+/// A liveness heartbeat (every 5 s).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// Who.
+    pub node: NodeId,
+    /// Monotonic sequence number.
+    pub seq: u64,
+    /// Unix time in milliseconds.
+    pub unix_ms: u64,
+    /// Jobs queued.
+    pub queue_depth: u32,
+    /// Jobs running.
+    pub running: u32,
+    /// Jobs completed since start.
+    pub completed: u64,
+}
+
+/// A heartbeat with the node's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHeartbeat {
+    /// The heartbeat.
+    pub heartbeat: Heartbeat,
+    /// Signature.
+    pub signature: Sig64,
+}
+
+/// One PCR value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PcrValue {
+    /// PCR index.
+    pub index: u8,
+    /// sha256 bank value.
+    pub value: Hash32,
+}
+
+/// One userland measurement event (init measures each binary before exec).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeasurementEvent {
+    /// PCR extended.
+    pub pcr: u8,
+    /// Event type (havn userland events use 0x8000_0001 `HAVN_BINARY`).
+    pub event_type: u32,
+    /// sha256 digest extended.
+    pub digest: Hash32,
+    /// What was measured (binary name).
+    pub description: Name,
+}
+
+/// A TPM quote and what binds it to the node key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuoteEvidence {
+    /// The verifier's nonce.
+    pub nonce: Hash32,
+    /// The node key the quote binds (in extraData).
+    pub node: NodeId,
+    /// Marshalled TPMS_ATTEST.
+    pub attest: heapless::Vec<u8, MAX_TPM_BLOB>,
+    /// Marshalled TPMT_SIGNATURE.
+    pub signature: heapless::Vec<u8, MAX_TPM_BLOB>,
+    /// Marshalled TPM2B_PUBLIC of the AK.
+    pub ak_public: heapless::Vec<u8, MAX_TPM_BLOB>,
+    /// Quoted PCR values (sha256 bank).
+    pub pcrs: heapless::Vec<PcrValue, MAX_PCRS>,
+    /// Userland measurement log.
+    pub events: heapless::Vec<MeasurementEvent, MAX_EVENTS>,
+}
+
+/// A validator's challenge of one receipt: re-execute one DAG node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// Challenger.
+    pub validator: NodeId,
+    /// Receipt digest challenged.
+    pub receipt_digest: Hash32,
+    /// DAG node index sampled.
+    pub node_index: u32,
+    /// Fresh nonce.
+    pub nonce: Hash32,
+}
+
+/// A validator's outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerdictOutcome {
+    /// Re-execution and signatures check out.
+    Confirm,
+    /// Something did not match; stake at risk.
+    Reject,
+    /// Could not decide (e.g. inputs unavailable).
+    Abstain,
+}
+
+/// A signed validator verdict on a receipt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Verdict {
+    /// Who votes.
+    pub validator: NodeId,
+    /// Receipt digest judged.
+    pub receipt_digest: Hash32,
+    /// Outcome.
+    pub outcome: VerdictOutcome,
+    /// Why.
+    pub reason: Reason,
+    /// Signature over [`crate::sign::Domain::Verdict`].
+    pub signature: Sig64,
+}
+
+/// Builds a bounded string, truncating at a char boundary if too long.
+pub fn bounded<const N: usize>(s: &str) -> heapless::String<N> {
+    let mut out = heapless::String::new();
+    for c in s.chars() {
+        if out.push(c).is_err() {
+            break;
+        }
+    }
+    out
+}

@@ -1,0 +1,393 @@
+//! One canonical sample of every wire type and every IPC variant. Their encodings are
+//! committed in `proto/vectors/messages.txt` (checked by a test) so other
+//! implementations and future versions can interoperate, and they feed the channel
+//! [`crate::frame::schema_hash`].
+
+use crate::bytes::{Hash32, PubKey32, Sig64};
+use crate::cid::Cid;
+use crate::frame::Hello;
+use crate::ipc::*;
+use crate::types::*;
+use serde::Serialize;
+
+/// A named sample and its postcard encoding.
+#[derive(Debug, Clone)]
+pub struct Sample {
+    /// `Type::Variant`.
+    pub name: String,
+    /// Postcard bytes.
+    pub bytes: Vec<u8>,
+}
+
+fn sample<T: Serialize>(name: &str, v: &T) -> Sample {
+    Sample {
+        name: name.to_string(),
+        bytes: postcard::to_stdvec(v).unwrap_or_default(),
+    }
+}
+
+fn s<const N: usize>(v: &str) -> heapless::String<N> {
+    bounded(v)
+}
+
+fn h(b: u8) -> Hash32 {
+    Hash32([b; 32])
+}
+
+/// Sample node id.
+pub fn node() -> NodeId {
+    NodeId(PubKey32([0x11; 32]))
+}
+
+/// Sample job payload.
+pub fn job_payload() -> JobPayload {
+    let mut inputs = heapless::Vec::new();
+    let _ = inputs.push(InputArtifact {
+        name: s("prompt"),
+        cid: Cid::of_bytes(b"hello"),
+        location: ArtifactLocation::Ipfs,
+    });
+    let _ = inputs.push(InputArtifact {
+        name: s("weights"),
+        cid: Cid::of_bytes(b"weights"),
+        location: ArtifactLocation::Arweave {
+            tx: s("bNbA3TEQVL60xlgCcqdz4ZPHFZ711cZ3hmkpGttDt_U"),
+        },
+    });
+    let _ = inputs.push(InputArtifact {
+        name: s("extra"),
+        cid: Cid::of_bytes(b"extra"),
+        location: ArtifactLocation::Uri {
+            uri: s("https://artifacts.example/extra.bin"),
+        },
+    });
+    JobPayload {
+        job_id: s("job-0001"),
+        workflow: WorkflowRef {
+            id: s("lm"),
+            checksum: h(0x22),
+        },
+        inputs,
+        compute_class: ComputeClass::S,
+        timeout_ms: 30_000,
+        seed: 42,
+        privacy: PrivacyFlags {
+            enclave: false,
+            redact_outputs: true,
+        },
+    }
+}
+
+/// Sample receipt.
+pub fn receipt() -> Receipt {
+    Receipt {
+        workflow_id: s("lm"),
+        job_id: s("job-0001"),
+        runtime_hash: h(0x33),
+        outputs_cid: Cid::of_bytes(b"outputs"),
+        latency_ms: 1234,
+        energy_estimate_mj: 5678,
+        manifest_checksum: h(0x22),
+        seed: 42,
+        gas: 1_000_000,
+        backend: Backend::Cpu,
+        compute_class: ComputeClass::S,
+        node: node(),
+    }
+}
+
+/// Sample signed receipt.
+pub fn signed_receipt() -> SignedReceipt {
+    SignedReceipt {
+        receipt: receipt(),
+        signature: Sig64([0x44; 64]),
+    }
+}
+
+fn job_result() -> JobResult {
+    let r = receipt();
+    JobResult {
+        workflow_id: r.workflow_id,
+        job_id: r.job_id,
+        runtime_hash: r.runtime_hash,
+        outputs_cid: r.outputs_cid,
+        latency_ms: r.latency_ms,
+        energy_estimate_mj: r.energy_estimate_mj,
+        manifest_checksum: r.manifest_checksum,
+        seed: r.seed,
+        gas: r.gas,
+        backend: r.backend,
+        compute_class: r.compute_class,
+    }
+}
+
+fn workflows() -> heapless::Vec<WorkflowRef, MAX_WORKFLOWS> {
+    let mut w = heapless::Vec::new();
+    let _ = w.push(WorkflowRef {
+        id: s("lm"),
+        checksum: h(0x22),
+    });
+    let _ = w.push(WorkflowRef {
+        id: s("diffusion"),
+        checksum: h(0x23),
+    });
+    w
+}
+
+fn capability_report() -> CapabilityReport {
+    CapabilityReport {
+        compute_class: ComputeClass::M,
+        cpu_cores: 16,
+        ram_mib: 131_072,
+        gpu_model: Some(s("NVIDIA H100 80GB HBM3")),
+        vram_mib: 81_559,
+        workflows: workflows(),
+    }
+}
+
+fn heartbeat() -> Heartbeat {
+    Heartbeat {
+        node: node(),
+        seq: 7,
+        unix_ms: 1_790_000_000_000,
+        queue_depth: 3,
+        running: 1,
+        completed: 99,
+    }
+}
+
+fn quote_evidence() -> QuoteEvidence {
+    let mut pcrs = heapless::Vec::new();
+    let _ = pcrs.push(PcrValue {
+        index: 0,
+        value: h(0),
+    });
+    let _ = pcrs.push(PcrValue {
+        index: 15,
+        value: h(0x55),
+    });
+    let mut events = heapless::Vec::new();
+    let _ = events.push(MeasurementEvent {
+        pcr: 15,
+        event_type: 0x8000_0001,
+        digest: h(0x66),
+        description: s("havn-netd"),
+    });
+    let blob = |b: u8, n: usize| {
+        let mut v = heapless::Vec::new();
+        for _ in 0..n {
+            let _ = v.push(b);
+        }
+        v
+    };
+    QuoteEvidence {
+        nonce: h(0x77),
+        node: node(),
+        attest: blob(0xa1, 8),
+        signature: blob(0xa2, 4),
+        ak_public: blob(0xa3, 4),
+        pcrs,
+        events,
+    }
+}
+
+/// Samples of every request and response variant of one channel.
+pub fn channel_samples(channel: Channel) -> Vec<Sample> {
+    match channel {
+        Channel::InitAttestd => vec![
+            sample(
+                "InitRequest::Measure",
+                &InitRequest::Measure {
+                    name: s("havn-netd"),
+                    digest: h(0x66),
+                },
+            ),
+            sample("InitRequest::Status", &InitRequest::Status),
+            sample("InitRequest::Shutdown", &InitRequest::Shutdown),
+            sample(
+                "InitResponse::Measured",
+                &InitResponse::Measured { pcr: 15, index: 2 },
+            ),
+            sample(
+                "InitResponse::Status",
+                &InitResponse::Status {
+                    node: node(),
+                    gate_open: true,
+                    events: 3,
+                },
+            ),
+            sample("InitResponse::ShuttingDown", &InitResponse::ShuttingDown),
+            sample(
+                "InitResponse::Error",
+                &InitResponse::Error(RemoteError::TpmUnavailable),
+            ),
+        ],
+        Channel::ExecdAttestd => vec![
+            sample(
+                "ExecdRequest::Gate",
+                &ExecdRequest::Gate {
+                    job_id: s("job-0001"),
+                },
+            ),
+            sample("ExecdRequest::Report", &ExecdRequest::Report(job_result())),
+            sample("ExecdResponse::GateOpen", &ExecdResponse::GateOpen),
+            sample(
+                "ExecdResponse::GateClosed",
+                &ExecdResponse::GateClosed {
+                    reason: s("PCR 15 moved"),
+                },
+            ),
+            sample(
+                "ExecdResponse::Receipt",
+                &ExecdResponse::Receipt(signed_receipt()),
+            ),
+            sample(
+                "ExecdResponse::Error",
+                &ExecdResponse::Error(RemoteError::AlreadySigned),
+            ),
+        ],
+        Channel::NetdExecd => vec![
+            sample(
+                "NetdExecRequest::Run",
+                &NetdExecRequest::Run {
+                    ticket_id: 9,
+                    payload: job_payload(),
+                },
+            ),
+            sample(
+                "NetdExecRequest::Capabilities",
+                &NetdExecRequest::Capabilities,
+            ),
+            sample(
+                "NetdExecResponse::Done",
+                &NetdExecResponse::Done {
+                    ticket_id: 9,
+                    receipt: signed_receipt(),
+                },
+            ),
+            sample(
+                "NetdExecResponse::Failed",
+                &NetdExecResponse::Failed {
+                    ticket_id: 9,
+                    error: RemoteError::GateClosed,
+                    reason: s("gate closed: PCR 15 moved"),
+                },
+            ),
+            sample(
+                "NetdExecResponse::Capabilities",
+                &NetdExecResponse::Capabilities(capability_report()),
+            ),
+        ],
+        Channel::NetdAttestd => vec![
+            sample(
+                "NetdAttestRequest::Quote",
+                &NetdAttestRequest::Quote { nonce: h(0x77) },
+            ),
+            sample(
+                "NetdAttestRequest::Heartbeat",
+                &NetdAttestRequest::Heartbeat {
+                    seq: 7,
+                    unix_ms: 1_790_000_000_000,
+                    queue_depth: 3,
+                    running: 1,
+                    completed: 99,
+                },
+            ),
+            sample("NetdAttestRequest::Identity", &NetdAttestRequest::Identity),
+            sample(
+                "NetdAttestResponse::Quote",
+                &NetdAttestResponse::Quote(Box::new(quote_evidence())),
+            ),
+            sample(
+                "NetdAttestResponse::Heartbeat",
+                &NetdAttestResponse::Heartbeat(SignedHeartbeat {
+                    heartbeat: heartbeat(),
+                    signature: Sig64([0x45; 64]),
+                }),
+            ),
+            sample(
+                "NetdAttestResponse::Identity",
+                &NetdAttestResponse::Identity {
+                    node: PubKey32([0x11; 32]),
+                },
+            ),
+            sample(
+                "NetdAttestResponse::Error",
+                &NetdAttestResponse::Error(RemoteError::NotPermitted),
+            ),
+        ],
+    }
+}
+
+/// Samples of every wire type and IPC variant.
+pub fn all_samples() -> Vec<Sample> {
+    let mut out = vec![
+        sample("NodeId", &node()),
+        sample("ComputeClass::S", &ComputeClass::S),
+        sample("ComputeClass::XL", &ComputeClass::XL),
+        sample("JobPayload", &job_payload()),
+        sample(
+            "Ticket",
+            &Ticket {
+                ticket_id: 9,
+                eta_seconds: 4,
+            },
+        ),
+        sample("JobState::Queued", &JobState::Queued),
+        sample(
+            "JobState::Failed",
+            &JobState::Failed {
+                reason: s("timeout"),
+            },
+        ),
+        sample(
+            "CapabilityManifest",
+            &CapabilityManifest {
+                node: node(),
+                compute_class: ComputeClass::M,
+                cpu_cores: 16,
+                ram_mib: 131_072,
+                gpu_model: Some(s("NVIDIA H100 80GB HBM3")),
+                vram_mib: 81_559,
+                workflows: workflows(),
+                stake_hai: 5_000,
+            },
+        ),
+        sample("Receipt", &receipt()),
+        sample("SignedReceipt", &signed_receipt()),
+        sample("Heartbeat", &heartbeat()),
+        sample("QuoteEvidence", &quote_evidence()),
+        sample(
+            "Challenge",
+            &Challenge {
+                validator: node(),
+                receipt_digest: h(0x88),
+                node_index: 3,
+                nonce: h(0x99),
+            },
+        ),
+        sample(
+            "Verdict",
+            &Verdict {
+                validator: node(),
+                receipt_digest: h(0x88),
+                outcome: VerdictOutcome::Confirm,
+                reason: s("node 3 re-executed to the same hash"),
+                signature: Sig64([0x46; 64]),
+            },
+        ),
+        sample(
+            "Hello",
+            &Hello {
+                magic: crate::frame::HELLO_MAGIC,
+                version: crate::frame::PROTOCOL_VERSION,
+                channel: Channel::NetdExecd,
+                schema: h(0xaa),
+            },
+        ),
+    ];
+    for ch in Channel::ALL {
+        out.extend(channel_samples(ch));
+    }
+    out
+}

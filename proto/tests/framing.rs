@@ -1,0 +1,181 @@
+use havn_proto::frame::{self, Hello, HEADER_LEN, MAX_FRAME, PROTOCOL_VERSION};
+use havn_proto::ipc::*;
+use havn_proto::vectors;
+use havn_proto::WireError;
+
+fn run_frame() -> Vec<u8> {
+    frame::encode(&NetdExecRequest::Run {
+        ticket_id: 9,
+        payload: vectors::job_payload(),
+    })
+    .unwrap()
+}
+
+#[test]
+fn well_formed_frame_decodes() {
+    let f = run_frame();
+    let m: NetdExecRequest = frame::decode(&f).unwrap();
+    assert_eq!(
+        m,
+        NetdExecRequest::Run {
+            ticket_id: 9,
+            payload: vectors::job_payload()
+        }
+    );
+}
+
+#[test]
+fn every_truncation_is_truncated() {
+    let f = run_frame();
+    for cut in 0..f.len() {
+        match frame::decode::<NetdExecRequest>(&f[..cut]) {
+            Err(WireError::Truncated { .. }) => {}
+            other => panic!(
+                "cut at {cut}/{}: expected Truncated, got {other:?}",
+                f.len()
+            ),
+        }
+    }
+}
+
+#[test]
+fn trailing_garbage_after_frame_is_refused() {
+    let mut f = run_frame();
+    f.push(0);
+    assert_eq!(
+        frame::decode::<NetdExecRequest>(&f),
+        Err(WireError::TrailingBytes { extra: 1 })
+    );
+}
+
+#[test]
+fn trailing_garbage_inside_body_is_refused() {
+    // Header claims one more byte than the message uses.
+    let mut f = frame::encode(&NetdExecRequest::Capabilities).unwrap();
+    f.push(0xee);
+    let len = (f.len() - HEADER_LEN) as u32;
+    f[..HEADER_LEN].copy_from_slice(&len.to_le_bytes());
+    assert_eq!(
+        frame::decode::<NetdExecRequest>(&f),
+        Err(WireError::TrailingBytes { extra: 1 })
+    );
+}
+
+#[test]
+fn oversized_length_prefix_is_refused_before_allocation() {
+    // A header announcing 4 GiB: refused from the header alone.
+    let header = u32::MAX.to_le_bytes();
+    assert_eq!(
+        frame::check_len(header),
+        Err(WireError::FrameTooLong {
+            len: u32::MAX as usize,
+            max: MAX_FRAME
+        })
+    );
+    let mut f = header.to_vec();
+    f.extend_from_slice(&[0; 16]);
+    assert!(matches!(
+        frame::decode::<NetdExecRequest>(&f),
+        Err(WireError::FrameTooLong { .. })
+    ));
+    let just_over = ((MAX_FRAME + 1) as u32).to_le_bytes();
+    assert!(matches!(
+        frame::check_len(just_over),
+        Err(WireError::FrameTooLong { .. })
+    ));
+    assert_eq!(
+        frame::check_len((MAX_FRAME as u32).to_le_bytes()),
+        Ok(MAX_FRAME)
+    );
+}
+
+#[test]
+fn oversized_outgoing_message_is_refused() {
+    let big = vec![0u8; MAX_FRAME + 1];
+    assert!(matches!(
+        frame::encode(&big),
+        Err(WireError::FrameTooLong { .. })
+    ));
+}
+
+#[test]
+fn unknown_tag_is_unknown_message() {
+    let f = [1, 0, 0, 0, 0x7f];
+    assert_eq!(
+        frame::decode::<NetdExecRequest>(&f),
+        Err(WireError::UnknownMessage {
+            ty: "NetdExecRequest",
+            tag: 0x7f
+        })
+    );
+}
+
+#[test]
+fn garbage_body_is_decode_error() {
+    // Tag 0 (Run) followed by a truncated ticket varint.
+    let f = [2, 0, 0, 0, 0, 0x80];
+    assert!(matches!(
+        frame::decode::<NetdExecRequest>(&f),
+        Err(WireError::Decode {
+            ty: "NetdExecRequest",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn hello_checks_version_channel_and_schema() {
+    let ok = Hello::new(Channel::NetdExecd);
+    assert_eq!(ok.check(Channel::NetdExecd), Ok(()));
+    let f = frame::encode(&ok).unwrap();
+    assert_eq!(frame::decode::<Hello>(&f).unwrap(), ok);
+
+    let old = Hello {
+        version: PROTOCOL_VERSION + 1,
+        ..ok
+    };
+    assert_eq!(
+        old.check(Channel::NetdExecd),
+        Err(WireError::VersionMismatch {
+            ours: PROTOCOL_VERSION,
+            theirs: PROTOCOL_VERSION + 1
+        })
+    );
+    assert!(matches!(
+        ok.check(Channel::NetdAttestd),
+        Err(WireError::SchemaMismatch { .. })
+    ));
+    let mut other_schema = ok;
+    other_schema.schema.0[0] ^= 1;
+    assert!(matches!(
+        other_schema.check(Channel::NetdExecd),
+        Err(WireError::SchemaMismatch { .. })
+    ));
+    let bad = Hello {
+        magic: *b"SSH-",
+        ..ok
+    };
+    assert_eq!(bad.check(Channel::NetdExecd), Err(WireError::BadMagic));
+}
+
+#[test]
+fn schema_hashes_differ_per_channel() {
+    let hs: Vec<_> = Channel::ALL
+        .iter()
+        .map(|c| frame::schema_hash(*c))
+        .collect();
+    for i in 0..hs.len() {
+        for j in i + 1..hs.len() {
+            assert_ne!(hs[i], hs[j]);
+        }
+    }
+}
+
+#[test]
+fn message_tags_are_dense() {
+    assert_eq!(NetdExecRequest::Capabilities.tag(), 1);
+    assert_eq!(InitRequest::Shutdown.tag(), 2);
+    assert_eq!(InitRequest::VARIANTS, 3);
+    assert_eq!(NetdAttestResponse::VARIANTS, 4);
+    assert_eq!(NetdAttestResponse::Error(RemoteError::Internal).tag(), 3);
+}
