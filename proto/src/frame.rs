@@ -191,6 +191,8 @@ pub struct Hello {
     pub channel: Channel,
     /// [`schema_hash`] of that channel's message set.
     pub schema: Hash32,
+    /// Random per-process-start id: a peer seen with a new instance id restarted.
+    pub instance: u64,
 }
 
 impl Message for Hello {
@@ -203,13 +205,14 @@ impl Message for Hello {
 }
 
 impl Hello {
-    /// Our hello for `channel`.
-    pub fn new(channel: Channel) -> Self {
+    /// Our hello for `channel`, from the process instance `instance`.
+    pub fn new(channel: Channel, instance: u64) -> Self {
         Self {
             magic: HELLO_MAGIC,
             version: PROTOCOL_VERSION,
             channel,
             schema: schema_hash(channel),
+            instance,
         }
     }
 

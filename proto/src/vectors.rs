@@ -383,6 +383,7 @@ pub fn all_samples() -> Vec<Sample> {
                 version: crate::frame::PROTOCOL_VERSION,
                 channel: Channel::NetdExecd,
                 schema: h(0xaa),
+                instance: 0x0123_4567_89ab_cdef,
             },
         ),
     ];

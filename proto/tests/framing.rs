@@ -125,7 +125,7 @@ fn garbage_body_is_decode_error() {
 
 #[test]
 fn hello_checks_version_channel_and_schema() {
-    let ok = Hello::new(Channel::NetdExecd);
+    let ok = Hello::new(Channel::NetdExecd, 7);
     assert_eq!(ok.check(Channel::NetdExecd), Ok(()));
     let f = frame::encode(&ok).unwrap();
     assert_eq!(frame::decode::<Hello>(&f).unwrap(), ok);

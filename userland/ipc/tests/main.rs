@@ -1,0 +1,3 @@
+//! havn-ipc tests over real socketpairs, in-process and across two processes.
+mod inproc;
+mod twoproc;
