@@ -1,0 +1,288 @@
+//! The node's one config file, `node.toml`, read by havn-init and by each daemon
+//! (`havn-<daemon> --config node.toml`), plus the fixed descriptor layout init uses
+//! when it execs each daemon. See `userland/config/node.example.toml`.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// Descriptor numbers each daemon finds its channels (and devices) on.
+pub mod fds {
+    /// havn-attestd: server end of init → attestd.
+    pub const ATTESTD_INIT: i32 = 3;
+    /// havn-attestd: server end of execd → attestd.
+    pub const ATTESTD_EXECD: i32 = 4;
+    /// havn-attestd: server end of netd → attestd.
+    pub const ATTESTD_NETD: i32 = 5;
+    /// havn-attestd: the TPM device (`/dev/tpmrm0`), when the TCTI is `device:`.
+    pub const ATTESTD_TPM: i32 = 6;
+    /// havn-execd: client end of execd → attestd.
+    pub const EXECD_ATTESTD: i32 = 3;
+    /// havn-execd: server end of netd → execd.
+    pub const EXECD_NETD: i32 = 4;
+    /// havn-netd: client end of netd → execd.
+    pub const NETD_EXECD: i32 = 3;
+    /// havn-netd: client end of netd → attestd.
+    pub const NETD_ATTESTD: i32 = 4;
+}
+
+/// Why the config was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// Unreadable.
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// Not valid TOML or not the schema.
+    #[error("invalid config {path}: {source}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Cause (names the key).
+        source: Box<toml::de::Error>,
+    },
+    /// A value out of range.
+    #[error("invalid config {path}: {what}")]
+    Invalid {
+        /// File.
+        path: PathBuf,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// The whole file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Node-wide settings.
+    pub node: Node,
+    /// The TPM.
+    pub tpm: Tpm,
+    /// havn-attestd.
+    #[serde(default)]
+    pub attestd: Daemon,
+    /// havn-execd.
+    #[serde(default)]
+    pub execd: Execd,
+    /// havn-netd.
+    pub netd: Netd,
+}
+
+/// `[node]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Node {
+    /// Root of persistent state; each daemon owns `state_dir/<daemon>/`.
+    pub state_dir: PathBuf,
+    /// Bonded stake in whole HAI (the local StakeGuard view).
+    #[serde(default)]
+    pub stake_hai: u64,
+    /// Directory holding the daemon binaries (default: next to havn-init).
+    #[serde(default)]
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// `[tpm]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tpm {
+    /// `device:/dev/tpmrm0` or `swtpm:host=127.0.0.1,port=2321`.
+    pub tcti: String,
+    /// PCRs (sha256 bank) quoted and sealed to.
+    #[serde(default = "default_pcrs")]
+    pub pcrs: Vec<u8>,
+    /// PCR that havn-init's userland measurements extend.
+    #[serde(default = "default_userland_pcr")]
+    pub userland_pcr: u8,
+    /// Vendor CA bundle (PEM) for EK certificates, if checked.
+    #[serde(default)]
+    pub ek_ca: Option<PathBuf>,
+}
+
+fn default_pcrs() -> Vec<u8> {
+    vec![0, 1, 2, 3, 4, 5, 6, 7, 14]
+}
+fn default_userland_pcr() -> u8 {
+    14
+}
+
+/// Settings every daemon has.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Daemon {
+    /// Binary path (default: `bin_dir/havn-<name>`).
+    #[serde(default)]
+    pub binary: Option<PathBuf>,
+    /// `tracing` filter (default `info`).
+    #[serde(default)]
+    pub log: Option<String>,
+}
+
+/// `[execd]`
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Execd {
+    /// Common settings.
+    #[serde(flatten)]
+    pub daemon: Daemon,
+    /// CPU threads (0 = all cores).
+    #[serde(default)]
+    pub threads: usize,
+    /// `auto`, `cpu` or `cuda`.
+    #[serde(default = "default_backend")]
+    pub backend: String,
+}
+
+fn default_backend() -> String {
+    "auto".into()
+}
+
+/// `[netd]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Netd {
+    /// Common settings.
+    #[serde(flatten)]
+    pub daemon: Daemon,
+    /// mTLS API address.
+    pub listen: SocketAddr,
+    /// Server certificate chain (PEM).
+    pub tls_cert: PathBuf,
+    /// Server key (PEM).
+    pub tls_key: PathBuf,
+    /// CA that orchestrator/validator client certificates must chain to (PEM).
+    pub client_ca: PathBuf,
+    /// Bounded queue length; beyond it, 429.
+    #[serde(default = "default_queue")]
+    pub queue_capacity: usize,
+    /// Largest request body in bytes; beyond it, 413.
+    #[serde(default = "default_body")]
+    pub max_body_bytes: usize,
+    /// Unprivileged user netd runs as.
+    #[serde(default = "default_user")]
+    pub user: String,
+    /// Heartbeat interval in milliseconds (spec: 5 s).
+    #[serde(default = "default_heartbeat")]
+    pub heartbeat_ms: u64,
+    /// Where signed heartbeats are POSTed (mTLS URLs); empty = log only.
+    #[serde(default)]
+    pub heartbeat_endpoints: Vec<String>,
+}
+
+fn default_queue() -> usize {
+    1024
+}
+fn default_body() -> usize {
+    64 * 1024
+}
+fn default_user() -> String {
+    "nobody".into()
+}
+fn default_heartbeat() -> u64 {
+    5_000
+}
+
+impl NodeConfig {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Parses and validates TOML text (`path` is for messages).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let cfg: NodeConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
+        cfg.validate().map_err(|what| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            what,
+        })?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        if !(self.tpm.tcti.starts_with("device:") || self.tpm.tcti.starts_with("swtpm:")) {
+            return Err(format!(
+                "tpm.tcti must start with device: or swtpm:, got {:?}",
+                self.tpm.tcti
+            ));
+        }
+        if self.tpm.pcrs.is_empty() || self.tpm.pcrs.iter().any(|p| *p > 23) {
+            return Err("tpm.pcrs must list PCR indices 0..=23".into());
+        }
+        if self.tpm.pcrs.iter().all(|p| *p == 16 || *p == 23) {
+            return Err("tpm.pcrs must not be only PCRs 16/23 (resettable from locality 0)".into());
+        }
+        if matches!(self.tpm.userland_pcr, 16 | 23) || self.tpm.userland_pcr > 23 {
+            return Err("tpm.userland_pcr must be a non-resettable PCR (not 16 or 23)".into());
+        }
+        if !self.tpm.pcrs.contains(&self.tpm.userland_pcr) {
+            return Err("tpm.pcrs must include tpm.userland_pcr".into());
+        }
+        if !["auto", "cpu", "cuda"].contains(&self.execd.backend.as_str()) {
+            return Err(format!(
+                "execd.backend must be auto, cpu or cuda, got {:?}",
+                self.execd.backend
+            ));
+        }
+        if self.netd.queue_capacity == 0 || self.netd.max_body_bytes == 0 {
+            return Err("netd.queue_capacity and netd.max_body_bytes must be > 0".into());
+        }
+        if self.netd.heartbeat_ms < 100 {
+            return Err("netd.heartbeat_ms must be at least 100".into());
+        }
+        Ok(())
+    }
+
+    /// `state_dir/<daemon>`.
+    pub fn daemon_state(&self, daemon: &str) -> PathBuf {
+        self.node.state_dir.join(daemon)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../node.example.toml");
+
+    #[test]
+    fn example_parses_with_defaults() {
+        let c = NodeConfig::parse(EXAMPLE, Path::new("node.example.toml")).unwrap();
+        assert_eq!(c.tpm.userland_pcr, 14);
+        assert_eq!(c.netd.heartbeat_ms, 5_000);
+        assert_eq!(c.execd.backend, "auto");
+    }
+
+    #[test]
+    fn unknown_key_and_bad_values_are_named() {
+        let e = NodeConfig::parse(
+            &EXAMPLE.replace("[netd]", "[netd]\nlisten_port = 1"),
+            Path::new("x"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("listen_port"), "{e}");
+        let e = NodeConfig::parse(&EXAMPLE.replace("swtpm:", "mssim:"), Path::new("x"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tpm.tcti"), "{e}");
+        let e = NodeConfig::parse(
+            &EXAMPLE.replace("pcrs = [0, 1, 2, 3, 4, 5, 6, 7, 14]", "pcrs = [16, 23]"),
+            Path::new("x"),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("16/23") || e.contains("userland_pcr"), "{e}");
+    }
+}
