@@ -64,6 +64,13 @@ pub enum WireError {
         /// Theirs.
         theirs: u16,
     },
+    /// A valid value in a non-canonical encoding (e.g. an overlong varint): refused,
+    /// so each value has exactly one accepted encoding.
+    #[error("non-canonical encoding of {ty}")]
+    NonCanonical {
+        /// Expected type.
+        ty: &'static str,
+    },
     /// The peer's message set differs (same version, other schema) or it opened
     /// another channel.
     #[error("schema mismatch on channel {channel}: peer is on {peer_channel:?} with another message set")]
@@ -177,7 +184,11 @@ pub fn decode_body<M: Message>(body: &[u8]) -> Result<M, WireError> {
     if !rest.is_empty() {
         return Err(WireError::TrailingBytes { extra: rest.len() });
     }
-    Ok(msg)
+    // postcard accepts overlong varints; re-encode so only the canonical form passes.
+    match postcard::to_stdvec(&msg) {
+        Ok(again) if again == body => Ok(msg),
+        _ => Err(WireError::NonCanonical { ty: M::NAME }),
+    }
 }
 
 /// The first frame on every channel, in both directions.

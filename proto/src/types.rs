@@ -25,7 +25,9 @@ pub const MAX_PCRS: usize = 24;
 /// Largest TPMS_ATTEST / TPMT_SIGNATURE / TPM2B_PUBLIC blob we carry.
 pub const MAX_TPM_BLOB: usize = 1024;
 /// Most userland measurement events carried in evidence.
-pub const MAX_EVENTS: usize = 64;
+pub const MAX_EVENTS: usize = 256;
+/// Largest EK certificate (DER) carried.
+pub const MAX_CERT: usize = 4096;
 /// Longest short name (GPU model, binary name, backend).
 pub const MAX_NAME: usize = 64;
 
@@ -313,10 +315,12 @@ pub struct PcrValue {
 /// One userland measurement event (init measures each binary before exec).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MeasurementEvent {
+    /// Position in the log (0, 1, 2, …); a gap or reorder fails replay.
+    pub seq: u64,
     /// PCR extended.
     pub pcr: u8,
-    /// Event type (havn userland events use 0x8000_0001 `HAVN_BINARY`).
-    pub event_type: u32,
+    /// Event type (`binary` for a daemon measured by havn-init).
+    pub event_type: heapless::String<32>,
     /// sha256 digest extended.
     pub digest: Hash32,
     /// What was measured (binary name).
@@ -340,6 +344,8 @@ pub struct QuoteEvidence {
     pub pcrs: heapless::Vec<PcrValue, MAX_PCRS>,
     /// Userland measurement log.
     pub events: heapless::Vec<MeasurementEvent, MAX_EVENTS>,
+    /// The EK certificate (DER), if the TPM holds one.
+    pub ek_cert: Option<heapless::Vec<u8, MAX_CERT>>,
 }
 
 /// A validator's challenge of one receipt: re-execute one DAG node.

@@ -168,8 +168,9 @@ fn quote_evidence() -> QuoteEvidence {
     });
     let mut events = heapless::Vec::new();
     let _ = events.push(MeasurementEvent {
-        pcr: 15,
-        event_type: 0x8000_0001,
+        seq: 0,
+        pcr: 14,
+        event_type: s("binary"),
         digest: h(0x66),
         description: s("havn-netd"),
     });
@@ -188,6 +189,7 @@ fn quote_evidence() -> QuoteEvidence {
         ak_public: blob(0xa3, 4),
         pcrs,
         events,
+        ek_cert: Some(blob(0x30, 6).into_iter().collect()),
     }
 }
 

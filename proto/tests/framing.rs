@@ -179,3 +179,24 @@ fn message_tags_are_dense() {
     assert_eq!(NetdAttestResponse::VARIANTS, 4);
     assert_eq!(NetdAttestResponse::Error(RemoteError::Internal).tag(), 3);
 }
+
+#[test]
+fn overlong_varint_is_non_canonical() {
+    // Found by the `frame` fuzz target: postcard itself accepts `80 00` as 0.
+    let canonical = frame::encode(&NetdExecRequest::Run {
+        ticket_id: 0,
+        payload: vectors::job_payload(),
+    })
+    .unwrap();
+    let mut body = canonical[HEADER_LEN..].to_vec();
+    assert_eq!(&body[..2], &[0, 0], "tag 0 then ticket 0");
+    body.splice(1..2, [0x80, 0x00]);
+    let mut f = (body.len() as u32).to_le_bytes().to_vec();
+    f.extend_from_slice(&body);
+    assert_eq!(
+        frame::decode::<NetdExecRequest>(&f),
+        Err(WireError::NonCanonical {
+            ty: "NetdExecRequest"
+        })
+    );
+}

@@ -124,7 +124,7 @@ pub struct Daemon {
 }
 
 /// `[execd]`
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Execd {
     /// Common settings.
@@ -140,6 +140,16 @@ pub struct Execd {
 
 fn default_backend() -> String {
     "auto".into()
+}
+
+impl Default for Execd {
+    fn default() -> Self {
+        Self {
+            daemon: Daemon::default(),
+            threads: 0,
+            backend: default_backend(),
+        }
+    }
 }
 
 /// `[netd]`
@@ -261,6 +271,17 @@ mod tests {
         let c = NodeConfig::parse(EXAMPLE, Path::new("node.example.toml")).unwrap();
         assert_eq!(c.tpm.userland_pcr, 14);
         assert_eq!(c.netd.heartbeat_ms, 5_000);
+        assert_eq!(c.execd.backend, "auto");
+    }
+
+    #[test]
+    fn omitted_execd_section_gets_serde_defaults() {
+        let text = EXAMPLE.replace("[execd]\nthreads = 0          # 0 = all cores; never changes a bit of any result\nbackend = \"auto\"     # auto | cpu | cuda\n", "");
+        assert!(
+            !text.contains("[execd]"),
+            "example changed: update this test"
+        );
+        let c = NodeConfig::parse(&text, Path::new("x")).unwrap();
         assert_eq!(c.execd.backend, "auto");
     }
 

@@ -1,0 +1,68 @@
+//! The node's ed25519 key (seed held in zeroizing memory) and signing.
+
+use crate::records::{NotSafe, RecordStore, Recorded};
+use ed25519_dalek::{Signer, SigningKey};
+use sha2::Digest;
+use zeroize::Zeroizing;
+
+/// The unsealed node signing key. Its seed is wiped on drop.
+pub struct NodeKey {
+    key: SigningKey,
+}
+
+impl std::fmt::Debug for NodeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "NodeKey({})", hex::encode(self.public()))
+    }
+}
+
+impl NodeKey {
+    pub(crate) fn from_seed(seed: &Zeroizing<[u8; 32]>) -> Self {
+        Self {
+            key: SigningKey::from_bytes(seed),
+        }
+    }
+
+    /// The ed25519 public key.
+    pub fn public(&self) -> [u8; 32] {
+        self.key.verifying_key().to_bytes()
+    }
+
+    /// Sign `sha3-256(domain_tag ‖ 0x00 ‖ bytes)` (see [`havn_attest::domain_digest`]).
+    pub fn sign(&self, domain_tag: &[u8], bytes: &[u8]) -> [u8; 64] {
+        self.key
+            .sign(&havn_attest::domain_digest(domain_tag, bytes))
+            .to_bytes()
+    }
+
+    /// Slashing-protected signing: record `sha256(receipt)` for `job_id` durably, refusing a
+    /// different receipt for a job already signed, then sign.
+    pub fn sign_receipt(
+        &self,
+        store: &mut RecordStore,
+        domain_tag: &[u8],
+        job_id: &[u8],
+        receipt: &[u8],
+    ) -> Result<([u8; 64], Recorded), NotSafe> {
+        let hash: [u8; 32] = sha2::Sha256::digest(receipt).into();
+        let rec = store.check_and_record(job_id, &hash)?;
+        Ok((self.sign(domain_tag, receipt), rec))
+    }
+}
+
+/// Verify a node signature made by [`NodeKey::sign`].
+pub fn verify_node_signature(
+    public: &[u8; 32],
+    domain_tag: &[u8],
+    bytes: &[u8],
+    sig: &[u8; 64],
+) -> bool {
+    let Ok(vk) = ed25519_dalek::VerifyingKey::from_bytes(public) else {
+        return false;
+    };
+    vk.verify_strict(
+        &havn_attest::domain_digest(domain_tag, bytes),
+        &ed25519_dalek::Signature::from_bytes(sig),
+    )
+    .is_ok()
+}

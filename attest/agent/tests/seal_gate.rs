@@ -1,0 +1,109 @@
+use crate::common::*;
+use havn_attest_agent::testing::Swtpm;
+use havn_attest_agent::{verify_node_signature, Agent, AgentError};
+
+#[test]
+fn seal_unseal_roundtrip_and_sign() {
+    let mut n = node();
+    let key = n.agent.create_node_key().unwrap();
+    let sig = key.sign(b"havn/receipt/v1", b"receipt");
+    assert!(verify_node_signature(
+        &key.public(),
+        b"havn/receipt/v1",
+        b"receipt",
+        &sig
+    ));
+    assert!(!verify_node_signature(
+        &key.public(),
+        b"havn/heartbeat/v1",
+        b"receipt",
+        &sig
+    ));
+    drop(n.agent);
+    // A new agent process: only the sealed blob on disk.
+    let mut agent = Agent::open(config(&n.tpm, &n.state)).unwrap();
+    let again = agent.unseal_node_key().unwrap();
+    assert_eq!(again.public(), key.public());
+    let blob = std::fs::read_to_string(n.state.join("node_key.sealed.json")).unwrap();
+    assert!(!blob.contains(&hex::encode(again.sign(b"x", b"y"))));
+    n.agent = agent;
+}
+
+#[test]
+fn extend_of_sealed_pcr_refuses_unseal_naming_it_and_closes_gate() {
+    let mut n = node();
+    n.agent.create_node_key().unwrap();
+    n.agent.gate().unwrap();
+    // PCR 14 is quoted but not sealed: unseal and gate unaffected.
+    n.agent.extend(14, "binary", "/usr/bin/x", b"x").unwrap();
+    n.agent.unseal_node_key().unwrap();
+    n.agent.gate().unwrap();
+    // PCR 9 is sealed.
+    n.agent
+        .extend(9, "binary", "/usr/bin/rogue", b"rogue")
+        .unwrap();
+    match n.agent.unseal_node_key() {
+        Err(AgentError::PcrsMoved { moved }) => assert_eq!(moved, vec![9]),
+        other => panic!("expected PcrsMoved, got {other:?}"),
+    }
+    match n.agent.gate() {
+        Err(AgentError::GateClosed { moved }) => assert_eq!(moved, vec![9]),
+        other => panic!("expected GateClosed, got {other:?}"),
+    }
+    // Extending a PCR outside the quote set is refused.
+    assert!(matches!(
+        n.agent.extend(20, "x", "x", b"x"),
+        Err(AgentError::PcrNotQuoted(20))
+    ));
+}
+
+#[test]
+fn gate_errors_when_tpm_dies_and_reopens_after_restart() {
+    let mut n = node();
+    let key = n.agent.create_node_key().unwrap();
+    n.agent.extend(14, "binary", "/usr/bin/a", b"a").unwrap();
+    n.agent.gate().unwrap();
+    n.tpm.kill();
+    let t = std::time::Instant::now();
+    assert!(matches!(n.agent.gate(), Err(AgentError::TpmUnavailable(_))));
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(5),
+        "gate must not hang"
+    );
+    // Other calls fail fast too, and drop the dead context.
+    assert!(n.agent.quote(NONCE, &key.public()).is_err());
+    n.tpm.restart().unwrap();
+    n.agent.gate().unwrap();
+    // After the reboot-like restart the sealed key still unseals (PCRs back to policy).
+    assert_eq!(n.agent.unseal_node_key().unwrap().public(), key.public());
+    // The event log belongs to the previous boot: a reopened agent starts a new one.
+    let Node { tpm, state, agent } = n;
+    drop(agent);
+    let agent = Agent::open(config(&tpm, &state)).unwrap();
+    assert!(agent.event_log().is_empty());
+}
+
+#[test]
+fn sealed_blob_from_another_tpm_is_rejected() {
+    let mut a = node();
+    let mut b = node_with(Swtpm::start_fresh().unwrap());
+    b.agent.create_node_key().unwrap();
+    let foreign = b.agent.sealed_blob().unwrap().clone();
+    a.agent.install_sealed_blob(foreign).unwrap();
+    assert!(matches!(
+        a.agent.unseal_node_key(),
+        Err(AgentError::SealedBlobRejected(_))
+    ));
+}
+
+#[test]
+fn event_log_persists_across_agent_restart() {
+    let mut n = node();
+    n.agent.extend(14, "binary", "/usr/bin/a", b"a").unwrap();
+    n.agent.extend(14, "binary", "/usr/bin/b", b"b").unwrap();
+    let log = n.agent.event_log().to_vec();
+    drop(n.agent);
+    let agent = Agent::open(config(&n.tpm, &n.state)).unwrap();
+    assert_eq!(agent.event_log(), &log[..]);
+    n.agent = agent;
+}

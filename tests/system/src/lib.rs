@@ -1,0 +1,2 @@
+//! System tests for Havn: they run the real binaries (havn-init, the daemons,
+//! havnctl) with a real swtpm, real TLS and real IPC. See `tests/`.

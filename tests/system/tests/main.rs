@@ -1,0 +1,2 @@
+//! Havn system tests: one test binary.
+mod deps;

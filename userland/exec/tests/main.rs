@@ -1,0 +1,11 @@
+//! havn-exec integration tests (one binary; see each module).
+
+mod bad_input;
+mod checkpoint;
+mod cli;
+mod common;
+mod detmath;
+mod gpu;
+mod merkle;
+mod ops;
+mod workloads;

@@ -1,0 +1,148 @@
+//! havn-execd: the privileged executor. Serves netd's `Run`/`Capabilities` requests
+//! (fd 4), asks attestd's gate before every job and reports each result to attestd,
+//! which assembles and signs the receipt (fd 3). Outputs go to the content-addressed
+//! archival store `state_dir/artifacts/<cid>`, which netd serves read-only.
+//!
+//! Inputs: a job with no inputs runs the workflow's default inputs; a job whose
+//! `inputs` names an artifact `inputs` reads those bytes from the upload area netd
+//! writes (`state_dir/netd/uploads/<cid>`) or the archival store, and preflight
+//! refuses them unless they hash to the CID the orchestrator gave.
+
+mod engine;
+
+pub use engine::{Engine, EngineError};
+
+use havn_config::{fds, NodeConfig};
+use havn_ipc::{Client, IpcError, PeerPolicy, Phase, Server};
+use havn_proto::ipc::{ExecdAttestd, NetdExecd};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::PathBuf;
+
+/// Command line.
+#[derive(Debug, clap::Parser)]
+#[command(
+    name = "havn-execd",
+    version,
+    about = "Havn executor daemon: deterministic CPU/CUDA workflow execution behind the attestation gate",
+    long_about = "Started by havn-init with its IPC channels on fds 3 (to attestd) and 4 (from netd).\n\
+                  Checkpoints under state_dir/execd/, outputs to state_dir/artifacts/<cid>."
+)]
+pub struct Args {
+    /// Path to node.toml.
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+}
+
+/// Why the daemon stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad config.
+    #[error(transparent)]
+    Config(#[from] havn_config::ConfigError),
+    /// Engine setup failed.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// IPC failure.
+    #[error("{channel} channel: {source}")]
+    Ipc {
+        /// Which channel.
+        channel: &'static str,
+        /// Cause.
+        source: IpcError,
+    },
+}
+
+impl Error {
+    /// Distinct exit codes for the supervisor's logs.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Config(_) => 2,
+            Error::Engine(_) => 3,
+            Error::Ipc { .. } => 4,
+        }
+    }
+}
+
+fn take_fd(n: i32) -> OwnedFd {
+    // SAFETY: havn-init placed this daemon's channel ends at these fixed descriptor
+    // numbers before exec (havn_config::fds) and nothing else in this process owns them.
+    unsafe { OwnedFd::from_raw_fd(n) }
+}
+
+/// Runs until netd's channel closes.
+pub fn run(args: Args) -> Result<(), Error> {
+    let cfg = NodeConfig::load(&args.config)?;
+    init_tracing(cfg.execd.daemon.log.as_deref());
+    let mut engine = Engine::open(&cfg)?;
+    tracing::info!(
+        backend = engine.backend_name(),
+        threads = engine.threads(),
+        "havn-execd started"
+    );
+    let mut attestd =
+        Client::<ExecdAttestd>::connect(take_fd(fds::EXECD_ATTESTD), PeerPolicy::any()).map_err(
+            |source| Error::Ipc {
+                channel: "attestd",
+                source,
+            },
+        )?;
+    let netd_uid = nix_user_uid(&cfg.netd.user);
+    let mut netd = Server::<NetdExecd>::accept(
+        take_fd(fds::EXECD_NETD),
+        PeerPolicy {
+            uid: netd_uid,
+            ..PeerPolicy::any()
+        },
+    )
+    .map_err(|source| Error::Ipc {
+        channel: "netd",
+        source,
+    })?;
+    netd.set_phase(Phase::new("serving", &[0, 1], &[]));
+    loop {
+        let req = match netd.recv() {
+            Ok(r) => r,
+            Err(e) if e.is_peer_restart() => {
+                tracing::info!("netd closed its channel");
+                return Ok(());
+            }
+            Err(source) => {
+                return Err(Error::Ipc {
+                    channel: "netd",
+                    source,
+                })
+            }
+        };
+        let resp = engine.handle(req.msg, &mut attestd);
+        if let Err(source) = netd.reply(&resp) {
+            if source.is_peer_restart() {
+                tracing::warn!("netd went away before the reply");
+                return Ok(());
+            }
+            return Err(Error::Ipc {
+                channel: "netd",
+                source,
+            });
+        }
+    }
+}
+
+fn nix_user_uid(name: &str) -> Option<u32> {
+    // /etc/passwd lookup without linking nix's user feature here.
+    let text = std::fs::read_to_string("/etc/passwd").ok()?;
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next()? == name).then_some(())?;
+        f.nth(1)?.parse().ok()
+    })
+}
+
+fn init_tracing(filter: Option<&str>) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,2 @@
+//! Operator, validator and orchestrator CLI
+fn main() {}

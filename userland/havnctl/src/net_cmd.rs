@@ -1,0 +1,276 @@
+//! `havnctl pki init` (development PKI), `havnctl submit` (a job over mTLS, optionally
+//! waiting for its signed receipt) and `havnctl get` (any API path). All logic lives
+//! in `havn_netd::{pki, client}`; this file parses and prints.
+//!
+//! Needs (in havnctl's Cargo.toml): `havn-netd = { path = "../netd" }`,
+//! `havn-proto = { path = "../../proto" }`, `clap` (derive), `anyhow`, `serde_json`,
+//! `tokio = { version = "1", features = ["rt", "time"] }`.
+//!
+//! Wiring in main.rs: `Pki(net_cmd::PkiArgs)`, `Submit(net_cmd::SubmitArgs)` and
+//! `Get(net_cmd::GetArgs)` subcommands → `net_cmd::run(net_cmd::NetCmd::Pki(a))` etc.
+//! (or the three `run_*` functions); `anyhow::Result<()>`: print and exit non-zero.
+
+use anyhow::{bail, Context};
+use havn_netd::client::{split_url, Conn, MtlsClient};
+use havn_netd::pki::DevPki;
+use havn_proto::{ComputeClass, Hash32, JobPayload};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The network commands.
+#[derive(Debug)]
+pub enum NetCmd {
+    /// `havnctl pki …`
+    Pki(PkiArgs),
+    /// `havnctl submit …`
+    Submit(SubmitArgs),
+    /// `havnctl get …`
+    Get(GetArgs),
+}
+
+/// Runs one network command.
+pub fn run(cmd: NetCmd) -> anyhow::Result<()> {
+    match cmd {
+        NetCmd::Pki(a) => run_pki(a),
+        NetCmd::Submit(a) => run_submit(a),
+        NetCmd::Get(a) => run_get(a),
+    }
+}
+
+/// Arguments of `havnctl pki`.
+#[derive(Debug, clap::Args)]
+pub struct PkiArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: PkiCmd,
+}
+
+/// `havnctl pki` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum PkiCmd {
+    /// Make a development PKI: ca.pem/ca.key, node.pem/node.key (server, SANs
+    /// localhost and 127.0.0.1), orchestrator.* and validator.* (client certs).
+    /// Keys are written 0600. Not for production.
+    Init(PkiInitArgs),
+}
+
+/// Arguments of `havnctl pki init`.
+#[derive(Debug, clap::Args)]
+pub struct PkiInitArgs {
+    /// Output directory (created if missing; existing files are overwritten).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Subject CN of the node's server certificate.
+    #[arg(long, value_name = "NAME", default_value = "havn-node")]
+    pub node_name: String,
+    /// Extra subject alternative names for the node certificate (DNS names or IPs).
+    #[arg(long = "san", value_name = "NAME")]
+    pub sans: Vec<String>,
+    /// Also write expired.pem/key (an expired client cert) and foreign.pem/key (a
+    /// client cert from another CA), for testing refusals.
+    #[arg(long)]
+    pub test_certs: bool,
+}
+
+/// Client TLS files, shared by `submit` and `get`.
+#[derive(Debug, clap::Args)]
+pub struct TlsArgs {
+    /// CA certificate that signed the node's server certificate (PEM).
+    #[arg(long, value_name = "FILE", default_value = "ca.pem")]
+    pub ca: PathBuf,
+    /// Our client certificate (PEM).
+    #[arg(long, value_name = "FILE", default_value = "orchestrator.pem")]
+    pub cert: PathBuf,
+    /// Our client key (PEM).
+    #[arg(long, value_name = "FILE", default_value = "orchestrator.key")]
+    pub key: PathBuf,
+}
+
+/// Arguments of `havnctl submit`.
+#[derive(Debug, clap::Args)]
+pub struct SubmitArgs {
+    /// Node API base URL.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    pub url: String,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+    /// The whole JobPayload as a JSON file (`-` for stdin); replaces the flags below.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["workflow", "checksum", "inputs"])]
+    pub json: Option<PathBuf>,
+    /// Registered workflow id (e.g. `lm`).
+    #[arg(long, required_unless_present = "json")]
+    pub workflow: Option<String>,
+    /// Workflow manifest checksum (64 hex).
+    #[arg(long, required_unless_present = "json")]
+    pub checksum: Option<String>,
+    /// An input artifact `NAME=CID` (fetched over IPFS); repeatable.
+    #[arg(long = "input", value_name = "NAME=CID")]
+    pub inputs: Vec<String>,
+    /// Compute class: S, M, L or XL.
+    #[arg(long, default_value = "S")]
+    pub class: String,
+    /// Deterministic seed.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Job id (default: generated from the clock and pid).
+    #[arg(long)]
+    pub job_id: Option<String>,
+    /// Job timeout the orchestrator enforces, in ms.
+    #[arg(long, default_value_t = 600_000)]
+    pub timeout_ms: u32,
+    /// Poll until the job is done or failed, then print the signed receipt.
+    #[arg(long)]
+    pub wait: bool,
+    /// With --wait: give up after this many seconds.
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
+}
+
+/// Arguments of `havnctl get`.
+#[derive(Debug, clap::Args)]
+pub struct GetArgs {
+    /// API path (e.g. `/health`, `/job/3`, `/receipt/j1`, `/metrics`,
+    /// `/attest/quote?nonce=<64 hex>`) or a full https:// URL.
+    pub path: String,
+    /// Node API base URL (used when PATH is not a full URL).
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    pub url: String,
+    /// TLS files.
+    #[command(flatten)]
+    pub tls: TlsArgs,
+}
+
+/// `havnctl pki init`.
+pub fn run_pki(args: PkiArgs) -> anyhow::Result<()> {
+    let PkiCmd::Init(a) = args.cmd;
+    let pki = DevPki::generate(&a.node_name, &a.sans).context("generating the PKI")?;
+    for f in pki.write(&a.out, a.test_certs)? {
+        println!("{}", f.display());
+    }
+    Ok(())
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+fn client(t: &TlsArgs) -> anyhow::Result<MtlsClient> {
+    MtlsClient::from_files(&t.ca, &t.cert, &t.key).context("loading TLS files")
+}
+
+async fn connect(c: &MtlsClient, url: &str) -> anyhow::Result<Conn> {
+    let (host, port, _) = split_url(url)?;
+    Ok(c.connect(&host, port).await?)
+}
+
+fn payload(a: &SubmitArgs) -> anyhow::Result<JobPayload> {
+    if let Some(path) = &a.json {
+        let text = if path.as_os_str() == "-" {
+            std::io::read_to_string(std::io::stdin())?
+        } else {
+            std::fs::read_to_string(path).with_context(|| path.display().to_string())?
+        };
+        return serde_json::from_str(&text).context("parsing the job JSON");
+    }
+    let (Some(wf), Some(sum)) = (&a.workflow, &a.checksum) else {
+        bail!("--workflow and --checksum are required without --json");
+    };
+    let mut inputs = Vec::new();
+    for i in &a.inputs {
+        let Some((name, cid)) = i.split_once('=') else {
+            bail!("--input wants NAME=CID, got {i:?}");
+        };
+        let cid: havn_proto::Cid = cid
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--input {name}: bad CID: {e:?}"))?;
+        inputs.push(serde_json::json!({"name": name, "cid": cid, "location": "ipfs"}));
+    }
+    let job_id = a.job_id.clone().unwrap_or_else(|| {
+        let ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis());
+        format!("job-{ms}-{}", std::process::id())
+    });
+    Hash32::from_hex(sum).context("--checksum wants 64 hex characters")?;
+    let class = ComputeClass::parse(&a.class)
+        .ok_or_else(|| anyhow::anyhow!("--class must be S, M, L or XL"))?;
+    // Built as JSON so the proto's bounds (ids, inputs) are checked by its own serde.
+    let v = serde_json::json!({
+        "job_id": job_id,
+        "workflow": {"id": wf, "checksum": sum},
+        "inputs": inputs,
+        "compute_class": class,
+        "timeout_ms": a.timeout_ms,
+        "seed": a.seed,
+    });
+    serde_json::from_value(v).context("building the job (ids at most 64 characters, at most 16 inputs)")
+}
+
+/// `havnctl submit`.
+pub fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
+    let p = payload(&a)?;
+    let body = serde_json::to_vec(&p)?;
+    let c = client(&a.tls)?;
+    runtime()?.block_on(async {
+        let mut conn = connect(&c, &a.url).await?;
+        let r = conn.post("/job/accept", body).await?;
+        if r.status != 200 {
+            bail!("refused ({}): {}", r.status, r.text());
+        }
+        let t: havn_proto::Ticket = r.json().context("parsing the ticket")?;
+        println!("{}", r.text());
+        if !a.wait {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(a.timeout);
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let s = conn.get(&format!("/job/{}", t.ticket_id)).await?;
+            let v: serde_json::Value = s.json().context("parsing the job state")?;
+            if v["state"] == "done" {
+                let rec = conn.get(&format!("/receipt/{}", p.job_id)).await?;
+                if rec.status != 200 {
+                    bail!("receipt ({}): {}", rec.status, rec.text());
+                }
+                let pretty: serde_json::Value = rec.json()?;
+                println!("{}", serde_json::to_string_pretty(&pretty)?);
+                return Ok(());
+            }
+            if let Some(f) = v["state"].get("failed") {
+                bail!("job {} failed: {}", p.job_id, f["reason"]);
+            }
+            if Instant::now() >= deadline {
+                bail!("timed out after {} s; state: {}", a.timeout, v["state"]);
+            }
+            tokio::time::sleep(delay).await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+        }
+    })
+}
+
+/// `havnctl get`.
+pub fn run_get(a: GetArgs) -> anyhow::Result<()> {
+    let c = client(&a.tls)?;
+    let url = if a.path.starts_with("https://") {
+        a.path.clone()
+    } else {
+        format!("{}/{}", a.url.trim_end_matches('/'), a.path.trim_start_matches('/'))
+    };
+    let (_, _, path) = split_url(&url)?;
+    runtime()?.block_on(async {
+        let mut conn = connect(&c, &url).await?;
+        let r = conn.get(&path).await?;
+        let text = r.text();
+        match serde_json::from_str::<serde_json::Value>(&text) {
+            Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+            Err(_) => print!("{text}"),
+        }
+        if r.status >= 400 {
+            bail!("HTTP {}", r.status);
+        }
+        Ok(())
+    })
+}

@@ -1,0 +1,146 @@
+//! Start-up: descriptor layout, environment, sandbox per daemon, measurement order,
+//! CLI.
+
+use super::harness::*;
+use havn_sandbox::ProcStatus;
+
+#[test]
+fn each_daemon_gets_exactly_its_fds_env_and_sandbox() {
+    if !root() {
+        return;
+    }
+    let mut node = Node::new("layout");
+    node.start(&[
+        ("FOO_SECRET", "leak-me"),
+        ("TSS2_LOG", "all+none"),
+        ("LD_LIBRARY_PATH", "/opt/cuda/lib64"),
+    ]);
+    let ev = node.wait_sets(1);
+    let report = |role: &str| node.report(role, pids(&ev, role)[0]);
+
+    let a = report("attestd");
+    assert_eq!(field(&a, "fds:"), "0 1 2 3 4 5 6", "{a}");
+    assert_eq!(
+        field(&a, "fd6:"),
+        node.dir.join("faketpm").display().to_string()
+    );
+    assert_eq!(field(&a, "env:"), "RUST_LOG TSS2_LOG");
+    let e = report("execd");
+    assert_eq!(field(&e, "fds:"), "0 1 2 3 4", "{e}");
+    assert_eq!(field(&e, "env:"), "LD_LIBRARY_PATH RUST_LOG");
+    let n = report("netd");
+    assert_eq!(field(&n, "fds:"), "0 1 2 3 4", "{n}");
+    assert_eq!(field(&n, "env:"), "RUST_LOG");
+
+    for (role, text) in [("attestd", &a), ("execd", &e), ("netd", &n)] {
+        let st = ProcStatus::parse(text).unwrap();
+        assert!(st.no_capabilities(), "{role}: {text}");
+        assert_eq!(st.no_new_privs, 1, "{role}");
+        assert_eq!(st.seccomp, 2, "{role}: its policy is installed");
+        let uid = if role == "netd" { 65534 } else { 0 };
+        assert_eq!(st.uid, [uid; 4], "{role}");
+    }
+    // Each daemon owns its state directory; netd's belongs to nobody.
+    for (role, uid) in [("attestd", 0), ("execd", 0), ("netd", 65534)] {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(node.state.join(role)).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (uid, 0o700), "{role}");
+    }
+    // The channels work end to end: nobody failed a handshake.
+    assert!(
+        !ev.iter().any(|l| l.contains("handshake-failed")),
+        "{ev:#?}"
+    );
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn measurements_arrive_in_order_with_digests_before_execd_and_netd_start() {
+    if !root() {
+        return;
+    }
+    let mut node = Node::new("measure");
+    node.start(&[]);
+    let ev = node.wait_sets(1);
+    let measures: Vec<&String> = ev
+        .iter()
+        .filter(|l| role_event(l, "attestd", "measure"))
+        .collect();
+    assert_eq!(measures.len(), 3, "{ev:#?}");
+    for (line, role) in measures.iter().zip(ROLES) {
+        let want = format!("measure havn-{role} {}", sha256_hex(&node.binary(role)));
+        assert!(line.ends_with(&want), "{line} vs {want}");
+    }
+    let last_measure = pos(&ev, |l| role_event(l, "attestd", "measure havn-netd"));
+    assert!(pos(&ev, |l| role_event(l, "attestd", "start")) < last_measure);
+    let status = pos(&ev, |l| role_event(l, "attestd", "status"));
+    assert!(
+        last_measure < status,
+        "Status ends attestd's boot phase after the measurements"
+    );
+    assert!(status < pos(&ev, |l| role_event(l, "execd", "start")));
+    assert!(last_measure < pos(&ev, |l| role_event(l, "netd", "start")));
+    // The three binaries are distinct files with distinct digests.
+    let digests: std::collections::HashSet<_> =
+        ROLES.iter().map(|r| sha256_hex(&node.binary(r))).collect();
+    assert_eq!(digests.len(), 3);
+    assert!(node.terminate().success());
+}
+
+#[test]
+fn check_prints_the_plan_and_help_explains() {
+    let node = Node::new("check");
+    let out = node.init_cmd().arg("--check").output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for role in ROLES {
+        assert!(text.contains(&sha256_hex(&node.binary(role))), "{text}");
+    }
+    assert!(
+        text.contains("3=netd-execd (client), 4=netd-attestd (client)"),
+        "{text}"
+    );
+    assert!(text.contains("6=TPM device"), "{text}");
+    // swtpm over TCP: attestd keeps the network namespace.
+    let cfg = std::fs::read_to_string(&node.config).unwrap();
+    let tcti = cfg.lines().find(|l| l.starts_with("tcti")).unwrap();
+    std::fs::write(
+        &node.config,
+        cfg.replace(tcti, "tcti = \"swtpm:host=127.0.0.1,port=2321\""),
+    )
+    .unwrap();
+    let out = node.init_cmd().arg("--check").output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let attestd = text.split("havn-execd:").next().unwrap();
+    assert!(
+        !attestd.contains("NEWNET") && !attestd.contains("TPM device"),
+        "{text}"
+    );
+
+    let help = std::process::Command::new(env!("CARGO_BIN_EXE_havn-init"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    for needle in [
+        "--config",
+        "--check",
+        "--backoff-initial-ms",
+        "SIGTERM",
+        "bin_dir",
+    ] {
+        assert!(
+            help.contains(needle),
+            "{needle} missing from --help:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn a_missing_daemon_binary_is_named_and_fails_fast() {
+    let node = Node::new("missing");
+    std::fs::remove_file(node.binary("netd")).unwrap();
+    let out = node.init_cmd().output().unwrap();
+    assert_eq!(out.status.code(), Some(66), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("havn-netd binary"));
+}

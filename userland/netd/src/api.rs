@@ -1,0 +1,360 @@
+//! The orchestrator API (HTTP/1.1 over mTLS). Every error is a JSON body
+//! `{"error": "...", "field": "..."?}` with the right status; no input panics.
+
+use crate::state::{Refusal, State};
+use crate::Fatal;
+use bytes::Bytes;
+use havn_ipc::AsyncClient;
+use havn_proto::ipc::{NetdAttestRequest, NetdAttestResponse, NetdAttestd};
+use havn_proto::{Hash32, JobPayload, Ticket};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::{Method, Request, Response, StatusCode};
+use serde::Serialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::{mpsc, Mutex};
+
+/// What every request handler shares.
+pub struct Ctx {
+    /// Job table.
+    pub state: Arc<State>,
+    /// The attestd channel (shared with heartbeats; calls are sequential).
+    pub attestd: Arc<Mutex<AsyncClient<NetdAttestd>>>,
+    /// Body limit.
+    pub max_body: usize,
+    /// Where fatal conditions are reported.
+    pub fatal: mpsc::UnboundedSender<Fatal>,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+}
+
+fn json<T: Serialize>(status: StatusCode, v: &T) -> Resp {
+    let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{\"error\":\"encoding\"}".to_vec());
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    r
+}
+
+/// A JSON error response.
+pub fn error(status: StatusCode, msg: &str, field: Option<&str>) -> Resp {
+    json(status, &ErrorBody { error: msg, field })
+}
+
+/// Routes one request. Never fails (errors are responses).
+pub async fn handle(
+    ctx: Arc<Ctx>,
+    client: Arc<str>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_string();
+    let method = req.method().clone();
+    let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let r = match (method.clone(), segs.as_slice()) {
+        (Method::POST, ["job", "accept"]) => accept(&ctx, &client, req).await,
+        (_, ["job", "accept"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
+        (Method::GET, ["job", t]) => job_status(&ctx, t),
+        (Method::GET, ["receipt", id]) => receipt(&ctx, id),
+        (Method::GET, ["health"]) => health(&ctx),
+        (Method::GET, ["metrics"]) => metrics(&ctx),
+        (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
+        (_, ["job", _])
+        | (_, ["receipt", _])
+        | (_, ["health"])
+        | (_, ["metrics"])
+        | (_, ["attest", "quote"]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
+        }
+        _ => error(StatusCode::NOT_FOUND, "no such endpoint", None),
+    };
+    tracing::debug!(%method, path = %path, status = r.status().as_u16(), client = %client, "request");
+    Ok(r)
+}
+
+/// The field a serde error is about: the path, plus the name of a missing field.
+fn error_field(path: &str, msg: &str) -> Option<String> {
+    let missing = msg
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next());
+    let path = if path == "." { "" } else { path };
+    match (path, missing) {
+        ("", None) => None,
+        ("", Some(m)) => Some(m.to_string()),
+        (p, Some(m)) => Some(format!("{p}.{m}")),
+        (p, None) => Some(p.to_string()),
+    }
+}
+
+fn parse_payload(body: &[u8]) -> Result<Arc<JobPayload>, Box<Resp>> {
+    let mut de = serde_json::Deserializer::from_slice(body);
+    let p: JobPayload = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.to_string();
+        let field = error_field(&path, &msg);
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("malformed job payload: {msg}"),
+            field.as_deref(),
+        ))
+    })?;
+    de.end().map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            &format!("malformed job payload: {e}"),
+            None,
+        ))
+    })?;
+    Ok(Arc::new(p))
+}
+
+async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
+    let start = Instant::now();
+    let m = &ctx.state.metrics;
+    let too_big = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body exceeds the limit",
+            None,
+        )
+    };
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > ctx.max_body as u64) {
+        m.reject(413);
+        return too_big();
+    }
+    // Enforced while reading: never more than max_body bytes are buffered.
+    let body = match Limited::new(req.into_body(), ctx.max_body).collect().await {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            m.reject(413);
+            return too_big();
+        }
+        Err(e) => {
+            m.reject(400);
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read body: {e}"),
+                None,
+            );
+        }
+    };
+    let payload = match parse_payload(&body) {
+        Ok(p) => p,
+        Err(r) => {
+            m.reject(400);
+            tracing::info!(client, status = 400, "job refused: malformed payload");
+            return *r;
+        }
+    };
+    let job_id = payload.job_id.to_string();
+    let workflow = payload.workflow.id.to_string();
+    let span = tracing::info_span!("job", job_id = %job_id, client = %client);
+    let _e = span.enter();
+    let class = payload.compute_class;
+    let result = ctx.state.admit(payload).await;
+    match result {
+        Ok(a) => {
+            m.admission.observe(start.elapsed());
+            if !a.duplicate {
+                m.accepted
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            tracing::info!(
+                ticket = a.ticket,
+                eta_seconds = a.eta_seconds,
+                duplicate = a.duplicate,
+                workflow = %workflow,
+                class = ?class,
+                "job accepted"
+            );
+            json(
+                StatusCode::OK,
+                &Ticket {
+                    ticket_id: a.ticket,
+                    eta_seconds: a.eta_seconds,
+                },
+            )
+        }
+        Err(refusal) => {
+            let (status, msg, field): (StatusCode, String, Option<&str>) = match &refusal {
+                Refusal::StakeInactive { stake, floor } => (
+                    StatusCode::FORBIDDEN,
+                    format!(
+                        "stake inactive: {stake} HAI bonded, class {class:?} needs a collateral floor of {floor} HAI"
+                    ),
+                    Some("compute_class"),
+                ),
+                Refusal::UnknownWorkflow => (
+                    StatusCode::NOT_FOUND,
+                    format!("workflow {workflow:?} is not registered on this node"),
+                    Some("workflow.id"),
+                ),
+                Refusal::ChecksumMismatch => (
+                    StatusCode::CONFLICT,
+                    format!("workflow {workflow:?} checksum does not match the registered manifest"),
+                    Some("workflow.checksum"),
+                ),
+                Refusal::ClassTooHigh { node } => (
+                    StatusCode::CONFLICT,
+                    format!("compute class {class:?} exceeds this node's class {node:?}"),
+                    Some("compute_class"),
+                ),
+                Refusal::JobIdConflict(t) => (
+                    StatusCode::CONFLICT,
+                    format!("job id already used by ticket {t} with a different payload"),
+                    Some("job_id"),
+                ),
+                Refusal::QueueFull => (StatusCode::TOO_MANY_REQUESTS, "queue full".into(), None),
+                Refusal::Wal(e) => {
+                    if !matches!(e, crate::wal::WalError::Encode(_)) {
+                        let _ = ctx.fatal.send(Fatal::Wal(e.to_string()));
+                    }
+                    (
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "cannot persist the job".into(),
+                        None,
+                    )
+                }
+            };
+            m.reject(status.as_u16());
+            tracing::info!(status = status.as_u16(), reason = %msg, "job refused");
+            let mut r = error(status, &msg, field);
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                let secs = ctx.state.retry_after(&workflow);
+                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                    r.headers_mut().insert(RETRY_AFTER, v);
+                }
+            }
+            r
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusBody {
+    ticket_id: u64,
+    job_id: String,
+    state: havn_proto::JobState,
+}
+
+fn job_status(ctx: &Ctx, t: &str) -> Resp {
+    let Ok(ticket) = t.parse::<u64>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "ticket must be a number",
+            Some("ticket"),
+        );
+    };
+    match ctx.state.status(ticket) {
+        Some((job_id, state)) => json(
+            StatusCode::OK,
+            &StatusBody {
+                ticket_id: ticket,
+                job_id,
+                state,
+            },
+        ),
+        None => error(StatusCode::NOT_FOUND, "no such ticket", Some("ticket")),
+    }
+}
+
+fn receipt(ctx: &Ctx, id: &str) -> Resp {
+    match ctx.state.receipt(id) {
+        Ok(r) => json(StatusCode::OK, &*r),
+        Err(true) => error(StatusCode::NOT_FOUND, "job not done yet", Some("job_id")),
+        Err(false) => error(StatusCode::NOT_FOUND, "no such job", Some("job_id")),
+    }
+}
+
+fn health(ctx: &Ctx) -> Resp {
+    let c = ctx.state.counts();
+    let n = &ctx.state.node;
+    json(
+        StatusCode::OK,
+        &serde_json::json!({
+            "status": "ok",
+            "node": n.node_key,
+            "compute_class": n.compute_class,
+            "stake_hai": n.stake_hai,
+            "workflows": n.workflows.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
+            "queued": c.queued,
+            "running": c.running,
+            "completed": c.completed,
+        }),
+    )
+}
+
+fn metrics(ctx: &Ctx) -> Resp {
+    let c = ctx.state.counts();
+    let s = ctx.state.wal().stats();
+    let text = ctx.state.metrics.render(crate::metrics::Gauges {
+        queue_depth: c.queued as u64,
+        running: c.running as u64,
+        wal_syncs: s.syncs.load(std::sync::atomic::Ordering::Relaxed),
+        wal_records: s.records.load(std::sync::atomic::Ordering::Relaxed),
+    });
+    let mut r = Response::new(Full::new(Bytes::from(text)));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
+    );
+    r
+}
+
+async fn quote(ctx: &Ctx, client: &str, query: Option<&str>) -> Resp {
+    let nonce = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("nonce="));
+    let Some(nonce) = nonce else {
+        return error(StatusCode::BAD_REQUEST, "missing nonce", Some("nonce"));
+    };
+    let Ok(nonce) = Hash32::from_hex(nonce) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "nonce must be 64 hex characters",
+            Some("nonce"),
+        );
+    };
+    let r = {
+        let mut a = ctx.attestd.lock().await;
+        a.call(&NetdAttestRequest::Quote { nonce }).await
+    };
+    match r {
+        Ok(NetdAttestResponse::Quote(ev)) => {
+            tracing::info!(client, nonce = %nonce, "quote relayed");
+            json(StatusCode::OK, &*ev)
+        }
+        Ok(NetdAttestResponse::Error(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &format!("attestd refused: {e}"),
+            None,
+        ),
+        Ok(_) => error(
+            StatusCode::BAD_GATEWAY,
+            "attestd answered out of turn",
+            None,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "attestd channel failed");
+            let _ = ctx.fatal.send(Fatal::AttestdLost(e.to_string()));
+            error(StatusCode::SERVICE_UNAVAILABLE, "attestd unavailable", None)
+        }
+    }
+}

@@ -1,0 +1,393 @@
+//! Intake benchmark: (a) a bare hyper + rustls mTLS echo server, (b) the real netd
+//! intake (POST /job/accept, WAL fsync on, dispatcher draining into an in-process
+//! execd stand-in that answers Run at once), (c) the same with fsync off, all in
+//! one process with the same load client: keep-alive mTLS connections, bounded
+//! concurrency. Prints requests/s, p50 and p99 for each, and the ratio to (a).
+//!
+//! Run: `scripts/bench-intake` (release). Options: `--seconds`, `--conns`, `--dir`.
+
+use ::bytes::Bytes;
+use clap::Parser;
+use havn_ipc::{PeerPolicy, Server};
+use havn_netd::client::MtlsClient;
+use havn_netd::pki::DevPki;
+use havn_proto::cid::Cid;
+use havn_proto::ipc::*;
+use havn_proto::*;
+use http_body_util::{BodyExt, Full};
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Benchmark the mTLS job intake against a bare mTLS echo server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Measured seconds per server (after a 1 s warm-up).
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+    /// Concurrent keep-alive connections.
+    #[arg(long, default_value_t = 32)]
+    conns: usize,
+    /// Directory for the PKI and the WAL (must be a real disk for fsync to count).
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Delay of the execd stand-in per Run, in ms (0: answer at once; a large value
+    /// keeps the dispatcher idle, isolating the intake's own cost).
+    #[arg(long, default_value_t = 0)]
+    exec_delay_ms: u64,
+}
+
+const SUM: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+fn job_body(id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "job_id": id,
+        "workflow": {"id": "lm", "checksum": SUM},
+        "inputs": [],
+        "compute_class": "S",
+        "timeout_ms": 60000,
+        "seed": 7
+    }))
+    .unwrap_or_default()
+}
+
+/// Process CPU time (user + system), for CPU cost per request.
+fn cpu_time() -> Duration {
+    // SAFETY: getrusage writes into the zeroed struct we own; RUSAGE_SELF is valid.
+    let ru = unsafe {
+        let mut ru: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut ru);
+        ru
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(ru.ru_utime) + tv(ru.ru_stime)
+}
+
+struct Result_ {
+    cpu_us_per_req: f64,
+    name: &'static str,
+    rps: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+}
+
+async fn load(
+    client: &MtlsClient,
+    addr: SocketAddr,
+    path: &'static str,
+    conns: usize,
+    secs: u64,
+    tag: &'static str,
+    name: &'static str,
+) -> Result_ {
+    let seq = Arc::new(AtomicU64::new(0));
+    let errors = Arc::new(AtomicU64::new(0));
+    let warm_until = Instant::now() + Duration::from_secs(1);
+    let end = warm_until + Duration::from_secs(secs);
+    let mut hs = Vec::new();
+    for _ in 0..conns {
+        let client = client.clone();
+        let seq = seq.clone();
+        let errors = errors.clone();
+        hs.push(tokio::spawn(async move {
+            let mut lat: Vec<u32> = Vec::with_capacity(100_000);
+            let Ok(mut c) = client.connect("127.0.0.1", addr.port()).await else {
+                errors.fetch_add(1, Ordering::Relaxed);
+                return lat;
+            };
+            loop {
+                let now = Instant::now();
+                if now >= end {
+                    break;
+                }
+                let n = seq.fetch_add(1, Ordering::Relaxed);
+                let body = job_body(&format!("{tag}-{n}"));
+                let t0 = Instant::now();
+                match c.post(path, body).await {
+                    Ok(r) if r.status == 200 => {
+                        if t0 >= warm_until {
+                            lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                        }
+                    }
+                    _ => {
+                        errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+            lat
+        }));
+    }
+    tokio::time::sleep_until((warm_until).into()).await;
+    let cpu0 = cpu_time();
+    tokio::time::sleep_until(end.into()).await;
+    let cpu = cpu_time().saturating_sub(cpu0);
+    let mut all = Vec::new();
+    for h in hs {
+        if let Ok(v) = h.await {
+            all.extend(v);
+        }
+    }
+    all.sort_unstable();
+    let pct = |p: f64| {
+        all.get(((all.len() as f64 * p) as usize).min(all.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0) as u64
+    };
+    Result_ {
+        cpu_us_per_req: cpu.as_micros() as f64 / all.len().max(1) as f64,
+        name,
+        rps: all.len() as f64 / secs as f64,
+        p50_us: pct(0.50),
+        p99_us: pct(0.99),
+        errors: errors.load(Ordering::Relaxed),
+    }
+}
+
+async fn echo_server(pki: &DevPki) -> SocketAddr {
+    let cfg = havn_netd::tls::server_config(
+        pki.node.cert.as_bytes(),
+        pki.node.key.as_bytes(),
+        pki.ca.cert.as_bytes(),
+    )
+    .expect("tls");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(cfg));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = l.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let _ = tcp.set_nodelay(true);
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let body = req.into_body().collect().await.map(|c| c.to_bytes());
+                    Ok::<_, hyper::Error>(hyper::Response::new(Full::new(
+                        body.unwrap_or_else(|_| Bytes::new()),
+                    )))
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn receipt(p: &JobPayload) -> SignedReceipt {
+    SignedReceipt {
+        receipt: Receipt {
+            workflow_id: p.workflow.id.clone(),
+            job_id: p.job_id.clone(),
+            runtime_hash: Hash32([1; 32]),
+            outputs_cid: Cid::of_bytes(p.job_id.as_bytes()),
+            latency_ms: 0,
+            energy_estimate_mj: 0,
+            manifest_checksum: p.workflow.checksum,
+            seed: p.seed,
+            gas: 0,
+            backend: Backend::Cpu,
+            compute_class: p.compute_class,
+            node: NodeId(PubKey32([7; 32])),
+        },
+        signature: Sig64([0; 64]),
+    }
+}
+
+/// In-process execd stand-in: answers Run at once.
+fn execd(fd: std::os::fd::OwnedFd, delay: Duration) {
+    std::thread::spawn(move || {
+        let Ok(mut s) = Server::<NetdExecd>::accept(fd, PeerPolicy::any()) else {
+            return;
+        };
+        while let Ok(r) = s.recv() {
+            let resp = match r.msg {
+                NetdExecRequest::Capabilities => {
+                    let mut workflows = heapless::Vec::new();
+                    if let Ok(checksum) = Hash32::from_hex(SUM) {
+                        let _ = workflows.push(WorkflowRef {
+                            id: bounded("lm"),
+                            checksum,
+                        });
+                    }
+                    NetdExecResponse::Capabilities(CapabilityReport {
+                        compute_class: ComputeClass::S,
+                        cpu_cores: 2,
+                        ram_mib: 1024,
+                        gpu_model: None,
+                        vram_mib: 0,
+                        workflows,
+                    })
+                }
+                NetdExecRequest::Run { ticket_id, payload } => {
+                    std::thread::sleep(delay);
+                    NetdExecResponse::Done {
+                        ticket_id,
+                        receipt: receipt(&payload),
+                    }
+                }
+            };
+            if s.reply(&resp).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// In-process attestd stand-in.
+fn attestd(fd: std::os::fd::OwnedFd) {
+    std::thread::spawn(move || {
+        let Ok(mut s) = Server::<NetdAttestd>::accept(fd, PeerPolicy::any()) else {
+            return;
+        };
+        while let Ok(r) = s.recv() {
+            let resp = match r.msg {
+                NetdAttestRequest::Identity => NetdAttestResponse::Identity {
+                    node: PubKey32([7; 32]),
+                },
+                _ => NetdAttestResponse::Error(RemoteError::NotPermitted),
+            };
+            if s.reply(&resp).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+async fn netd(dir: &Path, fsync: bool, delay: Duration) -> havn_netd::Running {
+    let state = dir.join(if fsync {
+        "state-fsync"
+    } else {
+        "state-nofsync"
+    });
+    let _ = std::fs::remove_dir_all(&state);
+    let pki = dir.join("pki");
+    let text = format!(
+        "[node]\nstate_dir = \"{}\"\nstake_hai = 5000\n[tpm]\ntcti = \"swtpm:host=127.0.0.1,port=1\"\n\
+         [execd]\nbackend = \"auto\"\n[netd]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{p}/node.pem\"\n\
+         tls_key = \"{p}/node.key\"\nclient_ca = \"{p}/ca.pem\"\nqueue_capacity = 10000000\n",
+        state.display(),
+        p = pki.display()
+    );
+    let cfg = havn_config::NodeConfig::parse(&text, Path::new("bench.toml")).expect("config");
+    let (e1, e2) = havn_ipc::socketpair().expect("socketpair");
+    let (a1, a2) = havn_ipc::socketpair().expect("socketpair");
+    execd(e2, delay);
+    attestd(a2);
+    let e = havn_ipc::AsyncClient::connect(e1, PeerPolicy::any())
+        .await
+        .expect("execd");
+    let a = havn_ipc::AsyncClient::connect(a1, PeerPolicy::any())
+        .await
+        .expect("attestd");
+    let opts = havn_netd::StartOptions {
+        wal: havn_netd::wal::WalOptions {
+            fsync,
+            ..Default::default()
+        },
+        heartbeats: false,
+        ..Default::default()
+    };
+    havn_netd::start(&cfg, e, a, opts).await.expect("start")
+}
+
+fn main() {
+    let args = Args::parse();
+    let dir = args.dir.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("havn-netd-bench-{}", std::process::id()))
+    });
+    let pki = DevPki::generate("node", &[]).expect("pki");
+    pki.write(&dir.join("pki"), false).expect("write pki");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let results = rt.block_on(async {
+        let client = MtlsClient::from_pem(
+            pki.ca.cert.as_bytes(),
+            Some((
+                pki.orchestrator.cert.as_bytes(),
+                pki.orchestrator.key.as_bytes(),
+            )),
+        )
+        .expect("client");
+        let (c, s) = (args.conns, args.seconds);
+        let echo = echo_server(&pki).await;
+        let a = load(&client, echo, "/echo", c, s, "echo", "mTLS echo (baseline)").await;
+        let delay = Duration::from_millis(args.exec_delay_ms);
+        let n1 = netd(&dir, true, delay).await;
+        let b = load(
+            &client,
+            n1.local_addr,
+            "/job/accept",
+            c,
+            s,
+            "f",
+            "netd intake, fsync on",
+        )
+        .await;
+        let st = n1.state.wal().stats();
+        let syncs = st.syncs.load(Ordering::Relaxed);
+        let recs = st.records.load(Ordering::Relaxed);
+        let counts = n1.state.counts();
+        drop(n1);
+        let n2 = netd(&dir, false, delay).await;
+        let d = load(
+            &client,
+            n2.local_addr,
+            "/job/accept",
+            c,
+            s,
+            "n",
+            "netd intake, fsync off",
+        )
+        .await;
+        drop(n2);
+        (vec![a, b, d], syncs, recs, counts)
+    });
+    let (rs, syncs, recs, counts) = results;
+    let base = rs.first().map_or(1.0, |r| r.rps.max(1.0));
+    println!(
+        "\n{} keep-alive mTLS connections, {} s measured per server, {} cores\n",
+        args.conns,
+        args.seconds,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!(
+        "| {:<26} | {:>10} | {:>9} | {:>9} | {:>8} | {:>13} | {:>6} |",
+        "server", "req/s", "p50 ms", "p99 ms", "x echo", "CPU us/req", "errors"
+    );
+    println!(
+        "|{:-<28}|{:->12}|{:->11}|{:->11}|{:->10}|{:->15}|{:->8}|",
+        "", "", "", "", "", "", ""
+    );
+    for r in &rs {
+        println!(
+            "| {:<26} | {:>10.0} | {:>9.3} | {:>9.3} | {:>8.2} | {:>13.0} | {:>6} |",
+            r.name,
+            r.rps,
+            r.p50_us as f64 / 1000.0,
+            r.p99_us as f64 / 1000.0,
+            r.rps / base,
+            r.cpu_us_per_req,
+            r.errors
+        );
+    }
+    println!(
+        "\nfsync-on run: {recs} WAL records in {syncs} group commits ({:.1} records/fsync); \
+         {} jobs completed by the dispatcher, {} still queued at the end",
+        recs as f64 / syncs.max(1) as f64,
+        counts.completed,
+        counts.queued
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,152 @@
+//! The dispatcher: takes durably queued jobs in ticket order and sends each to
+//! execd (one at a time: the channel is request/response and execd answers when
+//! the job is done), logging `Started`, then `Done`/`Failed`.
+//!
+//! A job is marked done only after its `Done` record is durable, and a done job is
+//! never dispatched again. If the execd channel fails (execd died or restarted),
+//! the job goes back to the head of the queue and netd reports
+//! [`Fatal::ExecdLost`]: the daemon exits with [`crate::EXIT_EXECD_LOST`] so that
+//! havn-init restarts it with fresh channels (a socketpair cannot be reconnected
+//! from inside the sandbox). On restart the WAL re-queues the job; execd/attestd
+//! return the same receipt for a job id already signed.
+
+use crate::state::State;
+use crate::wal::{Outcome, Record};
+use crate::Fatal;
+use havn_ipc::AsyncClient;
+use havn_proto::ipc::RemoteError;
+use havn_proto::ipc::{NetdExecRequest, NetdExecResponse, NetdExecd};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+use tracing::Instrument;
+
+/// Longest wait between retries of a job execd refused for a transient reason.
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Runs until the execd channel fails.
+pub async fn run(
+    state: Arc<State>,
+    mut execd: AsyncClient<NetdExecd>,
+    fatal: mpsc::UnboundedSender<Fatal>,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let Some((ticket, payload)) = state.next_job() else {
+            state.work.notified().await;
+            continue;
+        };
+        let span = tracing::info_span!("job", job_id = %payload.job_id, ticket);
+        let go_on = async {
+            state.wal().append(Record::Started { ticket });
+            let start = Instant::now();
+            tracing::info!(workflow = %payload.workflow.id, "job dispatched to execd");
+            let req = NetdExecRequest::Run {
+                ticket_id: ticket,
+                payload: (*payload).clone(),
+            };
+            match execd.call(&req).await {
+                Ok(NetdExecResponse::Done { ticket_id, receipt })
+                    if ticket_id == ticket
+                        && receipt.receipt.job_id == payload.job_id
+                        && receipt.receipt.workflow_id == payload.workflow.id =>
+                {
+                    backoff = Duration::from_millis(100);
+                    record(
+                        &state,
+                        &fatal,
+                        ticket,
+                        Outcome::Done(Box::new(receipt)),
+                        start,
+                    );
+                    true
+                }
+                Ok(NetdExecResponse::Done { ticket_id, .. }) => {
+                    tracing::error!(answered = ticket_id, "execd answered for another job");
+                    let why = format!("execd answered for ticket {ticket_id}");
+                    record(&state, &fatal, ticket, Outcome::Failed(why), start);
+                    true
+                }
+                Ok(NetdExecResponse::Failed { error, reason, .. })
+                    if matches!(error, RemoteError::GateClosed | RemoteError::TpmUnavailable) =>
+                {
+                    tracing::warn!(%error, %reason, backoff_ms = backoff.as_millis() as u64,
+                        "execd refused for now; job re-queued");
+                    state.requeue(ticket);
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    true
+                }
+                Ok(NetdExecResponse::Failed { error, reason, .. }) => {
+                    let why = format!("{error}: {reason}");
+                    record(&state, &fatal, ticket, Outcome::Failed(why), start);
+                    true
+                }
+                Ok(NetdExecResponse::Capabilities(_)) => {
+                    let why = "execd answered Run with Capabilities".to_string();
+                    record(&state, &fatal, ticket, Outcome::Failed(why), start);
+                    true
+                }
+                Err(e) => {
+                    state.requeue(ticket);
+                    tracing::error!(error = %e, peer_restarted = e.is_peer_restart(),
+                        "execd channel failed; job re-queued, netd exits for a restart");
+                    let _ = fatal.send(Fatal::ExecdLost(e.to_string()));
+                    false
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        if !go_on || fatal.is_closed() {
+            return;
+        }
+    }
+}
+
+/// Makes an outcome durable, then visible.
+fn record(
+    state: &Arc<State>,
+    fatal: &mpsc::UnboundedSender<Fatal>,
+    ticket: u64,
+    outcome: Outcome,
+    start: Instant,
+) {
+    let rec = match &outcome {
+        Outcome::Done(r) => Record::Done {
+            ticket,
+            receipt: r.clone(),
+        },
+        Outcome::Failed(reason) => Record::Failed {
+            ticket,
+            reason: reason.clone(),
+        },
+    };
+    let st = state.clone();
+    let fatal = fatal.clone();
+    // Runs on the WAL writer thread right after the fsync: no task wake-up.
+    state.wal().submit_then(
+        vec![rec],
+        Box::new(move |r| match r {
+            Ok(()) => {
+                let done = matches!(outcome, Outcome::Done(_));
+                let latency = start.elapsed();
+                if st.finish(ticket, outcome, latency) {
+                    let m = &st.metrics;
+                    if done {
+                        m.completed.fetch_add(1, Ordering::Relaxed);
+                        m.job.observe(latency);
+                        tracing::info!(ticket, latency_ms = latency.as_millis() as u64, "job done");
+                    } else {
+                        m.failed.fetch_add(1, Ordering::Relaxed);
+                        tracing::warn!(ticket, "job failed");
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = fatal.send(Fatal::Wal(e.to_string()));
+            }
+        }),
+    );
+}

@@ -1,0 +1,88 @@
+//! Heartbeats: every `heartbeat_ms`, attestd signs the node's liveness and queue
+//! counts; netd logs the signed heartbeat as JSON and POSTs it (best effort) to the
+//! configured endpoints over mTLS.
+
+use crate::client::MtlsClient;
+use crate::state::State;
+use crate::Fatal;
+use havn_ipc::AsyncClient;
+use havn_proto::ipc::{NetdAttestRequest, NetdAttestResponse, NetdAttestd};
+use hyper::Method;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, Mutex};
+
+/// Heartbeat loop settings.
+pub struct Heartbeats {
+    /// Interval.
+    pub every: Duration,
+    /// `https://…` URLs to POST each signed heartbeat to.
+    pub endpoints: Vec<String>,
+    /// Client for the POSTs (netd's own certificate).
+    pub client: Option<MtlsClient>,
+}
+
+/// Runs until the attestd channel fails.
+pub async fn run(
+    state: Arc<State>,
+    attestd: Arc<Mutex<AsyncClient<NetdAttestd>>>,
+    hb: Heartbeats,
+    fatal: mpsc::UnboundedSender<Fatal>,
+) {
+    let mut tick = tokio::time::interval(hb.every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut seq = 0u64;
+    loop {
+        tick.tick().await;
+        seq = seq.saturating_add(1);
+        let c = state.counts();
+        let unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        let req = NetdAttestRequest::Heartbeat {
+            seq,
+            unix_ms,
+            queue_depth: u32::try_from(c.queued).unwrap_or(u32::MAX),
+            running: u32::try_from(c.running).unwrap_or(u32::MAX),
+            completed: c.completed,
+        };
+        let r = attestd.lock().await.call(&req).await;
+        match r {
+            Ok(NetdAttestResponse::Heartbeat(signed)) => {
+                let body = serde_json::to_vec(&signed).unwrap_or_default();
+                tracing::info!(
+                    seq,
+                    heartbeat = %String::from_utf8_lossy(&body),
+                    "heartbeat signed"
+                );
+                if let Some(client) = &hb.client {
+                    for url in &hb.endpoints {
+                        let (client, url, body) = (client.clone(), url.clone(), body.clone());
+                        tokio::spawn(async move {
+                            let post = client.fetch(Method::POST, &url, Some(body));
+                            match tokio::time::timeout(Duration::from_secs(5), post).await {
+                                Ok(Ok(r)) if r.status < 300 => {}
+                                Ok(Ok(r)) => {
+                                    tracing::warn!(%url, status = r.status, "heartbeat POST refused")
+                                }
+                                Ok(Err(e)) => {
+                                    tracing::warn!(%url, error = %e, "heartbeat POST failed")
+                                }
+                                Err(_) => tracing::warn!(%url, "heartbeat POST timed out"),
+                            }
+                        });
+                    }
+                }
+            }
+            Ok(NetdAttestResponse::Error(e)) => {
+                tracing::warn!(seq, error = %e, "attestd refused to sign a heartbeat")
+            }
+            Ok(_) => tracing::warn!(seq, "attestd answered a heartbeat out of turn"),
+            Err(e) => {
+                tracing::error!(error = %e, "attestd channel failed");
+                let _ = fatal.send(Fatal::AttestdLost(e.to_string()));
+                return;
+            }
+        }
+    }
+}

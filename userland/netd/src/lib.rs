@@ -1,0 +1,76 @@
+//! havn-netd: the node's only network-facing process. mTLS job intake for
+//! orchestrators, a durable queue (WAL with group commit), a dispatcher to execd,
+//! quotes and heartbeats through attestd. It holds no key that can sign a receipt.
+//!
+//! Code map: [`api`] HTTP routes · [`state`] job table and admission · [`wal`]
+//! write-ahead log · [`dispatch`] execd dispatcher · [`heartbeat`] signed heartbeats
+//! · [`metrics`] Prometheus text · [`tls`] rustls setup · [`client`] mTLS client
+//! (havnctl, heartbeats, bench) · [`pki`] development PKI (havnctl pki init) ·
+//! [`server`] wiring and the accept loop.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod dispatch;
+pub mod heartbeat;
+pub mod metrics;
+pub mod pki;
+pub mod server;
+pub mod state;
+pub mod tls;
+pub mod wal;
+
+pub use server::{start, Running, StartError, StartOptions};
+
+/// Clean shutdown (SIGTERM/SIGINT).
+pub const EXIT_OK: u8 = 0;
+/// Startup failed (TLS files, IPC handshake, bind, state dir).
+pub const EXIT_STARTUP: u8 = 1;
+/// The config file is unreadable or invalid.
+pub const EXIT_CONFIG: u8 = 78;
+/// The WAL could not be written or synced (EX_IOERR).
+pub const EXIT_WAL: u8 = 74;
+/// The execd channel failed (execd died or restarted): init must restart netd with
+/// fresh socketpairs. Queued and running jobs are re-queued from the WAL.
+pub const EXIT_EXECD_LOST: u8 = 75;
+/// The attestd channel failed: same remedy as [`EXIT_EXECD_LOST`].
+pub const EXIT_ATTESTD_LOST: u8 = 76;
+
+/// Why a running netd stops.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fatal {
+    /// SIGTERM or SIGINT.
+    Signal,
+    /// The execd channel failed.
+    ExecdLost(String),
+    /// The attestd channel failed.
+    AttestdLost(String),
+    /// The WAL failed.
+    Wal(String),
+}
+
+impl Fatal {
+    /// The process exit code for this stop.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Fatal::Signal => EXIT_OK,
+            Fatal::ExecdLost(_) => EXIT_EXECD_LOST,
+            Fatal::AttestdLost(_) => EXIT_ATTESTD_LOST,
+            Fatal::Wal(_) => EXIT_WAL,
+        }
+    }
+}
+
+/// JSON logs on stderr, filtered by `filter` (e.g. `info`, `havn_netd=debug`).
+/// Each job's lines carry its `job_id` (and `ticket`) from the enclosing span.
+pub fn init_tracing(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_span_list(false)
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

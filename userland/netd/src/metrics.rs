@@ -1,0 +1,194 @@
+//! Prometheus text exposition, hand-formatted from atomics (no registry needed).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Histogram bucket upper bounds in seconds.
+const ADMISSION_BUCKETS: [f64; 12] = [
+    0.0002, 0.0005, 0.001, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0,
+];
+const JOB_BUCKETS: [f64; 10] = [0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0, 300.0, 1800.0];
+
+/// A fixed-bucket histogram.
+#[derive(Debug)]
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Self {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one observation.
+    pub fn observe(&self, d: Duration) {
+        let s = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| s <= *b) {
+            if let Some(c) = self.counts.get(i) {
+                c.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        self.sum_micros
+            .fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cum = 0u64;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cum = cum.saturating_add(c.load(Ordering::Relaxed));
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cum}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
+    }
+}
+
+/// All of netd's metrics.
+#[derive(Debug)]
+pub struct Metrics {
+    /// Jobs accepted (new tickets).
+    pub accepted: AtomicU64,
+    /// Jobs done with a receipt.
+    pub completed: AtomicU64,
+    /// Jobs failed.
+    pub failed: AtomicU64,
+    /// Requests refused by admission, by status (400, 403, 404, 409, 413, 429, 503).
+    pub rejected: [(u16, AtomicU64); 7],
+    /// TLS handshakes refused.
+    pub tls_refused: AtomicU64,
+    /// Time from request to ticket (includes the WAL fsync).
+    pub admission: Histogram,
+    /// Time from dispatch to durable receipt.
+    pub job: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            accepted: AtomicU64::new(0),
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            rejected: [400, 403, 404, 409, 413, 429, 503].map(|s| (s, AtomicU64::new(0))),
+            tls_refused: AtomicU64::new(0),
+            admission: Histogram::new(&ADMISSION_BUCKETS),
+            job: Histogram::new(&JOB_BUCKETS),
+        }
+    }
+}
+
+/// Gauges sampled at scrape time.
+#[derive(Debug, Clone, Copy)]
+pub struct Gauges {
+    /// Queued jobs.
+    pub queue_depth: u64,
+    /// Running jobs.
+    pub running: u64,
+    /// WAL fsyncs.
+    pub wal_syncs: u64,
+    /// WAL records.
+    pub wal_records: u64,
+}
+
+impl Metrics {
+    /// Counts a refusal.
+    pub fn reject(&self, status: u16) {
+        if let Some((_, c)) = self.rejected.iter().find(|(s, _)| *s == status) {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Prometheus text format 0.0.4.
+    pub fn render(&self, g: Gauges) -> String {
+        let mut o = String::with_capacity(4096);
+        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+        };
+        let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+        };
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        counter(
+            &mut o,
+            "havn_netd_jobs_accepted_total",
+            "Jobs accepted with a new durable ticket.",
+            ld(&self.accepted),
+        );
+        counter(
+            &mut o,
+            "havn_netd_jobs_completed_total",
+            "Jobs finished with a signed receipt.",
+            ld(&self.completed),
+        );
+        counter(
+            &mut o,
+            "havn_netd_jobs_failed_total",
+            "Jobs that failed.",
+            ld(&self.failed),
+        );
+        let _ = writeln!(
+            o,
+            "# HELP havn_netd_jobs_rejected_total Job submissions refused, by HTTP status.\n# TYPE havn_netd_jobs_rejected_total counter"
+        );
+        for (s, c) in &self.rejected {
+            let _ = writeln!(
+                o,
+                "havn_netd_jobs_rejected_total{{status=\"{s}\"}} {}",
+                ld(c)
+            );
+        }
+        counter(
+            &mut o,
+            "havn_netd_tls_refused_total",
+            "TLS handshakes refused (no, expired or untrusted client certificate).",
+            ld(&self.tls_refused),
+        );
+        counter(
+            &mut o,
+            "havn_netd_wal_syncs_total",
+            "WAL group commits (fdatasync calls).",
+            g.wal_syncs,
+        );
+        counter(
+            &mut o,
+            "havn_netd_wal_records_total",
+            "WAL records written.",
+            g.wal_records,
+        );
+        gauge(
+            &mut o,
+            "havn_netd_queue_depth",
+            "Jobs queued, not yet running.",
+            g.queue_depth,
+        );
+        gauge(
+            &mut o,
+            "havn_netd_jobs_running",
+            "Jobs handed to execd.",
+            g.running,
+        );
+        self.admission.render(
+            &mut o,
+            "havn_netd_admission_latency_seconds",
+            "POST /job/accept latency, request to durable ticket.",
+        );
+        self.job.render(
+            &mut o,
+            "havn_netd_job_latency_seconds",
+            "Job latency, dispatch to durable receipt.",
+        );
+        o
+    }
+}

@@ -1,0 +1,346 @@
+//! Wiring: TLS, IPC capabilities/identity, WAL replay, the accept loop, and the
+//! dispatcher and heartbeat tasks.
+//!
+//! Files touched: the TLS files (read once here) and `state_dir/netd/` (the WAL).
+//! Nothing else is opened, so netd runs as uid 65534 with no capabilities provided
+//! init created the state dir owned by that uid.
+
+use crate::api::{self, Ctx};
+use crate::client::MtlsClient;
+use crate::heartbeat::{self, Heartbeats};
+use crate::state::{NodeInfo, State};
+use crate::tls::{self, TlsError};
+use crate::wal::{self, Wal, WalError, WalOptions};
+use crate::Fatal;
+use havn_config::NodeConfig;
+use havn_ipc::{AsyncClient, IpcError};
+use havn_proto::ipc::{
+    NetdAttestRequest, NetdAttestResponse, NetdAttestd, NetdExecRequest, NetdExecResponse,
+    NetdExecd,
+};
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, Mutex, Semaphore};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// Startup failures.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// TLS material.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// An IPC channel failed during startup.
+    #[error("ipc ({channel}): {source}")]
+    Ipc {
+        /// Which.
+        channel: &'static str,
+        /// Cause.
+        source: IpcError,
+    },
+    /// A daemon answered something unexpected.
+    #[error("{0} answered out of turn at startup")]
+    Protocol(&'static str),
+    /// A daemon refused.
+    #[error("{0} refused at startup: {1}")]
+    Refused(&'static str, havn_proto::ipc::RemoteError),
+    /// The state dir or WAL.
+    #[error("state: {0}")]
+    State(String),
+    /// Binding the listener.
+    #[error("bind {addr}: {source}")]
+    Bind {
+        /// Address.
+        addr: SocketAddr,
+        /// Cause.
+        source: std::io::Error,
+    },
+}
+
+impl From<WalError> for StartError {
+    fn from(e: WalError) -> Self {
+        StartError::State(e.to_string())
+    }
+}
+
+/// Knobs that are not in node.toml (tests and the bench change them).
+#[derive(Debug, Clone)]
+pub struct StartOptions {
+    /// WAL tuning.
+    pub wal: WalOptions,
+    /// Whether to run the heartbeat loop.
+    pub heartbeats: bool,
+    /// TLS handshake deadline.
+    pub handshake_timeout: Duration,
+    /// Concurrent connections; more are closed at accept.
+    pub max_connections: usize,
+}
+
+impl Default for StartOptions {
+    fn default() -> Self {
+        Self {
+            wal: WalOptions::default(),
+            heartbeats: true,
+            handshake_timeout: Duration::from_secs(10),
+            max_connections: 4096,
+        }
+    }
+}
+
+/// A started netd.
+pub struct Running {
+    /// The bound API address.
+    pub local_addr: SocketAddr,
+    /// The job table.
+    pub state: Arc<State>,
+    fatal_rx: mpsc::UnboundedReceiver<Fatal>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Running {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Running({})", self.local_addr)
+    }
+}
+
+impl Running {
+    /// Waits for a fatal condition or SIGTERM/SIGINT.
+    pub async fn wait(&mut self) -> Fatal {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        let sigterm = async {
+            match term.as_mut() {
+                Some(t) => {
+                    t.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            f = self.fatal_rx.recv() => f.unwrap_or(Fatal::Signal),
+            _ = sigterm => Fatal::Signal,
+            _ = tokio::signal::ctrl_c() => Fatal::Signal,
+        }
+    }
+
+    /// Waits for a fatal condition only (no signal handlers; for tests).
+    pub async fn fatal(&mut self) -> Fatal {
+        self.fatal_rx.recv().await.unwrap_or(Fatal::Signal)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+fn ipc(channel: &'static str) -> impl FnOnce(IpcError) -> StartError {
+    move |source| StartError::Ipc { channel, source }
+}
+
+/// Starts netd on already-connected IPC channels.
+pub async fn start(
+    cfg: &NodeConfig,
+    mut execd: AsyncClient<NetdExecd>,
+    mut attestd: AsyncClient<NetdAttestd>,
+    opts: StartOptions,
+) -> Result<Running, StartError> {
+    let n = &cfg.netd;
+    // TLS files are read once, here.
+    let cert = tls::read(&n.tls_cert)?;
+    let key = tls::read(&n.tls_key)?;
+    let ca = tls::read(&n.client_ca)?;
+    let server_cfg = tls::server_config(&cert, &key, &ca)?;
+    let hb_client = MtlsClient::from_pem(&ca, Some((&cert, &key))).ok();
+
+    let caps = match execd
+        .call(&NetdExecRequest::Capabilities)
+        .await
+        .map_err(ipc("execd"))?
+    {
+        NetdExecResponse::Capabilities(c) => c,
+        NetdExecResponse::Failed { error, .. } => return Err(StartError::Refused("execd", error)),
+        _ => return Err(StartError::Protocol("execd")),
+    };
+    let node_key = match attestd
+        .call(&NetdAttestRequest::Identity)
+        .await
+        .map_err(ipc("attestd"))?
+    {
+        NetdAttestResponse::Identity { node } => node,
+        NetdAttestResponse::Error(e) => return Err(StartError::Refused("attestd", e)),
+        _ => return Err(StartError::Protocol("attestd")),
+    };
+    tracing::info!(
+        node = %node_key,
+        class = ?caps.compute_class,
+        workflows = caps.workflows.len(),
+        stake_hai = cfg.node.stake_hai,
+        "execd capabilities and attestd identity received"
+    );
+
+    let dir = cfg.daemon_state("netd");
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| StartError::State(format!("{}: {e}", dir.display())))?;
+    let replay = wal::replay(&dir.join(wal::WAL_FILE))?;
+    for w in &replay.warnings {
+        tracing::warn!(warning = %w, "wal replay");
+    }
+    if replay.truncated_bytes > 0 {
+        tracing::warn!(bytes = replay.truncated_bytes, "wal: torn tail truncated");
+    }
+    let requeued = replay
+        .snapshot
+        .jobs
+        .values()
+        .filter(|j| j.outcome.is_none())
+        .count();
+    tracing::info!(
+        records = replay.records,
+        jobs = replay.snapshot.jobs.len(),
+        requeued,
+        "wal replayed"
+    );
+    let retain = opts.wal.retain_terminal;
+    let wal = Wal::start(&dir, replay.snapshot.clone(), opts.wal.clone())?;
+    let info = NodeInfo {
+        compute_class: caps.compute_class,
+        workflows: caps.workflows.iter().cloned().collect(),
+        stake_hai: cfg.node.stake_hai,
+        node_key: node_key.to_hex(),
+    };
+    let state = Arc::new(State::new(
+        &replay.snapshot,
+        wal,
+        info,
+        n.queue_capacity,
+        retain,
+    ));
+
+    let listener = TcpListener::bind(n.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: n.listen,
+            source,
+        })?;
+    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: n.listen,
+        source,
+    })?;
+    tracing::info!(addr = %local_addr, "listening (mTLS)");
+
+    let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
+    let attestd = Arc::new(Mutex::new(attestd));
+    let ctx = Arc::new(Ctx {
+        state: state.clone(),
+        attestd: attestd.clone(),
+        max_body: n.max_body_bytes,
+        fatal: fatal_tx.clone(),
+    });
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(accept_loop(
+        listener,
+        TlsAcceptor::from(Arc::new(server_cfg)),
+        ctx,
+        opts.clone(),
+    )));
+    tasks.push(tokio::spawn(crate::dispatch::run(
+        state.clone(),
+        execd,
+        fatal_tx.clone(),
+    )));
+    if opts.heartbeats {
+        let hb = Heartbeats {
+            every: Duration::from_millis(n.heartbeat_ms),
+            endpoints: n.heartbeat_endpoints.clone(),
+            client: hb_client,
+        };
+        tasks.push(tokio::spawn(heartbeat::run(
+            state.clone(),
+            attestd,
+            hb,
+            fatal_tx,
+        )));
+    }
+    // Jobs re-queued from the WAL start now.
+    state.work.notify_one();
+    Ok(Running {
+        local_addr,
+        state,
+        fatal_rx,
+        tasks,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    ctx: Arc<Ctx>,
+    opts: StartOptions,
+) {
+    let slots = Arc::new(Semaphore::new(opts.max_connections));
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(x) => x,
+            Err(e) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing");
+            continue;
+        };
+        let acceptor = acceptor.clone();
+        let ctx = ctx.clone();
+        let hs_timeout = opts.handshake_timeout;
+        tokio::spawn(async move {
+            let _permit = permit;
+            let _ = tcp.set_nodelay(true);
+            let tls = match tokio::time::timeout(hs_timeout, acceptor.accept(tcp)).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    ctx.state
+                        .metrics
+                        .tls_refused
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(%peer, alert = tls::alert_for(&e), error = %e,
+                        "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let client: Arc<str> = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(tls::peer_identity)
+                .unwrap_or_else(|| "none".into())
+                .into();
+            tracing::info!(%peer, client = %client, "mTLS client connected");
+            let svc = service_fn(move |req| api::handle(ctx.clone(), client.clone(), req));
+            let r = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(tls), svc)
+                .await;
+            if let Err(e) = r {
+                tracing::debug!(%peer, error = %e, "connection ended with an error");
+            }
+        });
+    }
+}

@@ -1,0 +1,465 @@
+//! The in-memory job table over the WAL: admission, the dispatch queue, job
+//! states, receipts and the per-workflow latency estimate.
+//!
+//! Invariants: a ticket is visible to clients only after its `Accepted` record is
+//! durable; a job enters the dispatch queue only then; a job is `Done` in memory
+//! only after its `Done` record is durable, and a `Done` job is never queued again.
+
+use crate::metrics::Metrics;
+use crate::wal::{Outcome, Pending, Record, Snapshot, Wal, WalError};
+use havn_proto::{ComputeClass, JobPayload, JobState, SignedReceipt, WorkflowRef};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use tokio::sync::Notify;
+
+/// Mean job latency assumed for a workflow before any of its jobs completed.
+pub const DEFAULT_JOB_SECONDS: f64 = 10.0;
+/// EWMA weight of the newest observation.
+const EWMA_ALPHA: f64 = 0.2;
+
+/// Where a job is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// Ticket assigned, `Accepted` not yet durable (invisible to clients).
+    Pending,
+    /// Durably queued.
+    Queued,
+    /// Handed to execd.
+    Running,
+    /// Durable receipt.
+    Done(Arc<SignedReceipt>),
+    /// Failed for good.
+    Failed(String),
+}
+
+/// One job. The decoded payload (large: its bounded strings are inline) is kept
+/// only while the job is active; every job keeps its compact postcard bytes.
+#[derive(Debug, Clone)]
+pub struct Job {
+    /// The orchestrator's job id.
+    pub job_id: String,
+    /// Postcard bytes of the payload (for idempotence checks).
+    pub body: Arc<[u8]>,
+    /// The payload, while queued or running.
+    pub payload: Option<Arc<JobPayload>>,
+    /// Its phase.
+    pub phase: Phase,
+}
+
+#[derive(Debug, Default)]
+struct Table {
+    jobs: HashMap<u64, Job>,
+    by_job_id: HashMap<String, u64>,
+    queue: VecDeque<u64>,
+    terminal: VecDeque<u64>,
+    next_ticket: u64,
+    /// Pending + queued + running.
+    active: usize,
+    running: usize,
+    completed: u64,
+    ewma: HashMap<String, f64>,
+}
+
+/// What the node can run (from execd's capability report) and its stake.
+#[derive(Debug, Clone)]
+pub struct NodeInfo {
+    /// Highest class execd serves.
+    pub compute_class: ComputeClass,
+    /// Registered workflows.
+    pub workflows: Vec<WorkflowRef>,
+    /// Bonded stake in whole HAI (config).
+    pub stake_hai: u64,
+    /// The node key (hex), from attestd.
+    pub node_key: String,
+}
+
+/// Why a job was refused (in the order the checks run).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Refusal {
+    /// 403.
+    StakeInactive {
+        /// Stake.
+        stake: u64,
+        /// Floor for the class.
+        floor: u64,
+    },
+    /// 404.
+    UnknownWorkflow,
+    /// 409.
+    ChecksumMismatch,
+    /// 409.
+    ClassTooHigh {
+        /// Node's class.
+        node: ComputeClass,
+    },
+    /// 409: the job id is taken by a different payload.
+    JobIdConflict(u64),
+    /// 429.
+    QueueFull,
+    /// 503.
+    Wal(WalError),
+}
+
+/// Accepted (new or idempotent duplicate).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Admitted {
+    /// Ticket.
+    pub ticket: u64,
+    /// Estimate.
+    pub eta_seconds: u32,
+    /// Whether this was an earlier ticket returned again.
+    pub duplicate: bool,
+}
+
+/// Shared daemon state.
+pub struct State {
+    table: Mutex<Table>,
+    wal: Wal,
+    /// Wakes the dispatcher.
+    pub work: Notify,
+    /// Metrics.
+    pub metrics: Metrics,
+    /// Node info.
+    pub node: NodeInfo,
+    capacity: usize,
+    retain_terminal: usize,
+}
+
+impl std::fmt::Debug for State {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("State").field("node", &self.node).finish()
+    }
+}
+
+/// Counts for heartbeats and gauges.
+#[derive(Debug, Clone, Copy)]
+pub struct Counts {
+    /// Queued.
+    pub queued: usize,
+    /// Running.
+    pub running: usize,
+    /// Completed since start.
+    pub completed: u64,
+}
+
+impl State {
+    /// Builds the table from a replayed snapshot: jobs without an outcome are
+    /// re-queued in ticket order (whether or not they had started).
+    pub fn new(
+        snapshot: &Snapshot,
+        wal: Wal,
+        node: NodeInfo,
+        capacity: usize,
+        retain_terminal: usize,
+    ) -> Self {
+        let mut t = Table {
+            next_ticket: 1,
+            ..Table::default()
+        };
+        for (ticket, lj) in &snapshot.jobs {
+            let mut payload = None;
+            let phase = match &lj.outcome {
+                None => match postcard::from_bytes::<JobPayload>(&lj.body) {
+                    Ok(p) => {
+                        payload = Some(Arc::new(p));
+                        t.queue.push_back(*ticket);
+                        t.active = t.active.saturating_add(1);
+                        Phase::Queued
+                    }
+                    Err(_) => Phase::Failed("undecodable payload in the WAL".into()),
+                },
+                Some(Outcome::Done(r)) => Phase::Done(Arc::new((**r).clone())),
+                Some(Outcome::Failed(r)) => Phase::Failed(r.clone()),
+            };
+            t.by_job_id.insert(lj.job_id.clone(), *ticket);
+            t.jobs.insert(
+                *ticket,
+                Job {
+                    job_id: lj.job_id.clone(),
+                    body: lj.body.clone(),
+                    payload,
+                    phase,
+                },
+            );
+            t.next_ticket = t.next_ticket.max(ticket.saturating_add(1));
+        }
+        t.terminal = snapshot.terminal.clone();
+        Self {
+            table: Mutex::new(t),
+            wal,
+            work: Notify::new(),
+            metrics: Metrics::default(),
+            node,
+            capacity,
+            retain_terminal,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // A panic while holding the lock cannot leave the table half-updated in a
+        // way that matters more than stopping would; keep serving.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The WAL.
+    pub fn wal(&self) -> &Wal {
+        &self.wal
+    }
+
+    /// Checks that need no lock (stake, workflow, checksum, class).
+    pub fn check(&self, p: &JobPayload) -> Result<(), Refusal> {
+        let floor = p.compute_class.collateral_floor_hai();
+        if self.node.stake_hai < floor {
+            return Err(Refusal::StakeInactive {
+                stake: self.node.stake_hai,
+                floor,
+            });
+        }
+        let Some(w) = self.node.workflows.iter().find(|w| w.id == p.workflow.id) else {
+            return Err(Refusal::UnknownWorkflow);
+        };
+        if w.checksum != p.workflow.checksum {
+            return Err(Refusal::ChecksumMismatch);
+        }
+        if p.compute_class > self.node.compute_class {
+            return Err(Refusal::ClassTooHigh {
+                node: self.node.compute_class,
+            });
+        }
+        Ok(())
+    }
+
+    /// Admits a checked job: idempotent on job id, bounded, durable before return.
+    pub async fn admit(&self, p: Arc<JobPayload>) -> Result<Admitted, Refusal> {
+        self.check(&p)?;
+        let body: Arc<[u8]> = crate::wal::encode_payload(&p).map_err(Refusal::Wal)?.into();
+        enum Step {
+            Duplicate { ticket: u64, pending: bool },
+            New { ticket: u64, pending: Pending },
+        }
+        let step = {
+            let mut t = self.lock();
+            if let Some(&ticket) = t.by_job_id.get(p.job_id.as_str()) {
+                match t.jobs.get(&ticket) {
+                    Some(j) if j.body == body => Step::Duplicate {
+                        ticket,
+                        pending: j.phase == Phase::Pending,
+                    },
+                    _ => return Err(Refusal::JobIdConflict(ticket)),
+                }
+            } else {
+                if t.active >= self.capacity {
+                    return Err(Refusal::QueueFull);
+                }
+                let ticket = t.next_ticket;
+                t.next_ticket = ticket.saturating_add(1);
+                t.active = t.active.saturating_add(1);
+                t.by_job_id.insert(p.job_id.to_string(), ticket);
+                t.jobs.insert(
+                    ticket,
+                    Job {
+                        job_id: p.job_id.to_string(),
+                        body: body.clone(),
+                        payload: Some(p.clone()),
+                        phase: Phase::Pending,
+                    },
+                );
+                // Submitted under the lock: log order = ticket order.
+                let pending = self.wal.submit(vec![Record::Accepted {
+                    ticket,
+                    payload: body.to_vec(),
+                }]);
+                Step::New { ticket, pending }
+            }
+        };
+        let (ticket, pending) = match step {
+            Step::Duplicate { ticket, pending } => {
+                if pending {
+                    // A barrier behind the original Accepted: when it resolves, that
+                    // record's group commit has finished.
+                    self.wal.commit(Vec::new()).await.map_err(Refusal::Wal)?;
+                    if !self.lock().jobs.contains_key(&ticket) {
+                        return Err(Refusal::Wal(WalError::Stopped));
+                    }
+                }
+                return Ok(Admitted {
+                    ticket,
+                    eta_seconds: self.eta(&p.workflow.id),
+                    duplicate: true,
+                });
+            }
+            Step::New { ticket, pending } => (ticket, pending),
+        };
+        match pending.wait().await {
+            Ok(()) => {
+                let eta = {
+                    let mut t = self.lock();
+                    if let Some(j) = t.jobs.get_mut(&ticket) {
+                        j.phase = Phase::Queued;
+                    }
+                    t.queue.push_back(ticket);
+                    Self::eta_locked(&t, &p.workflow.id)
+                };
+                self.work.notify_one();
+                Ok(Admitted {
+                    ticket,
+                    eta_seconds: eta,
+                    duplicate: false,
+                })
+            }
+            Err(e) => {
+                let mut t = self.lock();
+                if let Some(j) = t.jobs.remove(&ticket) {
+                    t.by_job_id.remove(&j.job_id);
+                }
+                t.active = t.active.saturating_sub(1);
+                Err(Refusal::Wal(e))
+            }
+        }
+    }
+
+    fn eta_locked(t: &Table, workflow: &str) -> u32 {
+        let mean = t.ewma.get(workflow).copied().unwrap_or(DEFAULT_JOB_SECONDS);
+        // Jobs ahead (queued + running), plus this one. `as` saturates.
+        ((t.active.max(1) as f64) * mean).ceil() as u32
+    }
+
+    /// ETA for a new job of `workflow` now.
+    pub fn eta(&self, workflow: &str) -> u32 {
+        Self::eta_locked(&self.lock(), workflow)
+    }
+
+    /// Seconds a client refused with 429 should wait: one mean job latency.
+    pub fn retry_after(&self, workflow: &str) -> u64 {
+        let t = self.lock();
+        let mean = t.ewma.get(workflow).copied().unwrap_or(DEFAULT_JOB_SECONDS);
+        (mean.ceil() as u64).max(1)
+    }
+
+    /// Takes the next queued job and marks it running.
+    pub fn next_job(&self) -> Option<(u64, Arc<JobPayload>)> {
+        let mut t = self.lock();
+        while let Some(ticket) = t.queue.pop_front() {
+            let Some(j) = t.jobs.get_mut(&ticket) else {
+                continue;
+            };
+            if j.phase != Phase::Queued {
+                // Never dispatch a job that is done, failed or already running.
+                continue;
+            }
+            let Some(p) = j.payload.clone() else {
+                continue;
+            };
+            j.phase = Phase::Running;
+            t.running = t.running.saturating_add(1);
+            return Some((ticket, p));
+        }
+        None
+    }
+
+    /// Puts a running job back at the head of the queue (execd went away, or a
+    /// retryable refusal).
+    pub fn requeue(&self, ticket: u64) {
+        let mut t = self.lock();
+        if let Some(j) = t.jobs.get_mut(&ticket) {
+            if j.phase == Phase::Running {
+                j.phase = Phase::Queued;
+                t.running = t.running.saturating_sub(1);
+                t.queue.push_front(ticket);
+            }
+        }
+    }
+
+    /// Marks a job finished after its record is durable; the first outcome wins.
+    /// Returns false if the job was already terminal.
+    pub fn finish(&self, ticket: u64, outcome: Outcome, latency: Duration) -> bool {
+        let mut t = self.lock();
+        let Some(j) = t.jobs.get_mut(&ticket) else {
+            return false;
+        };
+        if matches!(j.phase, Phase::Done(_) | Phase::Failed(_)) {
+            return false;
+        }
+        let was_running = j.phase == Phase::Running;
+        let wf = j
+            .payload
+            .take()
+            .map(|p| p.workflow.id.to_string())
+            .unwrap_or_default();
+        let done = matches!(outcome, Outcome::Done(_));
+        j.phase = match outcome {
+            Outcome::Done(r) => Phase::Done(Arc::from(r)),
+            Outcome::Failed(r) => Phase::Failed(r),
+        };
+        if was_running {
+            t.running = t.running.saturating_sub(1);
+        }
+        t.active = t.active.saturating_sub(1);
+        t.terminal.push_back(ticket);
+        if done {
+            t.completed = t.completed.saturating_add(1);
+            let s = latency.as_secs_f64();
+            let e = t.ewma.entry(wf).or_insert(s);
+            *e = EWMA_ALPHA * s + (1.0 - EWMA_ALPHA) * *e;
+        }
+        while t.terminal.len() > self.retain_terminal {
+            if let Some(old) = t.terminal.pop_front() {
+                if let Some(j) = t.jobs.remove(&old) {
+                    t.by_job_id.remove(&j.job_id);
+                }
+            }
+        }
+        true
+    }
+
+    /// Whether a ticket is done (durably).
+    pub fn is_terminal(&self, ticket: u64) -> bool {
+        self.lock()
+            .jobs
+            .get(&ticket)
+            .is_some_and(|j| matches!(j.phase, Phase::Done(_) | Phase::Failed(_)))
+    }
+
+    /// `(job_id, state)` of a ticket, as clients see it.
+    pub fn status(&self, ticket: u64) -> Option<(String, JobState)> {
+        let t = self.lock();
+        let j = t.jobs.get(&ticket)?;
+        let s = match &j.phase {
+            // A pending ticket was returned to nobody yet: report it queued.
+            Phase::Pending | Phase::Queued => JobState::Queued,
+            Phase::Running => JobState::Running,
+            Phase::Done(_) => JobState::Done,
+            Phase::Failed(r) => JobState::Failed {
+                reason: havn_proto::bounded(r),
+            },
+        };
+        Some((j.job_id.clone(), s))
+    }
+
+    /// The receipt of a job id: `Err(true)` known but not done, `Err(false)` unknown.
+    pub fn receipt(&self, job_id: &str) -> Result<Arc<SignedReceipt>, bool> {
+        let t = self.lock();
+        let ticket = t.by_job_id.get(job_id).ok_or(false)?;
+        match t.jobs.get(ticket).map(|j| &j.phase) {
+            Some(Phase::Done(r)) => Ok(r.clone()),
+            Some(_) => Err(true),
+            None => Err(false),
+        }
+    }
+
+    /// Queue counts.
+    pub fn counts(&self) -> Counts {
+        let t = self.lock();
+        Counts {
+            queued: t.queue.len(),
+            running: t.running,
+            completed: t.completed,
+        }
+    }
+
+    /// Time since `start`, for job latency.
+    pub fn since(start: Instant) -> Duration {
+        start.elapsed()
+    }
+}

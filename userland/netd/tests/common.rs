@@ -1,0 +1,310 @@
+//! Shared fixtures. The IPC responders here STAND IN for havn-execd and
+//! havn-attestd (written elsewhere): each is a real `havn_ipc::Server` on the other
+//! end of a real socketpair, answering with plausible values. The system tests
+//! (tests/ at the repo root) run netd against the real daemons.
+
+use havn_ipc::{PeerPolicy, Server};
+use havn_netd::pki::DevPki;
+use havn_proto::cid::Cid;
+use havn_proto::ipc::*;
+use havn_proto::*;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+/// The checksum the stand-in execd registers for workflow `lm`.
+pub const LM_SUM: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+pub fn pki() -> &'static (DevPki, PathBuf) {
+    static P: OnceLock<(DevPki, PathBuf)> = OnceLock::new();
+    P.get_or_init(|| {
+        let p = DevPki::generate("node", &[]).unwrap();
+        let dir = tmpdir("pki");
+        p.write(&dir, true).unwrap();
+        (p, dir)
+    })
+}
+
+pub fn tmpdir(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "havn-netd-test-{}-{tag}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub struct Cfg {
+    pub stake: u64,
+    pub queue: usize,
+    pub max_body: usize,
+}
+
+impl Default for Cfg {
+    fn default() -> Self {
+        Self {
+            stake: 5000,
+            queue: 64,
+            max_body: 4096,
+        }
+    }
+}
+
+pub fn config_text(state: &Path, c: &Cfg) -> String {
+    let d = &pki().1;
+    format!(
+        r#"
+[node]
+state_dir = "{state}"
+stake_hai = {stake}
+[tpm]
+tcti = "swtpm:host=127.0.0.1,port=1"
+# havn-config's derived Default leaves execd.backend empty: spell it out.
+[execd]
+backend = "auto"
+[netd]
+listen = "127.0.0.1:0"
+tls_cert = "{d}/node.pem"
+tls_key = "{d}/node.key"
+client_ca = "{d}/ca.pem"
+queue_capacity = {queue}
+max_body_bytes = {body}
+heartbeat_ms = 100
+"#,
+        state = state.display(),
+        stake = c.stake,
+        d = d.display(),
+        queue = c.queue,
+        body = c.max_body
+    )
+}
+
+pub fn config(state: &Path, c: &Cfg) -> havn_config::NodeConfig {
+    havn_config::NodeConfig::parse(&config_text(state, c), Path::new("test.toml")).unwrap()
+}
+
+/// What the stand-in execd saw.
+#[derive(Default)]
+pub struct ExecLog {
+    /// (job id, when the Run arrived).
+    pub runs: Vec<(String, Instant)>,
+}
+
+pub struct ExecdStandIn {
+    pub class: ComputeClass,
+    pub delay: Duration,
+    pub log: Arc<Mutex<ExecLog>>,
+}
+
+pub fn receipt_for(p: &JobPayload) -> SignedReceipt {
+    let mut h = [0u8; 32];
+    for (i, b) in p.job_id.as_bytes().iter().enumerate() {
+        h[i % 32] ^= *b;
+    }
+    SignedReceipt {
+        receipt: Receipt {
+            workflow_id: p.workflow.id.clone(),
+            job_id: p.job_id.clone(),
+            runtime_hash: Hash32(h),
+            outputs_cid: Cid::of_bytes(p.job_id.as_bytes()),
+            latency_ms: 1,
+            energy_estimate_mj: 2,
+            manifest_checksum: p.workflow.checksum,
+            seed: p.seed,
+            gas: 3,
+            backend: Backend::Cpu,
+            compute_class: p.compute_class,
+            node: NodeId(PubKey32([7; 32])),
+        },
+        signature: Sig64([9; 64]),
+    }
+}
+
+impl ExecdStandIn {
+    pub fn spawn(self, fd: OwnedFd) -> std::thread::JoinHandle<()> {
+        std::thread::spawn(move || {
+            let Ok(mut s) = Server::<NetdExecd>::accept(fd, PeerPolicy::any()) else {
+                return;
+            };
+            while let Ok(r) = s.recv() {
+                let resp = match r.msg {
+                    NetdExecRequest::Capabilities => {
+                        let mut workflows = heapless::Vec::new();
+                        let _ = workflows.push(WorkflowRef {
+                            id: bounded("lm"),
+                            checksum: Hash32::from_hex(LM_SUM).unwrap(),
+                        });
+                        NetdExecResponse::Capabilities(CapabilityReport {
+                            compute_class: self.class,
+                            cpu_cores: 2,
+                            ram_mib: 1024,
+                            gpu_model: None,
+                            vram_mib: 0,
+                            workflows,
+                        })
+                    }
+                    NetdExecRequest::Run { ticket_id, payload } => {
+                        let id = payload.job_id.to_string();
+                        let first = {
+                            let mut l = self.log.lock().unwrap();
+                            let first = !l.runs.iter().any(|(j, _)| *j == id);
+                            l.runs.push((id.clone(), Instant::now()));
+                            first
+                        };
+                        if first && id.starts_with("die") {
+                            // Simulate execd dying mid-job: close the channel.
+                            return;
+                        }
+                        std::thread::sleep(self.delay);
+                        if payload.job_id.starts_with("fail") {
+                            NetdExecResponse::Failed {
+                                ticket_id,
+                                error: RemoteError::ExecutionFailed,
+                                reason: bounded("boom"),
+                            }
+                        } else {
+                            NetdExecResponse::Done {
+                                ticket_id,
+                                receipt: receipt_for(&payload),
+                            }
+                        }
+                    }
+                };
+                if s.reply(&resp).is_err() {
+                    return;
+                }
+            }
+        })
+    }
+}
+
+/// Heartbeats the attestd stand-ins signed (all instances).
+pub static HEARTBEATS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let Ok(mut s) = Server::<NetdAttestd>::accept(fd, PeerPolicy::any()) else {
+            return;
+        };
+        let node = NodeId(PubKey32([7; 32]));
+        while let Ok(r) = s.recv() {
+            let resp = match r.msg {
+                NetdAttestRequest::Identity => NetdAttestResponse::Identity { node: node.0 },
+                NetdAttestRequest::Heartbeat {
+                    seq,
+                    unix_ms,
+                    queue_depth,
+                    running,
+                    completed,
+                } => {
+                    HEARTBEATS.fetch_add(1, Ordering::Relaxed);
+                    NetdAttestResponse::Heartbeat(SignedHeartbeat {
+                        heartbeat: Heartbeat {
+                            node,
+                            seq,
+                            unix_ms,
+                            queue_depth,
+                            running,
+                            completed,
+                        },
+                        signature: Sig64([1; 64]),
+                    })
+                }
+                NetdAttestRequest::Quote { nonce } => {
+                    NetdAttestResponse::Quote(Box::new(QuoteEvidence {
+                        nonce,
+                        node,
+                        attest: heapless::Vec::from_slice(&[1, 2, 3]).unwrap(),
+                        signature: heapless::Vec::from_slice(&[4, 5]).unwrap(),
+                        ak_public: heapless::Vec::new(),
+                        pcrs: heapless::Vec::new(),
+                        events: heapless::Vec::new(),
+                        ek_cert: None,
+                    }))
+                }
+            };
+            if s.reply(&resp).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+pub struct Node {
+    pub running: havn_netd::Running,
+    #[allow(dead_code)]
+    pub state_dir: PathBuf,
+    pub log: Arc<Mutex<ExecLog>>,
+}
+
+/// Starts netd in this process on real socketpairs served by the stand-ins.
+pub async fn start_node(c: Cfg, class: ComputeClass, delay: Duration) -> Node {
+    let state_dir = tmpdir("state");
+    let cfg = config(&state_dir, &c);
+    let log = Arc::new(Mutex::new(ExecLog::default()));
+    let (e_netd, e_execd) = havn_ipc::socketpair().unwrap();
+    let (a_netd, a_attestd) = havn_ipc::socketpair().unwrap();
+    ExecdStandIn {
+        class,
+        delay,
+        log: log.clone(),
+    }
+    .spawn(e_execd);
+    spawn_attestd(a_attestd);
+    let execd = havn_ipc::AsyncClient::connect(e_netd, PeerPolicy::any())
+        .await
+        .unwrap();
+    let attestd = havn_ipc::AsyncClient::connect(a_netd, PeerPolicy::any())
+        .await
+        .unwrap();
+    let running = havn_netd::start(&cfg, execd, attestd, havn_netd::StartOptions::default())
+        .await
+        .unwrap();
+    Node {
+        running,
+        state_dir,
+        log,
+    }
+}
+
+pub fn orchestrator() -> havn_netd::client::MtlsClient {
+    let p = &pki().0;
+    havn_netd::client::MtlsClient::from_pem(
+        p.ca.cert.as_bytes(),
+        Some((
+            p.orchestrator.cert.as_bytes(),
+            p.orchestrator.key.as_bytes(),
+        )),
+    )
+    .unwrap()
+}
+
+pub fn job(id: &str) -> serde_json::Value {
+    serde_json::json!({
+        "job_id": id,
+        "workflow": {"id": "lm", "checksum": LM_SUM},
+        "inputs": [],
+        "compute_class": "S",
+        "timeout_ms": 60000,
+        "seed": 7
+    })
+}
+
+/// Polls GET /job/{t} until done or failed.
+pub async fn wait_terminal(c: &mut havn_netd::client::Conn, t: u64) -> serde_json::Value {
+    for _ in 0..500 {
+        let r = c.get(&format!("/job/{t}")).await.unwrap();
+        let v: serde_json::Value = r.json().unwrap();
+        let s = &v["state"];
+        if s == "done" || s.get("failed").is_some() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("ticket {t} never finished");
+}

@@ -1,0 +1,213 @@
+//! POST /job/accept admission checks, the job lifecycle, and the read endpoints.
+
+use crate::common::*;
+use havn_proto::{ComputeClass, SignedReceipt};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+async fn post(c: &mut havn_netd::client::Conn, v: &Value) -> (u16, Value, Option<String>) {
+    let r = c
+        .post("/job/accept", serde_json::to_vec(v).unwrap())
+        .await
+        .unwrap();
+    let ra = r
+        .headers
+        .get("retry-after")
+        .map(|h| h.to_str().unwrap().to_string());
+    (r.status, r.json().unwrap_or(Value::Null), ra)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepted_job_runs_to_a_signed_receipt() {
+    let node = start_node(Cfg::default(), ComputeClass::M, Duration::ZERO).await;
+    let mut c = orchestrator()
+        .connect("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
+    let (s, v, _) = post(&mut c, &job("j1")).await;
+    assert_eq!(s, 200, "{v}");
+    let t = v["ticket_id"].as_u64().unwrap();
+    assert!(v["eta_seconds"].as_u64().unwrap() >= 1);
+    let st = wait_terminal(&mut c, t).await;
+    assert_eq!(st["state"], "done");
+    assert_eq!(st["job_id"], "j1");
+    let r = c.get("/receipt/j1").await.unwrap();
+    assert_eq!(r.status, 200);
+    let rec: SignedReceipt = r.json().unwrap();
+    assert_eq!(rec.receipt.job_id.as_str(), "j1");
+
+    // Idempotent duplicate: same ticket, no second run.
+    let (s, v, _) = post(&mut c, &job("j1")).await;
+    assert_eq!((s, v["ticket_id"].as_u64()), (200, Some(t)));
+    // Same id, different payload: conflict naming job_id.
+    let mut other = job("j1");
+    other["seed"] = json!(8);
+    let (s, v, _) = post(&mut c, &other).await;
+    assert_eq!((s, v["field"].as_str()), (409, Some("job_id")), "{v}");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(node.log.lock().unwrap().runs.len(), 1);
+
+    // A failing job reports its reason.
+    let (_, v, _) = post(&mut c, &job("fail-1")).await;
+    let st = wait_terminal(&mut c, v["ticket_id"].as_u64().unwrap()).await;
+    assert!(
+        st["state"]["failed"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("boom"),
+        "{st}"
+    );
+    assert_eq!(c.get("/receipt/fail-1").await.unwrap().status, 404);
+
+    // Read endpoints.
+    let h: Value = c.get("/health").await.unwrap().json().unwrap();
+    assert_eq!(h["status"], "ok");
+    assert_eq!(h["compute_class"], "M");
+    let m = c.get("/metrics").await.unwrap().text();
+    for needle in [
+        "havn_netd_jobs_accepted_total 2",
+        "havn_netd_jobs_completed_total 1",
+        "havn_netd_jobs_failed_total 1",
+        "havn_netd_queue_depth 0",
+        "havn_netd_admission_latency_seconds_count 3",
+        "havn_netd_job_latency_seconds_bucket{le=\"+Inf\"} 1",
+    ] {
+        assert!(m.contains(needle), "missing {needle} in\n{m}");
+    }
+    let nonce = "ab".repeat(32);
+    let r = c
+        .get(&format!("/attest/quote?nonce={nonce}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let q: Value = r.json().unwrap();
+    assert_eq!(q["nonce"], nonce.as_str());
+    let r = c.get("/attest/quote?nonce=xyz").await.unwrap();
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json::<Value>().unwrap()["field"], "nonce");
+    assert_eq!(c.get("/job/999").await.unwrap().status, 404);
+    assert_eq!(c.get("/job/abc").await.unwrap().status, 400);
+    assert_eq!(c.get("/nope").await.unwrap().status, 404);
+    assert_eq!(c.get("/job/accept").await.unwrap().status, 405);
+    // heartbeat_ms = 100: attestd has been asked to sign heartbeats by now.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert!(HEARTBEATS.load(std::sync::atomic::Ordering::Relaxed) > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_refusal_has_its_status_and_field() {
+    let node = start_node(Cfg::default(), ComputeClass::S, Duration::ZERO).await;
+    let mut c = orchestrator()
+        .connect("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
+
+    // 400: malformed JSON names the field.
+    let mut bad = job("b1");
+    bad["workflow"]["checksum"] = json!("zz");
+    let (s, v, _) = post(&mut c, &bad).await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (400, Some("workflow.checksum")),
+        "{v}"
+    );
+    let mut missing = job("b2");
+    missing.as_object_mut().unwrap().remove("timeout_ms");
+    let (s, v, _) = post(&mut c, &missing).await;
+    assert_eq!((s, v["field"].as_str()), (400, Some("timeout_ms")), "{v}");
+    let mut class = job("b3");
+    class["compute_class"] = json!("Q");
+    let (s, v, _) = post(&mut c, &class).await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (400, Some("compute_class")),
+        "{v}"
+    );
+    let r = c.post("/job/accept", b"{not json".to_vec()).await.unwrap();
+    assert_eq!(r.status, 400);
+    assert!(r.json::<Value>().unwrap()["error"]
+        .as_str()
+        .unwrap()
+        .contains("line 1"));
+    let r = c.post("/job/accept", Vec::new()).await.unwrap();
+    assert_eq!(r.status, 400);
+
+    // 413: over max_body_bytes (4096).
+    let mut big = job("b4");
+    big["pad"] = json!("x".repeat(5000));
+    let (s, v, _) = post(&mut c, &big).await;
+    assert_eq!(s, 413, "{v}");
+
+    // 404: unknown workflow. 409: checksum. 409: class above the node's (S).
+    let mut wf = job("b5");
+    wf["workflow"]["id"] = json!("diffusion");
+    let (s, v, _) = post(&mut c, &wf).await;
+    assert_eq!((s, v["field"].as_str()), (404, Some("workflow.id")), "{v}");
+    let mut sum = job("b6");
+    sum["workflow"]["checksum"] = json!("22".repeat(32));
+    let (s, v, _) = post(&mut c, &sum).await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (409, Some("workflow.checksum")),
+        "{v}"
+    );
+    let mut m = job("b7");
+    m["compute_class"] = json!("M");
+    let (s, v, _) = post(&mut c, &m).await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (409, Some("compute_class")),
+        "{v}"
+    );
+    assert!(v["error"].as_str().unwrap().contains("exceeds"), "{v}");
+    // 403: stake 5000 is below class L's floor (9000) — checked before the class.
+    let mut l = job("b8");
+    l["compute_class"] = json!("L");
+    let (s, v, _) = post(&mut c, &l).await;
+    assert_eq!(s, 403, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("stake"), "{v}");
+    // Nothing was queued by any refusal.
+    assert!(node.log.lock().unwrap().runs.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inactive_stake_is_403_for_every_class() {
+    let cfg = Cfg {
+        stake: 0,
+        ..Cfg::default()
+    };
+    let node = start_node(cfg, ComputeClass::S, Duration::ZERO).await;
+    let mut c = orchestrator()
+        .connect("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
+    let (s, v, _) = post(&mut c, &job("s1")).await;
+    assert_eq!(
+        (s, v["field"].as_str()),
+        (403, Some("compute_class")),
+        "{v}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_queue_is_429_with_retry_after() {
+    let cfg = Cfg {
+        queue: 2,
+        ..Cfg::default()
+    };
+    // execd takes 3 s per job: the first job runs, the queue fills.
+    let node = start_node(cfg, ComputeClass::S, Duration::from_secs(3)).await;
+    let mut c = orchestrator()
+        .connect("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
+    assert_eq!(post(&mut c, &job("q1")).await.0, 200);
+    assert_eq!(post(&mut c, &job("q2")).await.0, 200);
+    let (s, v, ra) = post(&mut c, &job("q3")).await;
+    assert_eq!(s, 429, "{v}");
+    let secs: u64 = ra.expect("Retry-After").parse().unwrap();
+    assert!(secs >= 1);
+    // A duplicate of an accepted job still gets its ticket when the queue is full.
+    let (s, v, _) = post(&mut c, &job("q1")).await;
+    assert_eq!((s, v["ticket_id"].as_u64()), (200, Some(1)));
+}

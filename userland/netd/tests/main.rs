@@ -1,0 +1,9 @@
+//! havn-netd integration tests: one binary (links once), modules below.
+//! The execd/attestd ends are in-test stand-ins (see `common`); the repo-level
+//! system tests run netd against the real daemons.
+
+mod common;
+mod crash;
+mod intake;
+mod mtls;
+mod wal;

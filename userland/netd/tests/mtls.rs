@@ -1,0 +1,80 @@
+//! Mutual TLS: a client certificate from the configured CA is required.
+
+use crate::common::*;
+use havn_netd::client::MtlsClient;
+use havn_proto::ComputeClass;
+use std::time::Duration;
+
+async fn try_health(client: &MtlsClient, port: u16) -> Result<u16, String> {
+    let mut c = client
+        .connect("127.0.0.1", port)
+        .await
+        .map_err(|e| e.to_string())?;
+    c.get("/health")
+        .await
+        .map(|r| r.status)
+        .map_err(|e| e.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_client_is_served_and_bad_clients_are_refused() {
+    let node = start_node(Cfg::default(), ComputeClass::S, Duration::ZERO).await;
+    let port = node.running.local_addr.port();
+    let p = &pki().0;
+    let ca = p.ca.cert.as_bytes();
+
+    assert_eq!(try_health(&orchestrator(), port).await, Ok(200));
+    let validator = MtlsClient::from_pem(
+        ca,
+        Some((p.validator.cert.as_bytes(), p.validator.key.as_bytes())),
+    )
+    .unwrap();
+    assert_eq!(try_health(&validator, port).await, Ok(200));
+
+    let none = MtlsClient::from_pem(ca, None).unwrap();
+    let foreign = MtlsClient::from_pem(
+        ca,
+        Some((p.foreign.cert.as_bytes(), p.foreign.key.as_bytes())),
+    )
+    .unwrap();
+    let expired = MtlsClient::from_pem(
+        ca,
+        Some((p.expired.cert.as_bytes(), p.expired.key.as_bytes())),
+    )
+    .unwrap();
+    for (what, c) in [
+        ("no cert", none),
+        ("wrong CA", foreign),
+        ("expired", expired),
+    ] {
+        let r = try_health(&c, port).await;
+        assert!(r.is_err(), "{what}: expected a TLS refusal, got {r:?}");
+    }
+    // The server counted the three refusals.
+    let mut c = orchestrator().connect("127.0.0.1", port).await.unwrap();
+    let m = c.get("/metrics").await.unwrap().text();
+    assert!(m.contains("havn_netd_tls_refused_total 3"), "{m}");
+}
+
+#[test]
+fn peer_identity_is_the_subject_cn() {
+    let p = &pki().0;
+    let der = havn_netd::tls::certs(p.orchestrator.cert.as_bytes(), "t").unwrap();
+    assert_eq!(havn_netd::tls::peer_identity(&der[0]), "orchestrator");
+}
+
+#[test]
+fn pki_keys_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let d = &pki().1;
+    for f in [
+        "ca.key",
+        "node.key",
+        "orchestrator.key",
+        "validator.key",
+        "expired.key",
+    ] {
+        let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{f}");
+    }
+}

@@ -1,0 +1,26 @@
+//! havn-sandbox integration tests (one binary, Lighthouse `tests/main.rs` style).
+
+mod malicious;
+mod policy;
+mod profile;
+
+use std::process::{Command, Output};
+
+/// The deliberately bad binary.
+pub fn malicious() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_havn-sandbox-malicious"))
+}
+
+/// True when the test may change uids, namespaces and capabilities.
+pub fn root() -> bool {
+    let ok = nix::unistd::geteuid().is_root();
+    if !ok {
+        eprintln!("skipped: needs root");
+    }
+    ok
+}
+
+/// stdout as text.
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
