@@ -1,2 +1,72 @@
-//! Operator, validator and orchestrator CLI
-fn main() {}
+//! havnctl: the command line for the people around a Havn node — operators
+//! (`pki`, `golden`), orchestrators (`submit`, `get`), validators (`fetch-quote`,
+//! `verify-quote`, `verify-receipt`, `run`) and TPM owners (`attest quote`).
+mod attest_cmd;
+mod net_cmd;
+mod run_cmd;
+mod validate_cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "havnctl",
+    version,
+    about = "Havn node CLI: submit jobs, check quotes and receipts, re-execute work"
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a workflow locally with the deterministic engine (what validators use to
+    /// re-execute), or re-execute one node from a Merkle proof.
+    Run(run_cmd::RunArgs),
+    /// Development PKI for the mTLS API.
+    Pki(net_cmd::PkiArgs),
+    /// Submit a job to a node over mTLS (orchestrator); `--wait` returns the receipt.
+    Submit(net_cmd::SubmitArgs),
+    /// GET any API path over mTLS (`/health`, `/job/N`, `/receipt/J`, `/metrics`).
+    Get(net_cmd::GetArgs),
+    /// TPM commands on this machine (quote with the node key bound in).
+    Attest(attest_cmd::AttestArgs),
+    /// Ask a node for a quote over a fresh nonce and write the evidence directory.
+    FetchQuote(validate_cmd::FetchQuoteArgs),
+    /// Verify an evidence directory (quote, PCRs, event log, golden manifest, EK CA).
+    VerifyQuote(attest_cmd::VerifyQuoteArgs),
+    /// Verify a signed receipt against the node key a verified quote binds.
+    VerifyReceipt(validate_cmd::VerifyReceiptArgs),
+    /// Write a golden measurement manifest for a set of daemon binaries (vendor).
+    Golden(validate_cmd::GoldenArgs),
+    /// Decode a workflow's outputs file (e.g. the LM's generated text).
+    ShowOutput(validate_cmd::ShowOutputArgs),
+    /// List the shipped workflows with their manifest checksums (what a job names).
+    Workflows(validate_cmd::WorkflowsArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Run(a) => run_cmd::run(a),
+        Cmd::Pki(a) => net_cmd::run(net_cmd::NetCmd::Pki(a)),
+        Cmd::Submit(a) => net_cmd::run(net_cmd::NetCmd::Submit(a)),
+        Cmd::Get(a) => net_cmd::run(net_cmd::NetCmd::Get(a)),
+        Cmd::Attest(a) => attest_cmd::run(a),
+        Cmd::FetchQuote(a) => validate_cmd::fetch_quote(a),
+        Cmd::VerifyQuote(a) => attest_cmd::run_verify(a),
+        Cmd::VerifyReceipt(a) => validate_cmd::verify_receipt(a),
+        Cmd::Golden(a) => validate_cmd::golden(a),
+        Cmd::ShowOutput(a) => validate_cmd::show_output(a),
+        Cmd::Workflows(a) => validate_cmd::workflows(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("havnctl: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

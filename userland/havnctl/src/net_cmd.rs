@@ -125,6 +125,9 @@ pub struct SubmitArgs {
     /// With --wait: give up after this many seconds.
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+    /// With --wait: also write the signed receipt (JSON) to this file.
+    #[arg(long, value_name = "FILE", requires = "wait")]
+    pub receipt_out: Option<PathBuf>,
 }
 
 /// Arguments of `havnctl get`.
@@ -139,6 +142,10 @@ pub struct GetArgs {
     /// TLS files.
     #[command(flatten)]
     pub tls: TlsArgs,
+    /// Write the response body to this file instead of printing it (e.g. an
+    /// `/artifact/{cid}` download).
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
 }
 
 /// `havnctl pki init`.
@@ -151,13 +158,13 @@ pub fn run_pki(args: PkiArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
-fn client(t: &TlsArgs) -> anyhow::Result<MtlsClient> {
+pub(crate) fn client(t: &TlsArgs) -> anyhow::Result<MtlsClient> {
     MtlsClient::from_files(&t.ca, &t.cert, &t.key).context("loading TLS files")
 }
 
@@ -206,7 +213,8 @@ fn payload(a: &SubmitArgs) -> anyhow::Result<JobPayload> {
         "timeout_ms": a.timeout_ms,
         "seed": a.seed,
     });
-    serde_json::from_value(v).context("building the job (ids at most 64 characters, at most 16 inputs)")
+    serde_json::from_value(v)
+        .context("building the job (ids at most 64 characters, at most 16 inputs)")
 }
 
 /// `havnctl submit`.
@@ -236,7 +244,12 @@ pub fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
                     bail!("receipt ({}): {}", rec.status, rec.text());
                 }
                 let pretty: serde_json::Value = rec.json()?;
-                println!("{}", serde_json::to_string_pretty(&pretty)?);
+                let text = serde_json::to_string_pretty(&pretty)?;
+                if let Some(file) = &a.receipt_out {
+                    std::fs::write(file, &text)
+                        .with_context(|| format!("writing {}", file.display()))?;
+                }
+                println!("{text}");
                 return Ok(());
             }
             if let Some(f) = v["state"].get("failed") {
@@ -257,16 +270,29 @@ pub fn run_get(a: GetArgs) -> anyhow::Result<()> {
     let url = if a.path.starts_with("https://") {
         a.path.clone()
     } else {
-        format!("{}/{}", a.url.trim_end_matches('/'), a.path.trim_start_matches('/'))
+        format!(
+            "{}/{}",
+            a.url.trim_end_matches('/'),
+            a.path.trim_start_matches('/')
+        )
     };
     let (_, _, path) = split_url(&url)?;
     runtime()?.block_on(async {
         let mut conn = connect(&c, &url).await?;
         let r = conn.get(&path).await?;
-        let text = r.text();
-        match serde_json::from_str::<serde_json::Value>(&text) {
-            Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
-            Err(_) => print!("{text}"),
+        match &a.out {
+            Some(file) if r.status < 400 => {
+                std::fs::write(file, &r.body)
+                    .with_context(|| format!("writing {}", file.display()))?;
+                println!("wrote {} ({} bytes)", file.display(), r.body.len());
+            }
+            _ => {
+                let text = r.text();
+                match serde_json::from_str::<serde_json::Value>(&text) {
+                    Ok(v) => println!("{}", serde_json::to_string_pretty(&v)?),
+                    Err(_) => print!("{text}"),
+                }
+            }
         }
         if r.status >= 400 {
             bail!("HTTP {}", r.status);

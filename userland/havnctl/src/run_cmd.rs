@@ -67,15 +67,32 @@ fn backend(s: &str) -> BackendKind {
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     let size: Size = args.size.parse().map_err(anyhow::Error::msg)?;
     if let (Some(proof), Some(inputs)) = (&args.proof, &args.node_inputs) {
-        let p = verify_node_from_files(&args.workflow, size, proof, inputs, backend(&args.backend), args.threads)
-            .with_context(|| format!("verifying {}", proof.display()))?;
+        let p = verify_node_from_files(
+            &args.workflow,
+            size,
+            proof,
+            inputs,
+            backend(&args.backend),
+            args.threads,
+        )
+        .with_context(|| format!("verifying {}", proof.display()))?;
         if let Some(n) = &args.node {
-            anyhow::ensure!(n == &p.node_id, "proof is for node {:?}, not {n:?}", p.node_id);
+            anyhow::ensure!(
+                n == &p.node_id,
+                "proof is for node {:?}, not {n:?}",
+                p.node_id
+            );
         }
         if args.json {
-            println!("{}", serde_json::json!({"verified": true, "node": p.node_id, "node_hash": p.node_hash, "runtime_hash": p.runtime_hash}));
+            println!(
+                "{}",
+                serde_json::json!({"verified": true, "node": p.node_id, "node_hash": p.node_hash, "runtime_hash": p.runtime_hash})
+            );
         } else {
-            println!("verified node {} (hash {}) against runtime_hash {}", p.node_id, p.node_hash, p.runtime_hash);
+            println!(
+                "verified node {} (hash {}) against runtime_hash {}",
+                p.node_id, p.node_hash, p.runtime_hash
+            );
         }
         return Ok(());
     }

@@ -16,6 +16,7 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::sync::{mpsc, Mutex};
+use tracing::Instrument;
 
 /// What every request handler shares.
 pub struct Ctx {
@@ -27,6 +28,8 @@ pub struct Ctx {
     pub max_body: usize,
     /// Where fatal conditions are reported.
     pub fatal: mpsc::UnboundedSender<Fatal>,
+    /// The content-addressed archival store execd writes outputs to (read-only here).
+    pub artifacts: std::path::PathBuf,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -66,6 +69,7 @@ pub async fn handle(
         (_, ["job", "accept"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
         (Method::GET, ["job", t]) => job_status(&ctx, t),
         (Method::GET, ["receipt", id]) => receipt(&ctx, id),
+        (Method::GET, ["artifact", cid]) => artifact(&ctx, cid),
         (Method::GET, ["health"]) => health(&ctx),
         (Method::GET, ["metrics"]) => metrics(&ctx),
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
@@ -164,10 +168,11 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
     };
     let job_id = payload.job_id.to_string();
     let workflow = payload.workflow.id.to_string();
+    // A span guard must never be held across an await: instrument the future.
     let span = tracing::info_span!("job", job_id = %job_id, client = %client);
-    let _e = span.enter();
     let class = payload.compute_class;
-    let result = ctx.state.admit(payload).await;
+    let result = ctx.state.admit(payload).instrument(span.clone()).await;
+    let _e = span.enter();
     match result {
         Ok(a) => {
             m.admission.observe(start.elapsed());
@@ -279,6 +284,36 @@ fn receipt(ctx: &Ctx, id: &str) -> Resp {
         Ok(r) => json(StatusCode::OK, &*r),
         Err(true) => error(StatusCode::NOT_FOUND, "job not done yet", Some("job_id")),
         Err(false) => error(StatusCode::NOT_FOUND, "no such job", Some("job_id")),
+    }
+}
+
+/// Serves an output artifact by CID, after checking the bytes still hash to it.
+fn artifact(ctx: &Ctx, cid: &str) -> Resp {
+    let Ok(parsed) = cid.parse::<havn_proto::Cid>() else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "not a CIDv1 (raw, sha2-256, base32)",
+            Some("cid"),
+        );
+    };
+    match std::fs::read(ctx.artifacts.join(parsed.to_string())) {
+        Ok(bytes) if parsed.verify(&bytes) => {
+            let mut r = Response::new(Full::new(Bytes::from(bytes)));
+            r.headers_mut().insert(
+                CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            r
+        }
+        Ok(_) => {
+            tracing::error!(%cid, "stored artifact does not match its CID");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "stored artifact is corrupt",
+                Some("cid"),
+            )
+        }
+        Err(_) => error(StatusCode::NOT_FOUND, "no such artifact", Some("cid")),
     }
 }
 

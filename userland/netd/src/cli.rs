@@ -13,9 +13,9 @@ use std::path::PathBuf;
 /// fd 4 = client end of netd → attestd. It reads its TLS files once at start and
 /// writes only below `<state_dir>/netd/` (the job WAL).
 ///
-/// Exit codes: 0 clean stop (SIGTERM/SIGINT); 1 startup failure; 74 WAL write or
-/// fsync failed; 75 the execd channel failed (restart netd with fresh channels);
-/// 76 the attestd channel failed (same); 78 bad config.
+/// Exit codes: 0 clean stop (SIGTERM/SIGINT); 1 startup failure; 70 internal task
+/// panicked; 74 WAL write or fsync failed; 75 the execd channel failed (restart
+/// netd with fresh channels); 76 the attestd channel failed (same); 78 bad config.
 #[derive(Debug, Parser)]
 #[command(name = "havn-netd", version)]
 pub struct Args {

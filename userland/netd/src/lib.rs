@@ -35,6 +35,8 @@ pub const EXIT_WAL: u8 = 74;
 pub const EXIT_EXECD_LOST: u8 = 75;
 /// The attestd channel failed: same remedy as [`EXIT_EXECD_LOST`].
 pub const EXIT_ATTESTD_LOST: u8 = 76;
+/// An internal task panicked (a bug; EX_SOFTWARE).
+pub const EXIT_PANIC: u8 = 70;
 
 /// Why a running netd stops.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +49,8 @@ pub enum Fatal {
     AttestdLost(String),
     /// The WAL failed.
     Wal(String),
+    /// A core task (accept, dispatch, heartbeat) panicked.
+    Panic(&'static str),
 }
 
 impl Fatal {
@@ -57,6 +61,7 @@ impl Fatal {
             Fatal::ExecdLost(_) => EXIT_EXECD_LOST,
             Fatal::AttestdLost(_) => EXIT_ATTESTD_LOST,
             Fatal::Wal(_) => EXIT_WAL,
+            Fatal::Panic(_) => EXIT_PANIC,
         }
     }
 }

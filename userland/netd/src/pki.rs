@@ -74,7 +74,7 @@ fn leaf(
     issuer: &Issuer<'_, &KeyPair>,
     cn: &str,
     sans: &[String],
-    eku: ExtendedKeyUsagePurpose,
+    eku: &[ExtendedKeyUsagePurpose],
     validity: (OffsetDateTime, OffsetDateTime),
 ) -> Result<Pair, PkiError> {
     let key = KeyPair::generate()?;
@@ -82,7 +82,7 @@ fn leaf(
     p.distinguished_name.push(DnType::CommonName, cn);
     p.distinguished_name
         .push(DnType::OrganizationName, "Havn dev");
-    p.extended_key_usages = vec![eku];
+    p.extended_key_usages = eku.to_vec();
     p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     p.not_before = validity.0;
     p.not_after = validity.1;
@@ -111,29 +111,27 @@ impl DevPki {
             &issuer,
             node_name,
             &server_sans,
-            ExtendedKeyUsagePurpose::ServerAuth,
+            // clientAuth too: netd presents this certificate when it POSTs heartbeats.
+            &[
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
             valid,
         )?;
-        let client = ExtendedKeyUsagePurpose::ClientAuth;
+        let client = &[ExtendedKeyUsagePurpose::ClientAuth];
         let orchestrator = leaf(
             &issuer,
             "orchestrator",
             &["orchestrator".into()],
-            client.clone(),
+            client,
             valid,
         )?;
-        let validator = leaf(
-            &issuer,
-            "validator",
-            &["validator".into()],
-            client.clone(),
-            valid,
-        )?;
+        let validator = leaf(&issuer, "validator", &["validator".into()], client, valid)?;
         let expired = leaf(
             &issuer,
             "orchestrator-expired",
             &["orchestrator-expired".into()],
-            client.clone(),
+            client,
             (now - Duration::days(30), now - Duration::days(1)),
         )?;
         let (f_params, f_key, _) = ca("Some other CA")?;

@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, Mutex, Semaphore};
-use tokio::task::JoinHandle;
+use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
 /// Startup failures.
@@ -98,7 +98,7 @@ pub struct Running {
     /// The job table.
     pub state: Arc<State>,
     fatal_rx: mpsc::UnboundedReceiver<Fatal>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<AbortHandle>,
 }
 
 impl std::fmt::Debug for Running {
@@ -243,31 +243,38 @@ pub async fn start(
         attestd: attestd.clone(),
         max_body: n.max_body_bytes,
         fatal: fatal_tx.clone(),
+        artifacts: cfg.node.state_dir.join("artifacts"),
     });
     let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(accept_loop(
-        listener,
-        TlsAcceptor::from(Arc::new(server_cfg)),
-        ctx,
-        opts.clone(),
-    )));
-    tasks.push(tokio::spawn(crate::dispatch::run(
-        state.clone(),
-        execd,
-        fatal_tx.clone(),
-    )));
+    critical(
+        "accept",
+        accept_loop(
+            listener,
+            TlsAcceptor::from(Arc::new(server_cfg)),
+            ctx,
+            opts.clone(),
+        ),
+        &fatal_tx,
+        &mut tasks,
+    );
+    critical(
+        "dispatch",
+        crate::dispatch::run(state.clone(), execd, fatal_tx.clone()),
+        &fatal_tx,
+        &mut tasks,
+    );
     if opts.heartbeats {
         let hb = Heartbeats {
             every: Duration::from_millis(n.heartbeat_ms),
             endpoints: n.heartbeat_endpoints.clone(),
             client: hb_client,
         };
-        tasks.push(tokio::spawn(heartbeat::run(
-            state.clone(),
-            attestd,
-            hb,
-            fatal_tx,
-        )));
+        critical(
+            "heartbeat",
+            heartbeat::run(state.clone(), attestd, hb, fatal_tx.clone()),
+            &fatal_tx,
+            &mut tasks,
+        );
     }
     // Jobs re-queued from the WAL start now.
     state.work.notify_one();
@@ -277,6 +284,30 @@ pub async fn start(
         fatal_rx,
         tasks,
     })
+}
+
+/// Spawns a task whose panic stops the daemon ([`Fatal::Panic`]) instead of
+/// leaving it half-alive (e.g. accepting jobs nobody dispatches).
+fn critical<F>(
+    name: &'static str,
+    fut: F,
+    fatal: &mpsc::UnboundedSender<Fatal>,
+    tasks: &mut Vec<AbortHandle>,
+) where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let h = tokio::spawn(fut);
+    tasks.push(h.abort_handle());
+    let fatal = fatal.clone();
+    let watcher = tokio::spawn(async move {
+        if let Err(e) = h.await {
+            if e.is_panic() {
+                tracing::error!(task = name, "task panicked");
+                let _ = fatal.send(Fatal::Panic(name));
+            }
+        }
+    });
+    tasks.push(watcher.abort_handle());
 }
 
 async fn accept_loop(

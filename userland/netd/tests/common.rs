@@ -43,6 +43,7 @@ pub struct Cfg {
     pub stake: u64,
     pub queue: usize,
     pub max_body: usize,
+    pub endpoints: Vec<String>,
 }
 
 impl Default for Cfg {
@@ -51,6 +52,7 @@ impl Default for Cfg {
             stake: 5000,
             queue: 64,
             max_body: 4096,
+            endpoints: Vec::new(),
         }
     }
 }
@@ -75,12 +77,14 @@ client_ca = "{d}/ca.pem"
 queue_capacity = {queue}
 max_body_bytes = {body}
 heartbeat_ms = 100
+heartbeat_endpoints = {endpoints:?}
 "#,
         state = state.display(),
         stake = c.stake,
         d = d.display(),
         queue = c.queue,
-        body = c.max_body
+        body = c.max_body,
+        endpoints = c.endpoints
     )
 }
 
@@ -131,7 +135,16 @@ impl ExecdStandIn {
             let Ok(mut s) = Server::<NetdExecd>::accept(fd, PeerPolicy::any()) else {
                 return;
             };
-            while let Ok(r) = s.recv() {
+            loop {
+                let r = match s.recv() {
+                    Ok(r) => r,
+                    Err(e) => {
+                        if !e.is_peer_restart() {
+                            eprintln!("execd stand-in: recv failed: {e:?}");
+                        }
+                        return;
+                    }
+                };
                 let resp = match r.msg {
                     NetdExecRequest::Capabilities => {
                         let mut workflows = heapless::Vec::new();
@@ -175,7 +188,10 @@ impl ExecdStandIn {
                         }
                     }
                 };
-                if s.reply(&resp).is_err() {
+                if let Err(e) = s.reply(&resp) {
+                    if !e.is_peer_restart() {
+                        eprintln!("execd stand-in: reply failed: {e:?}");
+                    }
                     return;
                 }
             }

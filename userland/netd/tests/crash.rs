@@ -23,6 +23,17 @@ struct Netd {
 }
 
 fn spawn_netd(config: &Path, log: Arc<Mutex<ExecLog>>, delay: Duration) -> Netd {
+    spawn_netd_as(config, log, delay, None)
+}
+
+/// Like init: channels on fds 3/4, optionally as an unprivileged uid (setuid from
+/// root clears every capability).
+fn spawn_netd_as(
+    config: &Path,
+    log: Arc<Mutex<ExecLog>>,
+    delay: Duration,
+    uid: Option<u32>,
+) -> Netd {
     let (e_netd, e_execd) = havn_ipc::socketpair().unwrap();
     let (a_netd, a_attestd) = havn_ipc::socketpair().unwrap();
     ExecdStandIn {
@@ -49,6 +60,15 @@ fn spawn_netd(config: &Path, log: Arc<Mutex<ExecLog>>, delay: Duration) -> Netd 
             if e2 < 0 || a2 < 0 || libc::dup2(e2, 3) < 0 || libc::dup2(a2, 4) < 0 {
                 return Err(std::io::Error::last_os_error());
             }
+            if let Some(uid) = uid {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(uid) != 0
+                    || libc::setuid(uid) != 0
+                    || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
             Ok(())
         })
     };
@@ -60,6 +80,10 @@ fn spawn_netd(config: &Path, log: Arc<Mutex<ExecLog>>, delay: Duration) -> Netd 
         let mut tx = Some(tx);
         for line in std::io::BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            if !line.starts_with('{') {
+                // Not a log record (a panic message): show it.
+                eprintln!("netd stderr: {line}");
+            }
             if let Some(t) = tx.as_ref() {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
                     if let Some(addr) = v["fields"]["addr"].as_str() {
@@ -188,7 +212,7 @@ fn sigkill_at_random_points_loses_no_ticket_and_reruns_no_done_job() {
                         break;
                     }
                     assert!(
-                        t0.elapsed() < Duration::from_secs(40),
+                        t0.elapsed() < Duration::from_secs(30),
                         "queue never drained: {h}"
                     );
                     tokio::time::sleep(Duration::from_millis(20)).await;
@@ -298,4 +322,66 @@ fn help_and_missing_fds() {
         .unwrap();
     assert_eq!(out.status.code(), Some(i32::from(havn_netd::EXIT_STARTUP)));
     assert!(String::from_utf8_lossy(&out.stderr).contains("fds 3"));
+}
+
+#[test]
+fn runs_as_uid_65534_with_no_capabilities() {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: dropping to uid 65534 needs root");
+        return;
+    }
+    const NOBODY: u32 = 65534;
+    // What init would set up: a state dir and TLS files owned by netd's uid.
+    let state = tmpdir("nobody");
+    let tls = state.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    for f in ["node.pem", "node.key", "ca.pem"] {
+        std::fs::copy(pki().1.join(f), tls.join(f)).unwrap();
+    }
+    let text = config_text(&state, &Cfg::default())
+        .replace(&pki().1.display().to_string(), &tls.display().to_string());
+    let cfg_path = state.join("node.toml");
+    std::fs::write(&cfg_path, text).unwrap();
+    for p in [
+        state.clone(),
+        tls.clone(),
+        tls.join("node.pem"),
+        tls.join("node.key"),
+        tls.join("ca.pem"),
+    ] {
+        std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let log = Arc::new(Mutex::new(ExecLog::default()));
+    let n = spawn_netd_as(&cfg_path, log, Duration::ZERO, Some(NOBODY));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", n.child.id())).unwrap();
+    let field = |k: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(k))
+            .map(|l| l.split_whitespace().nth(1).unwrap_or("").to_string())
+            .unwrap_or_default()
+    };
+    assert_eq!(field("Uid:"), "65534");
+    assert_eq!(field("CapEff:"), "0000000000000000");
+    assert_eq!(field("CapPrm:"), "0000000000000000");
+    let port = n.port;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut c = orchestrator().connect("127.0.0.1", port).await.unwrap();
+        let r = c
+            .post("/job/accept", serde_json::to_vec(&job("nb1")).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.status, 200, "{}", r.text());
+        let t = r.json::<serde_json::Value>().unwrap()["ticket_id"]
+            .as_u64()
+            .unwrap();
+        assert_eq!(wait_terminal(&mut c, t).await["state"], "done");
+    });
+    drop(n);
+    let _ = std::fs::remove_dir_all(&state);
 }

@@ -211,3 +211,56 @@ async fn full_queue_is_429_with_retry_after() {
     let (s, v, _) = post(&mut c, &job("q1")).await;
     assert_eq!((s, v["ticket_id"].as_u64()), (200, Some(1)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_heartbeats_are_posted_over_mtls() {
+    use http_body_util::BodyExt;
+    // A small mTLS receiver (same CA) standing in for an orchestrator endpoint.
+    let p = &pki().0;
+    let cfg = havn_netd::tls::server_config(
+        p.node.cert.as_bytes(),
+        p.node.key.as_bytes(),
+        p.ca.cert.as_bytes(),
+    );
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(cfg.unwrap()));
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let (acceptor, tx) = (acceptor.clone(), tx.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let tx = tx.clone();
+                        async move {
+                            let b = req.into_body().collect().await?.to_bytes();
+                            let _ = tx.send(b.to_vec());
+                            Ok::<_, hyper::Error>(hyper::Response::new(http_body_util::Full::new(
+                                bytes::Bytes::new(),
+                            )))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let cfg = Cfg {
+        endpoints: vec![format!("https://127.0.0.1:{port}/heartbeat")],
+        ..Cfg::default()
+    };
+    let _node = start_node(cfg, ComputeClass::S, Duration::ZERO).await;
+    let body = tokio::time::timeout(Duration::from_secs(5), rx.recv())
+        .await
+        .expect("no heartbeat POST within 5 s")
+        .unwrap();
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    assert!(v["heartbeat"]["seq"].as_u64().unwrap() >= 1, "{v}");
+    assert_eq!(v["signature"].as_str().unwrap().len(), 128, "{v}");
+}

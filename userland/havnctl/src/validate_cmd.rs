@@ -1,0 +1,355 @@
+//! Validator and vendor commands: `fetch-quote` (quote over mTLS through netd),
+//! `verify-receipt`, `golden` (measurement manifest for a set of binaries) and
+//! `show-output`.
+
+use anyhow::{bail, Context};
+use havn_attest::evidence_dir;
+use havn_attest::golden::{GoldenEvent, GoldenManifest, GoldenPcr, Policy as GoldenPolicy};
+use havn_attest::{Event, Evidence, PcrValue};
+use havn_proto::sign::Signable;
+use havn_proto::{QuoteEvidence, SignedReceipt};
+use p256::pkcs8::{EncodePublicKey, LineEnding};
+use sha2::Digest;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// `havnctl fetch-quote`.
+#[derive(Debug, clap::Args)]
+pub struct FetchQuoteArgs {
+    /// Node API base URL.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    pub url: String,
+    /// TLS files (a validator uses its own client certificate).
+    #[command(flatten)]
+    pub tls: crate::net_cmd::TlsArgs,
+    /// Nonce (64 hex chars); default: 32 fresh random bytes.
+    #[arg(long)]
+    pub nonce: Option<String>,
+    /// Evidence directory to write (tpm2-tools files + evidence.json).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Converts the wire form netd relays into the verifier's evidence.
+pub fn evidence_from_wire(q: &QuoteEvidence) -> Evidence {
+    Evidence {
+        attest: q.attest.to_vec(),
+        signature: q.signature.to_vec(),
+        ak_public: q.ak_public.to_vec(),
+        pcrs: q
+            .pcrs
+            .iter()
+            .map(|p| (u32::from(p.index), PcrValue(p.value.0)))
+            .collect(),
+        events: q
+            .events
+            .iter()
+            .map(|e| Event {
+                seq: e.seq,
+                pcr: u32::from(e.pcr),
+                event_type: e.event_type.to_string(),
+                digest: e.digest.0,
+                description: e.description.to_string(),
+            })
+            .collect(),
+        node_pubkey: q.node.0 .0,
+        ek_cert_pem: q.ek_cert.as_ref().map(|der| pem("CERTIFICATE", der)),
+        firmware_log: None,
+    }
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        s.push('\n');
+    }
+    s.push_str(&format!("-----END {label}-----\n"));
+    s
+}
+
+/// Fetch a quote through the node's API and write the evidence directory.
+pub fn fetch_quote(a: FetchQuoteArgs) -> anyhow::Result<()> {
+    let nonce = match &a.nonce {
+        Some(h) => havn_proto::Hash32::from_hex(h).context("--nonce must be 64 hex chars")?,
+        None => {
+            let mut b = [0u8; 32];
+            getrandom::fill(&mut b).map_err(|e| anyhow::anyhow!("random nonce: {e}"))?;
+            havn_proto::Hash32(b)
+        }
+    };
+    let client = crate::net_cmd::client(&a.tls)?;
+    let url = format!(
+        "{}/attest/quote?nonce={}",
+        a.url.trim_end_matches('/'),
+        nonce.to_hex()
+    );
+    let (host, port, path) = havn_netd::client::split_url(&url)?;
+    let resp = crate::net_cmd::runtime()?
+        .block_on(async {
+            let mut c = client.connect(&host, port).await?;
+            c.get(&path).await
+        })
+        .with_context(|| format!("GET {url}"))?;
+    if resp.status != 200 {
+        bail!("node answered {}: {}", resp.status, resp.text());
+    }
+    let q: QuoteEvidence = resp.json().context("decoding the quote evidence")?;
+    if q.nonce != nonce {
+        bail!("node quoted nonce {} instead of ours {}", q.nonce, nonce);
+    }
+    let ev = evidence_from_wire(&q);
+    let ak = havn_attest::wire::parse_ecc_public(&ev.ak_public).context("AK public area")?;
+    let key = havn_attest::verify::check_ak(&ak).context("AK")?;
+    let ak_pem = key.to_public_key_pem(LineEnding::LF).context("AK PEM")?;
+    let extra = havn_attest::quote_extra_data(&nonce.0, &ev.node_pubkey);
+    evidence_dir::write_dir(&a.out, &ev, &ak_pem, &nonce.0, &extra).context("writing evidence")?;
+    println!("nonce {}", nonce.to_hex());
+    println!(
+        "wrote {} (node {}, {} PCRs, {} events)",
+        a.out.display(),
+        hex::encode(ev.node_pubkey),
+        ev.pcrs.len(),
+        ev.events.len()
+    );
+    Ok(())
+}
+
+/// `havnctl verify-receipt`.
+#[derive(Debug, clap::Args)]
+pub struct VerifyReceiptArgs {
+    /// Signed receipt as JSON (as `GET /receipt/{job}` returns it).
+    pub receipt: PathBuf,
+    /// Evidence directory of a quote from the same node (`fetch-quote`, `attest quote`).
+    #[arg(long)]
+    pub evidence: PathBuf,
+    /// Golden manifest the quote must match.
+    #[arg(long)]
+    pub golden: Option<PathBuf>,
+    /// Vendor CA bundle for the EK certificate.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+/// Checks a receipt: the quote verifies for its own nonce (and the golden manifest /
+/// vendor CA when given), the receipt's node is the key that quote binds, the ed25519
+/// signature covers the receipt under the receipt domain, and its fields are sane.
+pub fn verify_receipt(a: VerifyReceiptArgs) -> anyhow::Result<()> {
+    let text =
+        std::fs::read(&a.receipt).with_context(|| format!("reading {}", a.receipt.display()))?;
+    let signed: SignedReceipt = serde_json::from_slice(&text).context("receipt JSON")?;
+    let (ev, j) = evidence_dir::read_dir(&a.evidence).context("reading evidence")?;
+    let mut policy = havn_attest::Policy::default();
+    if let Some(g) = &a.golden {
+        let bytes = std::fs::read(g).with_context(|| format!("reading {}", g.display()))?;
+        policy.golden = Some(GoldenManifest::from_json(&bytes)?);
+    }
+    if let Some(ca) = &a.ca {
+        let bytes = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        policy.ek_cas = Some(havn_attest::ekcert::parse_certs(&bytes)?);
+    }
+    let verdict = havn_attest::verify_quote(&ev, &j.nonce, &policy)
+        .map_err(|e| anyhow::anyhow!("INVALID quote: {e}"))?;
+    let r = &signed.receipt;
+    if r.node.0 .0 != verdict.node_pubkey {
+        bail!(
+            "INVALID: receipt is signed by node {} but the quote binds {}",
+            r.node.0,
+            hex::encode(verdict.node_pubkey)
+        );
+    }
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&r.node.0 .0).context("node key")?;
+    let digest = r.signing_digest();
+    vk.verify_strict(
+        &digest.0,
+        &ed25519_dalek::Signature::from_bytes(&signed.signature.0),
+    )
+    .map_err(|_| {
+        anyhow::anyhow!("INVALID: receipt signature does not verify (altered receipt or wrong key)")
+    })?;
+    sanity(r)?;
+    println!(
+        "VALID receipt job={} workflow={} runtime_hash={} outputs={} node={} (quote: {})",
+        r.job_id, r.workflow_id, r.runtime_hash, r.outputs_cid, r.node.0, verdict
+    );
+    Ok(())
+}
+
+fn sanity(r: &havn_proto::Receipt) -> anyhow::Result<()> {
+    let ok_id = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-:".contains(c))
+    };
+    if !ok_id(&r.workflow_id) {
+        bail!(
+            "INVALID: workflow id {:?} is empty or has odd characters",
+            r.workflow_id.as_str()
+        );
+    }
+    if !ok_id(&r.job_id) {
+        bail!(
+            "INVALID: job id {:?} is empty or has odd characters",
+            r.job_id.as_str()
+        );
+    }
+    if r.runtime_hash.0 == [0u8; 32] {
+        bail!("INVALID: zero runtime hash");
+    }
+    if r.backend == havn_proto::Backend::Cuda && !r.compute_class.requires_gpu() && r.gas == 0 {
+        bail!("INVALID: CUDA receipt with no gas");
+    }
+    Ok(())
+}
+
+/// `havnctl golden`.
+#[derive(Debug, clap::Args)]
+pub struct GoldenArgs {
+    /// Daemon binaries in the order havn-init measures them: NAME=PATH (havn-attestd,
+    /// havn-execd, havn-netd).
+    #[arg(long = "binary", value_name = "NAME=PATH", required = true)]
+    pub binaries: Vec<String>,
+    /// The userland PCR (node.toml `tpm.userland_pcr`).
+    #[arg(long, default_value_t = 14)]
+    pub pcr: u32,
+    /// Also expect these PCRs to hold these values: INDEX=HEX (e.g. firmware PCRs
+    /// published by the vendor); enforced.
+    #[arg(long = "expect-pcr", value_name = "INDEX=HEX")]
+    pub expect: Vec<String>,
+    /// Where to write the manifest (JSON).
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Writes a golden manifest: each binary's sha256 must appear in the userland log
+/// (enforced), the log must fully explain the userland PCR (replay), and the PCR's
+/// value after one boot is recorded (warn: a supervised restart re-measures).
+pub fn golden(a: GoldenArgs) -> anyhow::Result<()> {
+    let mut events = Vec::new();
+    let mut pcr = [0u8; 32];
+    for b in &a.binaries {
+        let (name, path) = b
+            .split_once('=')
+            .with_context(|| format!("--binary {b:?}: expected NAME=PATH"))?;
+        let bytes = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        pcr = havn_attest::eventlog::extend(&pcr, &digest);
+        events.push(GoldenEvent {
+            pcr: a.pcr,
+            digest,
+            description: name.to_string(),
+            policy: GoldenPolicy::Enforce,
+        });
+    }
+    let mut pcrs = BTreeMap::new();
+    pcrs.insert(
+        a.pcr,
+        GoldenPcr {
+            sha256: pcr,
+            policy: GoldenPolicy::Warn,
+        },
+    );
+    for e in &a.expect {
+        let (i, h) = e
+            .split_once('=')
+            .with_context(|| format!("--expect-pcr {e:?}: expected INDEX=HEX"))?;
+        let idx: u32 = i.parse().with_context(|| format!("PCR index {i:?}"))?;
+        let v = havn_proto::Hash32::from_hex(h).with_context(|| format!("PCR {idx} value"))?;
+        pcrs.insert(
+            idx,
+            GoldenPcr {
+                sha256: v.0,
+                policy: GoldenPolicy::Enforce,
+            },
+        );
+    }
+    let m = GoldenManifest {
+        pcrs,
+        events,
+        log_pcrs: vec![a.pcr],
+    };
+    std::fs::write(&a.out, serde_json::to_vec_pretty(&m)?)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!(
+        "wrote {} ({} binaries, PCR {} after one boot = {})",
+        a.out.display(),
+        a.binaries.len(),
+        a.pcr,
+        hex::encode(pcr)
+    );
+    Ok(())
+}
+
+/// `havnctl show-output`.
+#[derive(Debug, clap::Args)]
+pub struct ShowOutputArgs {
+    /// An outputs.safetensors file.
+    pub file: PathBuf,
+    /// The CID the bytes must have (e.g. a receipt's outputs_cid).
+    #[arg(long)]
+    pub cid: Option<String>,
+}
+
+/// Prints each output tensor's name, dtype and shape, and the LM's text.
+pub fn show_output(a: ShowOutputArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    if let Some(c) = &a.cid {
+        let cid: havn_proto::Cid = c.parse().context("--cid")?;
+        if !cid.verify(&bytes) {
+            bail!(
+                "{} does not match CID {cid} (it is {})",
+                a.file.display(),
+                havn_proto::Cid::of_bytes(&bytes)
+            );
+        }
+    }
+    for (name, t) in havn_exec::tensor::load_safetensors(&bytes, "outputs")? {
+        println!("{name}: {:?} {:?}", t.dtype(), t.shape);
+        if name == "tokens" {
+            if let Ok(v) = t.as_i32("tokens") {
+                let b: Vec<u8> = v.iter().map(|&x| x.clamp(0, 255) as u8).collect();
+                println!("text: {}", String::from_utf8_lossy(&b));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `havnctl workflows`.
+#[derive(Debug, clap::Args)]
+pub struct WorkflowsArgs {
+    /// Size preset the node registers (havn-execd registers `small`).
+    #[arg(long, default_value = "small")]
+    pub size: String,
+    /// One JSON object `{name: checksum}` instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Prints each shipped workflow's manifest checksum.
+pub fn workflows(a: WorkflowsArgs) -> anyhow::Result<()> {
+    let size: havn_exec::workloads::Size =
+        a.size.parse().map_err(|e: String| anyhow::anyhow!(e))?;
+    let mut out = BTreeMap::new();
+    for name in havn_exec::workloads::NAMES {
+        let w = havn_exec::workloads::build(name, size)?;
+        out.insert(
+            name.to_string(),
+            (hex::encode(w.manifest.checksum()), w.manifest.nodes.len()),
+        );
+    }
+    if a.json {
+        let m: BTreeMap<_, _> = out
+            .iter()
+            .map(|(k, (c, _))| (k.clone(), c.clone()))
+            .collect();
+        println!("{}", serde_json::to_string(&m)?);
+    } else {
+        for (name, (c, n)) in out {
+            println!("{name:<10} {c}  ({n} DAG nodes)");
+        }
+    }
+    Ok(())
+}
