@@ -6,7 +6,7 @@
 //! |---|---|---|
 //! | [`Channel::InitAttestd`] | havn-init → havn-attestd | measure binaries before exec, status |
 //! | [`Channel::ExecdAttestd`] | havn-execd → havn-attestd | the gate; report results to be signed |
-//! | [`Channel::NetdExecd`] | havn-netd → havn-execd | run queued jobs, capabilities |
+//! | [`Channel::NetdExecd`] | havn-netd → havn-execd | run queued jobs, capabilities, node proofs |
 //! | [`Channel::NetdAttestd`] | havn-netd → havn-attestd | quotes for validators, heartbeats |
 
 use crate::bytes::{Hash32, PubKey32};
@@ -92,6 +92,12 @@ pub enum RemoteError {
     /// Internal error on the responder.
     #[error("internal error")]
     Internal,
+    /// No such job (or it is no longer retained).
+    #[error("unknown job")]
+    UnknownJob,
+    /// The job's workflow has no node with this id.
+    #[error("unknown DAG node")]
+    UnknownNode,
 }
 
 /// What execd reports after running a job; attestd assembles and signs the
@@ -253,8 +259,21 @@ pub enum NetdExecRequest {
     },
     /// What can this node run?
     Capabilities,
+    /// Challenge material for one DAG node of a finished job: execd writes the node's
+    /// Merkle proof (JSON) and its input tensors (safetensors) into the
+    /// content-addressed artifact store and answers [`NetdExecResponse::Proof`].
+    Prove {
+        /// The finished job.
+        job_id: JobId,
+        /// The DAG node id (`[A-Za-z0-9._:-]`).
+        node_id: Name,
+    },
 }
-message!(NetdExecRequest, "NetdExecRequest", [Run, Capabilities]);
+message!(
+    NetdExecRequest,
+    "NetdExecRequest",
+    [Run, Capabilities, Prove]
+);
 
 /// havn-execd → havn-netd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -277,11 +296,27 @@ pub enum NetdExecResponse {
     },
     /// The node's capabilities.
     Capabilities(CapabilityReport),
+    /// Challenge material is in the artifact store (`state_dir/artifacts/<cid>`).
+    Proof {
+        /// CID of the proof JSON (the format `havnctl run --prove` writes).
+        proof_cid: Cid,
+        /// CID of the node's input tensors (safetensors).
+        inputs_cid: Cid,
+        /// The runtime hash the proof commits to (the signed receipt's).
+        runtime_hash: Hash32,
+    },
+    /// A request other than `Run` was refused (e.g. `Prove` for an unknown job).
+    Refused {
+        /// Machine-readable cause.
+        error: RemoteError,
+        /// Human-readable reason.
+        reason: Reason,
+    },
 }
 message!(
     NetdExecResponse,
     "NetdExecResponse",
-    [Done, Failed, Capabilities]
+    [Done, Failed, Capabilities, Proof, Refused]
 );
 
 // ---- netd → attestd -------------------------------------------------------------

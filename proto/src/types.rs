@@ -388,6 +388,14 @@ pub struct Verdict {
     pub signature: Sig64,
 }
 
+/// Whether `s` is a safe reference id (a job id or DAG node id named in a URL path or
+/// a challenge): 1 to 64 characters from `[A-Za-z0-9._:-]`.
+pub fn is_ref_id(s: &str) -> bool {
+    (1..=MAX_NAME).contains(&s.len())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'))
+}
+
 /// Builds a bounded string, truncating at a char boundary if too long.
 pub fn bounded<const N: usize>(s: &str) -> heapless::String<N> {
     let mut out = heapless::String::new();

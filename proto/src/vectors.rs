@@ -261,6 +261,13 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 &NetdExecRequest::Capabilities,
             ),
             sample(
+                "NetdExecRequest::Prove",
+                &NetdExecRequest::Prove {
+                    job_id: s("job-0001"),
+                    node_id: s("block0.attn"),
+                },
+            ),
+            sample(
                 "NetdExecResponse::Done",
                 &NetdExecResponse::Done {
                     ticket_id: 9,
@@ -278,6 +285,21 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
             sample(
                 "NetdExecResponse::Capabilities",
                 &NetdExecResponse::Capabilities(capability_report()),
+            ),
+            sample(
+                "NetdExecResponse::Proof",
+                &NetdExecResponse::Proof {
+                    proof_cid: Cid::of_bytes(b"proof"),
+                    inputs_cid: Cid::of_bytes(b"node inputs"),
+                    runtime_hash: h(0x33),
+                },
+            ),
+            sample(
+                "NetdExecResponse::Refused",
+                &NetdExecResponse::Refused {
+                    error: RemoteError::UnknownNode,
+                    reason: s("workflow lm has no node \"nope\""),
+                },
             ),
         ],
         Channel::NetdAttestd => vec![

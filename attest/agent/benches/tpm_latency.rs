@@ -1,14 +1,19 @@
-//! Agent latency on swtpm: quote, seal, unseal, extend (median, p99).
+//! Agent latency on swtpm: quote, seal, unseal, extend, gate (median, p99), next to a
+//! one-PCR read (one TPM2_PCR_Read round trip through the same TSS stack and socket)
+//! as the same-run baseline.
 //! `cargo bench -p havn-attest-agent --bench tpm_latency`
+//! Prints `op,n,median_ms,p99_ms` CSV, then `BENCH name value ms baseline ratio` lines.
 
 use havn_attest_agent::testing::Swtpm;
 use havn_attest_agent::{Agent, AgentConfig};
 use std::time::Instant;
 
-fn stats(name: &str, mut v: Vec<f64>) {
+/// Print the CSV row; return (median, p99) in ms.
+fn stats(name: &str, mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(|a, b| a.total_cmp(b));
     let pick = |q: f64| v[((v.len() as f64 - 1.0) * q).round() as usize];
     println!("{name},{},{:.3},{:.3}", v.len(), pick(0.5), pick(0.99));
+    (pick(0.5), pick(0.99))
 }
 
 fn time(n: usize, mut f: impl FnMut()) -> Vec<f64> {
@@ -36,19 +41,25 @@ fn main() {
     let key = agent.create_node_key().expect("seal");
     let pk = key.public();
     println!("op,n,median_ms,p99_ms");
-    stats(
+    let pcr = stats(
+        "pcr_read",
+        time(n, || {
+            agent.read_pcrs(&[0]).expect("pcr read");
+        }),
+    );
+    let quote = stats(
         "quote",
         time(n, || {
             agent.quote(b"nonce-0123456789", &pk).expect("quote");
         }),
     );
-    stats(
+    let seal = stats(
         "seal",
         time(n / 4, || {
             agent.create_node_key().expect("seal");
         }),
     );
-    stats(
+    let unseal = stats(
         "unseal",
         time(n / 4, || {
             agent.unseal_node_key().expect("unseal");
@@ -66,4 +77,16 @@ fn main() {
             agent.gate().expect("gate");
         }),
     );
+    for (op, (med, p99)) in [("quote", quote), ("seal", seal), ("unseal", unseal)] {
+        println!(
+            "BENCH tpm_{op}_p50 {med:.3} ms {:.3} {:.2}",
+            pcr.0,
+            med / pcr.0
+        );
+        println!(
+            "BENCH tpm_{op}_p99 {p99:.3} ms {:.3} {:.2}",
+            pcr.1,
+            p99 / pcr.1
+        );
+    }
 }

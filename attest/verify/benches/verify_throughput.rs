@@ -1,5 +1,6 @@
 //! Quote-verification throughput per core vs raw P-256 ECDSA verification.
 //! `cargo bench -p havn-attest --bench verify_throughput` (single thread = one core).
+//! Prints `metric,value` CSV, then a `BENCH name value unit baseline ratio` line.
 
 use havn_attest::synth::{self, SoftAk};
 use havn_attest::{verify_quote, Policy};
@@ -87,4 +88,8 @@ fn main() {
     println!("ratio_quote_over_raw_cpu,{:.3}", quote_cpu / raw_cpu);
     println!("events_per_quote,{}", ev.events.len());
     println!("target_3000_met,{}", quote.max(quote_cpu) >= 3000.0);
+    println!(
+        "BENCH quote_verify {quote:.0} verify/s {raw:.0} {:.3}",
+        quote / raw
+    );
 }

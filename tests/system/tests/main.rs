@@ -1,2 +1,5 @@
-//! Havn system tests: one test binary.
+//! Havn system tests: one test binary. They run the real binaries of the workspace
+//! (build them first: `cargo build --workspace`, which `scripts/test` does).
 mod deps;
+mod harness;
+mod node;

@@ -1,6 +1,7 @@
 //! Deterministic matmul throughput: CPU vs the `matrixmultiply` crate's sgemm, and (when a
 //! GPU is present) the NVRTC kernel vs cuBLAS sgemm. Prints a table.
-//! Usage: `cargo bench -p havn-exec --bench matmul [-- --sizes 128,256,512,1024 --gpu-sizes 1024,2048,4096]`
+//! Usage: `cargo bench -p havn-exec --bench matmul [-- --sizes 128,256,512,1024 --gpu-sizes 1024,2048,4096 --no-workloads]`
+//! Besides the table, each size prints `BENCH matmul_{cpu,gpu}_n<N> value GFLOP/s baseline ratio`.
 
 use std::time::Instant;
 
@@ -55,6 +56,7 @@ fn main() {
         "ratio",
         format!("det {threads}T")
     );
+    let mut bench_lines = Vec::new();
     for &n in &sizes {
         let a = data(n * n, 1);
         let b = data(n * n, 2);
@@ -110,9 +112,20 @@ fn main() {
             mm / det1,
             g(detn)
         );
+        bench_lines.push(format!(
+            "BENCH matmul_cpu_n{n} {:.2} GFLOP/s {:.2} {:.3}",
+            g(det1),
+            g(mm),
+            mm / det1
+        ));
     }
-    gpu(&arg("--gpu-sizes", "1024,2048,4096"));
-    workloads();
+    gpu(&arg("--gpu-sizes", "1024,2048,4096"), &mut bench_lines);
+    if !std::env::args().any(|a| a == "--no-workloads") {
+        workloads();
+    }
+    for l in bench_lines {
+        println!("{l}");
+    }
 }
 
 /// Wall time of each shipped workload at the Large preset, CPU vs CUDA (when present),
@@ -177,7 +190,7 @@ fn workloads() {
 }
 
 #[cfg(feature = "cuda")]
-fn gpu(sizes: &[usize]) {
+fn gpu(sizes: &[usize], bench_lines: &mut Vec<String>) {
     use cudarc::cublas::{sys::cublasOperation_t, CudaBlas, Gemm, GemmConfig};
     let g = match havn_exec::gpu_backend() {
         Ok(g) => g,
@@ -274,6 +287,15 @@ fn gpu(sizes: &[usize]) {
             )
         });
         let gf = |t: f64| flops / t / 1e9;
+        bench_lines.push(match tblas {
+            Some(tb) => format!(
+                "BENCH matmul_gpu_n{n} {:.1} GFLOP/s {:.1} {:.3}",
+                gf(tdet),
+                gf(tb),
+                tb / tdet
+            ),
+            None => format!("BENCH matmul_gpu_n{n} {:.1} GFLOP/s nan nan", gf(tdet)),
+        });
         match tblas {
             Some(tb) => println!(
                 "{:>6} | {:>10.0} | {:>10.0} | {:>6.2} | {}",
@@ -296,6 +318,6 @@ fn gpu(sizes: &[usize]) {
 }
 
 #[cfg(not(feature = "cuda"))]
-fn gpu(_: &[usize]) {
+fn gpu(_: &[usize], _: &mut Vec<String>) {
     println!("GPU: skipping: built without the `cuda` feature");
 }

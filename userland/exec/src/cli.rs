@@ -120,8 +120,7 @@ pub fn run_workflow(req: &RunRequest) -> Result<RunReport> {
     )?;
     let mut proofs = Vec::new();
     for node in &req.prove {
-        let proof = res.prove(node)?;
-        let ins = res.inputs_of(&prepared, node)?;
+        let m = crate::challenge::material(&res, &prepared, node)?;
         let safe: String = node
             .chars()
             .map(|c| {
@@ -133,10 +132,10 @@ pub fn run_workflow(req: &RunRequest) -> Result<RunReport> {
             })
             .collect();
         let pp = req.out.join(format!("proof-{safe}.json"));
-        write(&pp, &serde_json::to_vec_pretty(&proof)?)?;
+        write(&pp, &m.proof_json)?;
         write(
             &req.out.join(format!("proof-{safe}.inputs.safetensors")),
-            &save_safetensors(&ins)?,
+            &m.inputs,
         )?;
         proofs.push(pp.display().to_string());
     }
@@ -189,4 +188,37 @@ pub fn verify_node_from_files(
     let exec = Executor::with_backend(backend, threads)?;
     exec.reexecute_and_verify(&wl.manifest, &proof, &inputs)?;
     Ok(proof)
+}
+
+/// A challenge a validator checks: node-served proof and node-input files, bound to
+/// what the signed receipt says (see [`crate::challenge::verify_challenge`]).
+#[derive(Debug, Clone)]
+pub struct ChallengeCheck<'a> {
+    /// Size preset of the shipped workflow (nodes serve `small`).
+    pub size: Size,
+    /// What the receipt and the validator's choice of node say.
+    pub expected: &'a crate::challenge::Expected,
+    /// The proof JSON file.
+    pub proof_file: &'a Path,
+    /// The node-inputs safetensors file.
+    pub inputs_file: &'a Path,
+    /// Backend to re-execute on.
+    pub backend: BackendKind,
+    /// CPU threads.
+    pub threads: usize,
+}
+
+/// Validator path for node-served challenge material: re-executes the challenged node
+/// from the files and verifies it against the receipt's runtime hash.
+pub fn verify_challenge_files(c: &ChallengeCheck<'_>) -> Result<NodeProof> {
+    let wl = workloads::build(&c.expected.workflow, c.size)?;
+    let exec = Executor::with_backend(c.backend, c.threads)?;
+    crate::challenge::verify_challenge(
+        &exec,
+        &wl.manifest,
+        &wl.weights,
+        c.expected,
+        &read(c.proof_file)?,
+        &read(c.inputs_file)?,
+    )
 }

@@ -150,6 +150,10 @@ pub struct RunOptions {
     /// Checked before every node; when set the run stops with [`ExecError::Cancelled`]
     /// (checkpoints written so far stay valid for a later resume).
     pub cancel: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
+    /// Compute nothing: every node must come from `checkpoint_dir` (which must already
+    /// belong to this job), else [`ExecError::Checkpoint`]. Used to rebuild a finished
+    /// run's commitment and node outputs (challenge material) from what it left on disk.
+    pub resume_only: bool,
 }
 
 /// Progress report sent after each node.
@@ -475,8 +479,20 @@ impl Executor {
         let start = Instant::now();
         let m = &job.manifest;
         let plan = &job.plan;
-        if let Some(dir) = &opts.checkpoint_dir {
-            open_checkpoint(dir, job)?;
+        match &opts.checkpoint_dir {
+            Some(dir) if opts.resume_only && !dir.join("job.json").exists() => {
+                return Err(ExecError::Checkpoint(format!(
+                    "{} holds no checkpoint",
+                    dir.display()
+                )))
+            }
+            Some(dir) => open_checkpoint(dir, job)?,
+            None if opts.resume_only => {
+                return Err(ExecError::Checkpoint(
+                    "resume_only needs a checkpoint_dir".into(),
+                ))
+            }
+            None => {}
         }
         let mut outs: BTreeMap<String, Tensor> = BTreeMap::new();
         let mut stats = Vec::with_capacity(plan.order.len());
@@ -519,6 +535,12 @@ impl Executor {
             }
             let out = match out {
                 Some(t) => t,
+                None if opts.resume_only => {
+                    return Err(ExecError::Checkpoint(format!(
+                        "node {} has no checkpoint",
+                        node.id
+                    )))
+                }
                 None => {
                     let t = self.compute_node(&job.values, &outs, m, plan, pos, job.seed)?;
                     if let Some(p) = &ck {

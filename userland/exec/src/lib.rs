@@ -6,11 +6,13 @@
 //! - [`ops`] / [`cpu`] / `gpu`: operator set and the two backends.
 //! - [`detmath`] / [`rng`]: our elementary functions and Philox4x32-10.
 //! - [`merkle`]: per-node hashes → Merkle root → runtime hash; proofs.
+//! - [`challenge`]: challenge material a node serves for one DAG node, and its check.
 //! - [`caps`]: capability detection and compute class.
 //! - [`workloads`]: the shipped `lm`, `diffusion` and `audio` workflows.
 //! - [`cli`]: the logic behind `havnctl run`.
 
 pub mod caps;
+pub mod challenge;
 pub mod cli;
 pub mod cpu;
 pub mod detmath;

@@ -1,6 +1,7 @@
 //! havn-exec integration tests (one binary; see each module).
 
 mod bad_input;
+mod challenge;
 mod checkpoint;
 mod cli;
 mod common;

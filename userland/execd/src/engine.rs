@@ -1,4 +1,17 @@
 //! Job handling over the havn-exec engine.
+//!
+//! Challenge material. A finished job's checkpoint directory (one safetensors file per
+//! DAG node output plus the job header) is not deleted after its receipt is signed: it
+//! moves to `state_dir/execd/retained/<hash of job id>/` with the job's input bytes
+//! (`inputs.safetensors`) and a `retained.json` record (job id, workflow, seed, signed
+//! runtime hash, sequence number). Only the newest [`RETAIN_JOBS`] finished jobs are
+//! kept. A `Prove { job_id, node_id }` request rebuilds the run from that directory
+//! without computing anything (`RunOptions::resume_only`), checks it still gives the
+//! signed runtime hash, and writes the node's proof JSON and input tensors into the
+//! content-addressed artifact store (`state_dir/artifacts/<cid>`), which netd serves.
+//! We keep the checkpoint rather than per-node artifacts because it is already on
+//! disk, already written atomically, and keeps node outputs out of the public store
+//! until a validator asks for one node.
 
 use havn_exec::workloads::{self, Size, Workload};
 use havn_exec::{
@@ -10,9 +23,25 @@ use havn_proto::ipc::{
     NetdExecResponse, RemoteError,
 };
 use havn_proto::{bounded, Backend, Cid, ComputeClass, Hash32, JobPayload, WorkflowRef};
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+
+/// How many finished jobs keep their checkpoints for `Prove` (oldest deleted first).
+pub const RETAIN_JOBS: usize = 64;
+
+/// `retained.json`: what a retained job directory holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct RetainedJob {
+    job_id: String,
+    workflow: String,
+    seed: u64,
+    /// The signed receipt's runtime hash (hex).
+    runtime_hash: String,
+    /// Order of retention (higher is newer).
+    seq: u64,
+}
 
 /// Why the engine could not start.
 #[derive(Debug, thiserror::Error)]
@@ -45,8 +74,33 @@ pub struct Engine {
     registry: ManifestRegistry,
     workflows: BTreeMap<String, Workload>,
     checkpoints: PathBuf,
+    retained: PathBuf,
+    retain: usize,
+    next_seq: u64,
     artifacts: PathBuf,
     uploads: PathBuf,
+}
+
+fn refused(error: RemoteError, reason: &str) -> NetdExecResponse {
+    tracing::info!(?error, reason, "request refused");
+    NetdExecResponse::Refused {
+        error,
+        reason: bounded(reason),
+    }
+}
+
+/// The directory name of a job's checkpoint (and retained) directory.
+fn job_dir_name(job_id: &str) -> String {
+    Hash32(
+        havn_proto::sign::Domain::Manifest
+            .digest(job_id.as_bytes())
+            .0,
+    )
+    .to_hex()
+}
+
+fn read_retained(dir: &Path) -> Option<RetainedJob> {
+    serde_json::from_slice(&std::fs::read(dir.join("retained.json")).ok()?).ok()
 }
 
 fn failed(ticket_id: u64, error: RemoteError, reason: &str) -> NetdExecResponse {
@@ -91,18 +145,37 @@ impl Engine {
             workflows.insert(name.to_string(), w);
         }
         let checkpoints = cfg.daemon_state("execd").join("checkpoints");
+        let retained = cfg.daemon_state("execd").join("retained");
         let artifacts = cfg.node.state_dir.join("artifacts");
         mkdir(&checkpoints)?;
+        mkdir(&retained)?;
         mkdir(&artifacts)?;
+        let next_seq = std::fs::read_dir(&retained)
+            .map_err(|source| EngineError::State {
+                path: retained.clone(),
+                source,
+            })?
+            .filter_map(|e| read_retained(&e.ok()?.path()))
+            .map(|r| r.seq.saturating_add(1))
+            .max()
+            .unwrap_or(0);
         Ok(Self {
             exec,
             caps,
             registry,
             workflows,
             checkpoints,
+            retained,
+            retain: RETAIN_JOBS,
+            next_seq,
             artifacts,
             uploads: cfg.daemon_state("netd").join("uploads"),
         })
+    }
+
+    /// Changes how many finished jobs keep their checkpoints (default [`RETAIN_JOBS`]).
+    pub fn set_retention(&mut self, jobs: usize) {
+        self.retain = jobs;
     }
 
     /// `cpu` or `cuda`.
@@ -153,6 +226,148 @@ impl Engine {
             NetdExecRequest::Run { ticket_id, payload } => {
                 self.run_job(ticket_id, payload, attestd)
             }
+            NetdExecRequest::Prove { job_id, node_id } => self.prove(&job_id, &node_id),
+        }
+    }
+
+    /// Moves a finished job's checkpoint directory to the retained area, then deletes
+    /// the oldest retained jobs beyond the retention count.
+    fn retain_job(
+        &mut self,
+        ckpt: &Path,
+        payload: &JobPayload,
+        runtime_hash: &Hash32,
+        inputs: &[u8],
+    ) -> Result<(), String> {
+        let rec = RetainedJob {
+            job_id: payload.job_id.to_string(),
+            workflow: payload.workflow.id.to_string(),
+            seed: payload.seed,
+            runtime_hash: runtime_hash.to_hex(),
+            seq: self.next_seq,
+        };
+        self.next_seq = self.next_seq.saturating_add(1);
+        let json = serde_json::to_vec(&rec).map_err(|e| e.to_string())?;
+        havn_exec::exec::write_atomic(&ckpt.join("inputs.safetensors"), inputs)
+            .and_then(|()| havn_exec::exec::write_atomic(&ckpt.join("retained.json"), &json))
+            .map_err(|e| e.to_string())?;
+        let dest = self.retained.join(job_dir_name(&payload.job_id));
+        if dest.exists() {
+            std::fs::remove_dir_all(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        }
+        std::fs::rename(ckpt, &dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+        if let Ok(d) = std::fs::File::open(&self.retained) {
+            let _ = d.sync_all();
+        }
+        self.prune();
+        Ok(())
+    }
+
+    fn prune(&self) {
+        let Ok(rd) = std::fs::read_dir(&self.retained) else {
+            return;
+        };
+        // Unreadable records sort first (seq 0 with no record) and go first.
+        let mut jobs: Vec<(u64, PathBuf)> = rd
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.is_dir())
+            .map(|p| (read_retained(&p).map_or(0, |r| r.seq), p))
+            .collect();
+        jobs.sort();
+        let excess = jobs.len().saturating_sub(self.retain);
+        for (_, p) in jobs.into_iter().take(excess) {
+            if let Err(e) = std::fs::remove_dir_all(&p) {
+                tracing::warn!(dir = %p.display(), error = %e, "cannot delete a retained job");
+            }
+        }
+    }
+
+    /// Writes `bytes` to the artifact store under their CID (atomic; kept if present).
+    fn store_artifact(&self, bytes: &[u8]) -> Result<Cid, String> {
+        let cid = Cid::of_bytes(bytes);
+        let path = self.artifacts.join(cid.to_string());
+        let present = std::fs::read(&path).is_ok_and(|b| cid.verify(&b));
+        if !present {
+            havn_exec::exec::write_atomic(&path, bytes).map_err(|e| e.to_string())?;
+        }
+        Ok(cid)
+    }
+
+    /// Challenge material for one node of a retained job.
+    fn prove(&self, job_id: &str, node_id: &str) -> NetdExecResponse {
+        let span = tracing::info_span!("prove", job = job_id, node = node_id);
+        let _g = span.enter();
+        if !havn_proto::is_ref_id(job_id) || !havn_proto::is_ref_id(node_id) {
+            return refused(
+                RemoteError::BadRequest,
+                "job and node ids are 1-64 characters of [A-Za-z0-9._:-]",
+            );
+        }
+        let dir = self.retained.join(job_dir_name(job_id));
+        let Some(rec) = read_retained(&dir).filter(|r| r.job_id == job_id) else {
+            return refused(
+                RemoteError::UnknownJob,
+                &format!(
+                    "job {job_id:?} is not retained here (unknown, unfinished, failed, or older than the last {} finished jobs)",
+                    self.retain
+                ),
+            );
+        };
+        let Some(w) = self.workflows.get(&rec.workflow) else {
+            return refused(RemoteError::Internal, "retained job's workflow is gone");
+        };
+        if !w.manifest.nodes.iter().any(|n| n.id == node_id) {
+            return refused(
+                RemoteError::UnknownNode,
+                &format!("workflow {} has no node {node_id:?}", rec.workflow),
+            );
+        }
+        let inputs = match std::fs::read(dir.join("inputs.safetensors")) {
+            Ok(b) => b,
+            Err(e) => return refused(RemoteError::Internal, &format!("retained inputs: {e}")),
+        };
+        let job = Job {
+            checksum: w.manifest.checksum(),
+            manifest: w.manifest.clone(),
+            weights: w.weights.clone(),
+            inputs_cid: Cid::of_bytes(&inputs),
+            inputs,
+            seed: rec.seed,
+        };
+        let made = preflight(&self.registry, &job).and_then(|p| {
+            havn_exec::challenge::material_from_checkpoint(&self.exec, &p, &dir, node_id)
+        });
+        let (m, rh) = match made {
+            Ok(x) => x,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot rebuild the retained run");
+                return refused(RemoteError::Internal, &format!("rebuilding the run: {e}"));
+            }
+        };
+        let rh = Hash32(rh);
+        if rh.to_hex() != rec.runtime_hash {
+            tracing::error!(rebuilt = %rh, signed = %rec.runtime_hash, "retained checkpoint does not give the signed runtime hash");
+            return refused(
+                RemoteError::Internal,
+                "retained checkpoint does not give the signed runtime hash",
+            );
+        }
+        let stored = self
+            .store_artifact(&m.proof_json)
+            .and_then(|p| Ok((p, self.store_artifact(&m.inputs)?)));
+        match stored {
+            Ok((proof_cid, inputs_cid)) => {
+                tracing::info!(%proof_cid, %inputs_cid, "challenge material stored");
+                NetdExecResponse::Proof {
+                    proof_cid,
+                    inputs_cid,
+                    runtime_hash: rh,
+                }
+            }
+            Err(e) => refused(
+                RemoteError::Internal,
+                &format!("storing challenge material: {e}"),
+            ),
         }
     }
 
@@ -246,14 +461,7 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return failed(ticket_id, RemoteError::BadRequest, &e.to_string()),
         };
-        let ckpt = self.checkpoints.join(
-            Hash32(
-                havn_proto::sign::Domain::Manifest
-                    .digest(payload.job_id.as_bytes())
-                    .0,
-            )
-            .to_hex(),
-        );
+        let ckpt = self.checkpoints.join(job_dir_name(&payload.job_id));
         let opts = RunOptions {
             checkpoint_dir: Some(ckpt.clone()),
             ..RunOptions::default()
@@ -291,7 +499,11 @@ impl Engine {
         tracing::info!(runtime_hash = %report.runtime_hash, outputs = %report.outputs_cid, latency_ms, "executed");
         match attestd.call(&ExecdRequest::Report(report)) {
             Ok(ExecdResponse::Receipt(receipt)) => {
-                let _ = std::fs::remove_dir_all(&ckpt);
+                let rh = receipt.receipt.runtime_hash;
+                if let Err(e) = self.retain_job(&ckpt, &payload, &rh, &job.inputs) {
+                    tracing::warn!(error = %e, "cannot retain the checkpoint; Prove will not answer for this job");
+                    let _ = std::fs::remove_dir_all(&ckpt);
+                }
                 NetdExecResponse::Done { ticket_id, receipt }
             }
             Ok(ExecdResponse::Error(e)) => failed(ticket_id, e, "attestd refused to sign"),

@@ -1,5 +1,5 @@
-//! havn-execd: the privileged executor. Serves netd's `Run`/`Capabilities` requests
-//! (fd 4), asks attestd's gate before every job and reports each result to attestd,
+//! havn-execd: the privileged executor. Serves netd's `Run`/`Capabilities`/`Prove`
+//! requests (fd 4), asks attestd's gate before every job and reports each result to attestd,
 //! which assembles and signs the receipt (fd 3). Outputs go to the content-addressed
 //! archival store `state_dir/artifacts/<cid>`, which netd serves read-only.
 //!
@@ -7,10 +7,14 @@
 //! `inputs` names an artifact `inputs` reads those bytes from the upload area netd
 //! writes (`state_dir/netd/uploads/<cid>`) or the archival store, and preflight
 //! refuses them unless they hash to the CID the orchestrator gave.
+//!
+//! Challenges: the checkpoints of the last [`RETAIN_JOBS`] finished jobs are kept so
+//! that `Prove { job_id, node_id }` can put one node's Merkle proof and input tensors
+//! into the artifact store for a validator (see the `engine` module).
 
 mod engine;
 
-pub use engine::{Engine, EngineError};
+pub use engine::{Engine, EngineError, RETAIN_JOBS};
 
 use havn_config::{fds, NodeConfig};
 use havn_ipc::{Client, IpcError, PeerPolicy, Phase, Server};
@@ -98,7 +102,8 @@ pub fn run(args: Args) -> Result<(), Error> {
         channel: "netd",
         source,
     })?;
-    netd.set_phase(Phase::new("serving", &[0, 1], &[]));
+    // Run (0), Capabilities (1), Prove (2).
+    netd.set_phase(Phase::new("serving", &[0, 1, 2], &[]));
     loop {
         let req = match netd.recv() {
             Ok(r) => r,

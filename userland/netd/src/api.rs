@@ -5,7 +5,10 @@ use crate::state::{Refusal, State};
 use crate::Fatal;
 use bytes::Bytes;
 use havn_ipc::AsyncClient;
-use havn_proto::ipc::{NetdAttestRequest, NetdAttestResponse, NetdAttestd};
+use havn_proto::ipc::{
+    NetdAttestRequest, NetdAttestResponse, NetdAttestd, NetdExecRequest, NetdExecResponse,
+    NetdExecd, RemoteError,
+};
 use havn_proto::{Hash32, JobPayload, Ticket};
 use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper::body::Incoming;
@@ -14,7 +17,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
 use tracing::Instrument;
 
@@ -24,6 +27,9 @@ pub struct Ctx {
     pub state: Arc<State>,
     /// The attestd channel (shared with heartbeats; calls are sequential).
     pub attestd: Arc<Mutex<AsyncClient<NetdAttestd>>>,
+    /// The execd channel (shared with the dispatcher, whose `Run` holds it until the
+    /// job finishes; tokio's mutex is FIFO).
+    pub execd: Arc<Mutex<AsyncClient<NetdExecd>>>,
     /// Body limit.
     pub max_body: usize,
     /// Where fatal conditions are reported.
@@ -33,6 +39,9 @@ pub struct Ctx {
 }
 
 type Resp = Response<Full<Bytes>>;
+
+/// Longest a proof request waits for the execd channel (a running job holds it).
+pub const PROOF_WAIT: Duration = Duration::from_secs(120);
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -68,12 +77,14 @@ pub async fn handle(
         (Method::POST, ["job", "accept"]) => accept(&ctx, &client, req).await,
         (_, ["job", "accept"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
         (Method::GET, ["job", t]) => job_status(&ctx, t),
+        (Method::GET, ["job", j, "proof", n]) => proof(&ctx, &client, j, n).await,
         (Method::GET, ["receipt", id]) => receipt(&ctx, id),
         (Method::GET, ["artifact", cid]) => artifact(&ctx, cid),
         (Method::GET, ["health"]) => health(&ctx),
         (Method::GET, ["metrics"]) => metrics(&ctx),
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
         (_, ["job", _])
+        | (_, ["job", _, "proof", _])
         | (_, ["receipt", _])
         | (_, ["health"])
         | (_, ["metrics"])
@@ -314,6 +325,105 @@ fn artifact(ctx: &Ctx, cid: &str) -> Resp {
             )
         }
         Err(_) => error(StatusCode::NOT_FOUND, "no such artifact", Some("cid")),
+    }
+}
+
+/// What `GET /job/{job_id}/proof/{node_id}` answers.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct ProofBody {
+    /// The job.
+    pub job_id: String,
+    /// The challenged DAG node.
+    pub node_id: String,
+    /// CID of the proof JSON, served at `/artifact/{cid}`.
+    pub proof_cid: havn_proto::Cid,
+    /// CID of the node's input tensors (safetensors), served at `/artifact/{cid}`.
+    pub inputs_cid: havn_proto::Cid,
+    /// The runtime hash the proof commits to (the receipt's).
+    pub runtime_hash: Hash32,
+}
+
+/// Challenge material for one DAG node of a finished job: asks execd to put the node's
+/// proof and input tensors into the artifact store and answers their CIDs.
+async fn proof(ctx: &Ctx, client: &str, job: &str, node: &str) -> Resp {
+    for (v, field) in [(job, "job_id"), (node, "node_id")] {
+        if !havn_proto::is_ref_id(v) {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "ids are 1-64 characters of [A-Za-z0-9._:-]",
+                Some(field),
+            );
+        }
+    }
+    let req = NetdExecRequest::Prove {
+        job_id: havn_proto::bounded(job),
+        node_id: havn_proto::bounded(node),
+    };
+    let execd = ctx.execd.clone();
+    // The call runs in its own task: a client that hangs up must not cancel it between
+    // the request and the answer, which would leave the answer for the next caller.
+    let call = tokio::spawn(async move {
+        let mut ch = tokio::time::timeout(PROOF_WAIT, execd.lock()).await.ok()?;
+        Some(ch.call(&req).await)
+    });
+    let answer = match call.await {
+        Ok(Some(a)) => a,
+        Ok(None) => {
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "execd is busy with a running job; retry later",
+                None,
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("10"));
+            return r;
+        }
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "proof task failed", None),
+    };
+    match answer {
+        Ok(NetdExecResponse::Proof {
+            proof_cid,
+            inputs_cid,
+            runtime_hash,
+        }) => {
+            if let Ok(r) = ctx.state.receipt(job) {
+                if r.receipt.runtime_hash != runtime_hash {
+                    tracing::error!(job, signed = %r.receipt.runtime_hash, proof = %runtime_hash,
+                        "execd's proof commits to another runtime hash than the receipt");
+                    return error(
+                        StatusCode::BAD_GATEWAY,
+                        "the proof does not match the signed receipt",
+                        None,
+                    );
+                }
+            }
+            tracing::info!(client, job, node, %proof_cid, %inputs_cid, "challenge material served");
+            json(
+                StatusCode::OK,
+                &ProofBody {
+                    job_id: job.to_string(),
+                    node_id: node.to_string(),
+                    proof_cid,
+                    inputs_cid,
+                    runtime_hash,
+                },
+            )
+        }
+        Ok(NetdExecResponse::Refused { error: e, reason }) => {
+            let (status, field) = match e {
+                RemoteError::UnknownJob => (StatusCode::NOT_FOUND, Some("job_id")),
+                RemoteError::UnknownNode => (StatusCode::NOT_FOUND, Some("node_id")),
+                RemoteError::BadRequest => (StatusCode::BAD_REQUEST, None),
+                _ => (StatusCode::INTERNAL_SERVER_ERROR, None),
+            };
+            error(status, &format!("{e}: {reason}"), field)
+        }
+        Ok(_) => error(StatusCode::BAD_GATEWAY, "execd answered out of turn", None),
+        Err(e) => {
+            tracing::error!(error = %e, "execd channel failed");
+            let _ = ctx.fatal.send(Fatal::ExecdLost(e.to_string()));
+            error(StatusCode::SERVICE_UNAVAILABLE, "execd unavailable", None)
+        }
     }
 }
 

@@ -1,5 +1,5 @@
 //! A small mTLS HTTP/1.1 client (keep-alive, one connection per [`Conn`]), used by
-//! `havnctl submit/get`, by heartbeat POSTs, by the benchmark and by tests.
+//! `havnctl submit/get/challenge`, by heartbeat POSTs, by the benchmark and by tests.
 
 use crate::tls::{self, TlsError};
 use bytes::Bytes;
@@ -37,6 +37,19 @@ pub enum ClientError {
     /// Request building.
     #[error("request: {0}")]
     Request(#[from] hyper::http::Error),
+    /// The node answered with an error status.
+    #[error("GET {path}: HTTP {status}: {body}")]
+    Status {
+        /// Request path.
+        path: String,
+        /// HTTP status.
+        status: u16,
+        /// Response body (the JSON error).
+        body: String,
+    },
+    /// The node's answer is malformed or does not check out (e.g. a CID mismatch).
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// A response, fully read.
@@ -196,4 +209,72 @@ impl Conn {
     pub async fn post(&mut self, path: &str, body: Vec<u8>) -> Result<Response, ClientError> {
         self.request(Method::POST, path, Some(body)).await
     }
+}
+
+/// Challenge material for one DAG node, fetched from a node; both artifacts hash to
+/// their CIDs.
+#[derive(Debug, Clone)]
+pub struct Challenge {
+    /// What `GET /job/{job_id}/proof/{node_id}` answered.
+    pub body: crate::api::ProofBody,
+    /// The proof JSON.
+    pub proof: Bytes,
+    /// The node's input tensors (safetensors).
+    pub inputs: Bytes,
+}
+
+async fn get_ok(conn: &mut Conn, path: &str) -> Result<Response, ClientError> {
+    let r = conn.get(path).await?;
+    if r.status != 200 {
+        return Err(ClientError::Status {
+            path: path.to_string(),
+            status: r.status,
+            body: r.text(),
+        });
+    }
+    Ok(r)
+}
+
+/// `GET /artifact/{cid}`, refusing bytes that do not hash to `cid`.
+pub async fn fetch_artifact(conn: &mut Conn, cid: &havn_proto::Cid) -> Result<Bytes, ClientError> {
+    let r = get_ok(conn, &format!("/artifact/{cid}")).await?;
+    if !cid.verify(&r.body) {
+        return Err(ClientError::Invalid(format!(
+            "artifact {cid} does not hash to its CID"
+        )));
+    }
+    Ok(r.body)
+}
+
+/// Asks the node for the challenge material of `node_id` in `job_id` and downloads
+/// the proof and node inputs, checking their CIDs.
+pub async fn fetch_challenge(
+    conn: &mut Conn,
+    job_id: &str,
+    node_id: &str,
+) -> Result<Challenge, ClientError> {
+    for id in [job_id, node_id] {
+        if !havn_proto::is_ref_id(id) {
+            return Err(ClientError::Invalid(format!(
+                "{id:?}: ids are 1-64 characters of [A-Za-z0-9._:-]"
+            )));
+        }
+    }
+    let r = get_ok(conn, &format!("/job/{job_id}/proof/{node_id}")).await?;
+    let body: crate::api::ProofBody = r
+        .json()
+        .map_err(|e| ClientError::Invalid(format!("proof answer: {e}")))?;
+    if body.job_id != job_id || body.node_id != node_id {
+        return Err(ClientError::Invalid(format!(
+            "asked for {job_id}/{node_id}, node answered for {}/{}",
+            body.job_id, body.node_id
+        )));
+    }
+    let proof = fetch_artifact(conn, &body.proof_cid).await?;
+    let inputs = fetch_artifact(conn, &body.inputs_cid).await?;
+    Ok(Challenge {
+        body,
+        proof,
+        inputs,
+    })
 }

@@ -1,6 +1,8 @@
 //! The dispatcher: takes durably queued jobs in ticket order and sends each to
 //! execd (one at a time: the channel is request/response and execd answers when
-//! the job is done), logging `Started`, then `Done`/`Failed`.
+//! the job is done), logging `Started`, then `Done`/`Failed`. The execd client is
+//! shared with the proof route ([`crate::api`]) through a FIFO mutex held for one
+//! call at a time, so a `Prove` waits for at most the running job.
 //!
 //! A job is marked done only after its `Done` record is durable, and a done job is
 //! never dispatched again. If the execd channel fails (execd died or restarted),
@@ -19,7 +21,7 @@ use havn_proto::ipc::{NetdExecRequest, NetdExecResponse, NetdExecd};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Mutex};
 use tracing::Instrument;
 
 /// Longest wait between retries of a job execd refused for a transient reason.
@@ -28,7 +30,7 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// Runs until the execd channel fails.
 pub async fn run(
     state: Arc<State>,
-    mut execd: AsyncClient<NetdExecd>,
+    execd: Arc<Mutex<AsyncClient<NetdExecd>>>,
     fatal: mpsc::UnboundedSender<Fatal>,
 ) {
     let mut backoff = Duration::from_millis(100);
@@ -46,7 +48,9 @@ pub async fn run(
                 ticket_id: ticket,
                 payload: (*payload).clone(),
             };
-            match execd.call(&req).await {
+            // Held for this one call only; the answer is read before it is released.
+            let answer = execd.lock().await.call(&req).await;
+            match answer {
                 Ok(NetdExecResponse::Done { ticket_id, receipt })
                     if ticket_id == ticket
                         && receipt.receipt.job_id == payload.job_id
@@ -83,8 +87,12 @@ pub async fn run(
                     record(&state, &fatal, ticket, Outcome::Failed(why), start);
                     true
                 }
-                Ok(NetdExecResponse::Capabilities(_)) => {
-                    let why = "execd answered Run with Capabilities".to_string();
+                Ok(
+                    NetdExecResponse::Capabilities(_)
+                    | NetdExecResponse::Proof { .. }
+                    | NetdExecResponse::Refused { .. },
+                ) => {
+                    let why = "execd answered Run out of turn".to_string();
                     record(&state, &fatal, ticket, Outcome::Failed(why), start);
                     true
                 }

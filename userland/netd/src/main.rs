@@ -27,5 +27,12 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(havn_netd::EXIT_STARTUP);
     };
+    // Before any thread starts: refuse to run unless init dropped our privileges
+    // (uid nobody, no capabilities), then no_new_privs and the compiled-in seccomp
+    // allow-list for netd.
+    if let Err(e) = havn_sandbox::enter(havn_sandbox::DaemonKind::Netd) {
+        eprintln!("havn-netd: refusing to run outside its sandbox: {e}");
+        return ExitCode::from(havn_netd::EXIT_STARTUP);
+    }
     ExitCode::from(havn_netd::cli::run(&args, execd, attestd))
 }

@@ -238,9 +238,14 @@ pub async fn start(
 
     let (fatal_tx, fatal_rx) = mpsc::unbounded_channel();
     let attestd = Arc::new(Mutex::new(attestd));
+    // Shared by the dispatcher (Run, held until the job finishes) and the proof route
+    // (Prove): tokio's Mutex is FIFO, so a proof request waits for at most the running
+    // job and goes before the next one.
+    let execd = Arc::new(Mutex::new(execd));
     let ctx = Arc::new(Ctx {
         state: state.clone(),
         attestd: attestd.clone(),
+        execd: execd.clone(),
         max_body: n.max_body_bytes,
         fatal: fatal_tx.clone(),
         artifacts: cfg.node.state_dir.join("artifacts"),

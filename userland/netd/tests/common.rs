@@ -97,6 +97,50 @@ pub fn config(state: &Path, c: &Cfg) -> havn_config::NodeConfig {
 pub struct ExecLog {
     /// (job id, when the Run arrived).
     pub runs: Vec<(String, Instant)>,
+    /// Finished jobs and their receipts' runtime hashes (what `Prove` answers for).
+    pub done: std::collections::BTreeMap<String, Hash32>,
+    /// (job id, node id, when the Prove arrived).
+    pub proves: Vec<(String, String, Instant)>,
+    /// The artifact store `Prove` writes to (none: `Prove` knows no job).
+    pub artifacts: Option<PathBuf>,
+}
+
+/// The DAG nodes the stand-in execd proves.
+pub const PROVABLE_NODES: [&str; 2] = ["n1", "s0.l1:k"];
+
+/// What the stand-in serves for a node: (proof bytes, node-input bytes).
+pub fn proof_bytes(job: &str, node: &str) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("{{\"job\":\"{job}\",\"node\":\"{node}\"}}").into_bytes(),
+        format!("inputs of {node} in {job}").into_bytes(),
+    )
+}
+
+fn prove(log: &Mutex<ExecLog>, job_id: &str, node_id: &str) -> NetdExecResponse {
+    let mut l = log.lock().unwrap();
+    l.proves
+        .push((job_id.to_string(), node_id.to_string(), Instant::now()));
+    let refused = |error, reason: &str| NetdExecResponse::Refused {
+        error,
+        reason: bounded(reason),
+    };
+    let (Some(rh), Some(dir)) = (l.done.get(job_id), l.artifacts.as_ref()) else {
+        return refused(RemoteError::UnknownJob, "no such finished job");
+    };
+    if !PROVABLE_NODES.contains(&node_id) {
+        return refused(RemoteError::UnknownNode, "no such node");
+    }
+    let (proof, inputs) = proof_bytes(job_id, node_id);
+    let store = |b: &[u8]| {
+        let cid = Cid::of_bytes(b);
+        std::fs::write(dir.join(cid.to_string()), b).unwrap();
+        cid
+    };
+    NetdExecResponse::Proof {
+        proof_cid: store(&proof),
+        inputs_cid: store(&inputs),
+        runtime_hash: *rh,
+    }
 }
 
 pub struct ExecdStandIn {
@@ -181,11 +225,17 @@ impl ExecdStandIn {
                                 reason: bounded("boom"),
                             }
                         } else {
-                            NetdExecResponse::Done {
-                                ticket_id,
-                                receipt: receipt_for(&payload),
-                            }
+                            let receipt = receipt_for(&payload);
+                            self.log
+                                .lock()
+                                .unwrap()
+                                .done
+                                .insert(id, receipt.receipt.runtime_hash);
+                            NetdExecResponse::Done { ticket_id, receipt }
                         }
+                    }
+                    NetdExecRequest::Prove { job_id, node_id } => {
+                        prove(&self.log, &job_id, &node_id)
                     }
                 };
                 if let Err(e) = s.reply(&resp) {
@@ -262,7 +312,12 @@ pub struct Node {
 pub async fn start_node(c: Cfg, class: ComputeClass, delay: Duration) -> Node {
     let state_dir = tmpdir("state");
     let cfg = config(&state_dir, &c);
-    let log = Arc::new(Mutex::new(ExecLog::default()));
+    let artifacts = state_dir.join("artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let log = Arc::new(Mutex::new(ExecLog {
+        artifacts: Some(artifacts),
+        ..ExecLog::default()
+    }));
     let (e_netd, e_execd) = havn_ipc::socketpair().unwrap();
     let (a_netd, a_attestd) = havn_ipc::socketpair().unwrap();
     ExecdStandIn {

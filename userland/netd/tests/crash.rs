@@ -10,12 +10,44 @@ use havn_netd::wal;
 use havn_proto::ComputeClass;
 use std::collections::{BTreeMap, HashMap};
 use std::io::BufRead;
-use std::os::fd::{AsRawFd, OwnedFd};
-use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+const NOBODY: u32 = 65534;
+
+/// What init sets up for netd: a state dir and TLS files owned by netd's uid.
+/// `None` (with the reason printed) when not root: the sandbox needs root.
+fn sandboxed_config(name: &str, cfg: &Cfg) -> Option<(PathBuf, PathBuf)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("skipped: netd's sandbox (uid 65534, no capabilities) needs root to set up");
+        return None;
+    }
+    let state = tmpdir(name);
+    let tls = state.join("tls");
+    std::fs::create_dir(&tls).unwrap();
+    for f in ["node.pem", "node.key", "ca.pem"] {
+        std::fs::copy(pki().1.join(f), tls.join(f)).unwrap();
+    }
+    let text = config_text(&state, cfg)
+        .replace(&pki().1.display().to_string(), &tls.display().to_string());
+    let cfg_path = state.join("node.toml");
+    std::fs::write(&cfg_path, text).unwrap();
+    for p in [
+        state.clone(),
+        tls.clone(),
+        tls.join("node.pem"),
+        tls.join("node.key"),
+        tls.join("ca.pem"),
+        cfg_path.clone(),
+    ] {
+        std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    Some((state, cfg_path))
+}
 
 struct Netd {
     child: Child,
@@ -23,17 +55,6 @@ struct Netd {
 }
 
 fn spawn_netd(config: &Path, log: Arc<Mutex<ExecLog>>, delay: Duration) -> Netd {
-    spawn_netd_as(config, log, delay, None)
-}
-
-/// Like init: channels on fds 3/4, optionally as an unprivileged uid (setuid from
-/// root clears every capability).
-fn spawn_netd_as(
-    config: &Path,
-    log: Arc<Mutex<ExecLog>>,
-    delay: Duration,
-    uid: Option<u32>,
-) -> Netd {
     let (e_netd, e_execd) = havn_ipc::socketpair().unwrap();
     let (a_netd, a_attestd) = havn_ipc::socketpair().unwrap();
     ExecdStandIn {
@@ -43,35 +64,21 @@ fn spawn_netd_as(
     }
     .spawn(e_execd);
     spawn_attestd(a_attestd);
-    let (e, a) = (e_netd.as_raw_fd(), a_netd.as_raw_fd());
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_havn-netd"));
     cmd.arg("--config")
         .arg(config)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    // SAFETY: only async-signal-safe dup2 calls run between fork and exec. The
-    // targets 3/4 lose CLOEXEC through dup2; the sources are closed on exec.
-    unsafe {
-        cmd.pre_exec(move || {
-            // Move sources out of the way first if they collide with 3/4.
-            let e2 = libc::fcntl(e, libc::F_DUPFD_CLOEXEC, 10);
-            let a2 = libc::fcntl(a, libc::F_DUPFD_CLOEXEC, 10);
-            if e2 < 0 || a2 < 0 || libc::dup2(e2, 3) < 0 || libc::dup2(a2, 4) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            if let Some(uid) = uid {
-                if libc::setgroups(0, std::ptr::null()) != 0
-                    || libc::setgid(uid) != 0
-                    || libc::setuid(uid) != 0
-                    || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
-                {
-                    return Err(std::io::Error::last_os_error());
-                }
-            }
-            Ok(())
-        })
-    };
+    // Exactly what havn-init does: netd's sandbox profile (uid nobody, every
+    // capability set empty, no_new_privs, new mount/IPC/UTS namespaces) with the
+    // channels at fds 3 and 4; netd itself then installs its seccomp filter.
+    havn_sandbox::Profile::for_daemon(havn_sandbox::DaemonKind::Netd, "nobody")
+        .unwrap()
+        .fd(e_netd.as_fd(), 3)
+        .fd(a_netd.as_fd(), 4)
+        .install(&mut cmd)
+        .unwrap();
     let mut child = cmd.spawn().unwrap();
     drop::<(OwnedFd, OwnedFd)>((e_netd, a_netd));
     let stderr = child.stderr.take().unwrap();
@@ -126,19 +133,15 @@ impl Rng {
 
 #[test]
 fn sigkill_at_random_points_loses_no_ticket_and_reruns_no_done_job() {
-    let state = tmpdir("crash");
-    let cfg_path = state.join("node.toml");
-    std::fs::write(
-        &cfg_path,
-        config_text(
-            &state,
-            &Cfg {
-                queue: 100_000,
-                ..Cfg::default()
-            },
-        ),
-    )
-    .unwrap();
+    let Some((state, cfg_path)) = sandboxed_config(
+        "crash",
+        &Cfg {
+            queue: 100_000,
+            ..Cfg::default()
+        },
+    ) else {
+        return;
+    };
     let wal_path = state.join("netd").join(wal::WAL_FILE);
     let log = Arc::new(Mutex::new(ExecLog::default()));
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -270,9 +273,9 @@ fn sigkill_at_random_points_loses_no_ticket_and_reruns_no_done_job() {
 
 #[test]
 fn execd_loss_exits_75_and_the_job_runs_after_restart() {
-    let state = tmpdir("execd-lost");
-    let cfg_path = state.join("node.toml");
-    std::fs::write(&cfg_path, config_text(&state, &Cfg::default())).unwrap();
+    let Some((_state, cfg_path)) = sandboxed_config("execd-lost", &Cfg::default()) else {
+        return;
+    };
     let log = Arc::new(Mutex::new(ExecLog::default()));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -326,34 +329,11 @@ fn help_and_missing_fds() {
 
 #[test]
 fn runs_as_uid_65534_with_no_capabilities() {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: dropping to uid 65534 needs root");
+    let Some((state, cfg_path)) = sandboxed_config("nobody", &Cfg::default()) else {
         return;
-    }
-    const NOBODY: u32 = 65534;
-    // What init would set up: a state dir and TLS files owned by netd's uid.
-    let state = tmpdir("nobody");
-    let tls = state.join("tls");
-    std::fs::create_dir(&tls).unwrap();
-    for f in ["node.pem", "node.key", "ca.pem"] {
-        std::fs::copy(pki().1.join(f), tls.join(f)).unwrap();
-    }
-    let text = config_text(&state, &Cfg::default())
-        .replace(&pki().1.display().to_string(), &tls.display().to_string());
-    let cfg_path = state.join("node.toml");
-    std::fs::write(&cfg_path, text).unwrap();
-    for p in [
-        state.clone(),
-        tls.clone(),
-        tls.join("node.pem"),
-        tls.join("node.key"),
-        tls.join("ca.pem"),
-    ] {
-        std::os::unix::fs::chown(&p, Some(NOBODY), Some(NOBODY)).unwrap();
-    }
+    };
     let log = Arc::new(Mutex::new(ExecLog::default()));
-    let n = spawn_netd_as(&cfg_path, log, Duration::ZERO, Some(NOBODY));
+    let n = spawn_netd(&cfg_path, log, Duration::ZERO);
     let status = std::fs::read_to_string(format!("/proc/{}/status", n.child.id())).unwrap();
     let field = |k: &str| {
         status
@@ -365,6 +345,9 @@ fn runs_as_uid_65534_with_no_capabilities() {
     assert_eq!(field("Uid:"), "65534");
     assert_eq!(field("CapEff:"), "0000000000000000");
     assert_eq!(field("CapPrm:"), "0000000000000000");
+    assert_eq!(field("CapBnd:"), "0000000000000000");
+    assert_eq!(field("NoNewPrivs:"), "1");
+    assert_eq!(field("Seccomp:"), "2");
     let port = n.port;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()

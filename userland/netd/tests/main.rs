@@ -6,4 +6,5 @@ mod common;
 mod crash;
 mod intake;
 mod mtls;
+mod proof;
 mod wal;

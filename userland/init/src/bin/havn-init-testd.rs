@@ -259,6 +259,10 @@ fn execd(ctx: &std::sync::Arc<Ctx>) {
                     error: RemoteError::Internal,
                     reason: bounded("test daemon"),
                 },
+                NetdExecRequest::Prove { .. } => NetdExecResponse::Refused {
+                    error: RemoteError::UnknownJob,
+                    reason: bounded("test daemon"),
+                },
             };
             if s.reply(&resp).is_err() {
                 break;

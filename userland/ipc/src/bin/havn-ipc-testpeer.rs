@@ -46,6 +46,10 @@ fn main() {
                 error: havn_proto::ipc::RemoteError::Internal,
                 reason: havn_proto::bounded("test peer runs nothing"),
             },
+            NetdExecRequest::Prove { .. } => NetdExecResponse::Refused {
+                error: havn_proto::ipc::RemoteError::UnknownJob,
+                reason: havn_proto::bounded("test peer runs nothing"),
+            },
         };
         if server.reply(&resp).is_err() {
             return;

@@ -5,6 +5,7 @@
 //! concurrency. Prints requests/s, p50 and p99 for each, and the ratio to (a).
 //!
 //! Run: `scripts/bench-intake` (release). Options: `--seconds`, `--conns`, `--dir`.
+//! After the table, `BENCH name value unit baseline ratio` lines (vs the echo server).
 
 use ::bytes::Bytes;
 use clap::Parser;
@@ -235,6 +236,10 @@ fn execd(fd: std::os::fd::OwnedFd, delay: Duration) {
                         receipt: receipt(&payload),
                     }
                 }
+                NetdExecRequest::Prove { .. } => NetdExecResponse::Refused {
+                    error: RemoteError::UnknownJob,
+                    reason: bounded("the bench stand-in keeps no jobs"),
+                },
             };
             if s.reply(&resp).is_err() {
                 return;
@@ -389,5 +394,29 @@ fn main() {
         counts.completed,
         counts.queued
     );
+    if let (Some(echo), Some(on), Some(off)) = (rs.first(), rs.get(1), rs.get(2)) {
+        let ms = |us: u64| us as f64 / 1000.0;
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
+        for (name, r) in [("intake", on), ("intake_nofsync", off)] {
+            println!(
+                "BENCH {name}_p50 {:.3} ms {:.3} {:.2}",
+                ms(r.p50_us),
+                ms(echo.p50_us),
+                ratio(r.p50_us as f64, echo.p50_us as f64)
+            );
+            println!(
+                "BENCH {name}_p99 {:.3} ms {:.3} {:.2}",
+                ms(r.p99_us),
+                ms(echo.p99_us),
+                ratio(r.p99_us as f64, echo.p99_us as f64)
+            );
+            println!(
+                "BENCH {name}_rate {:.0} jobs/s {:.0} {:.3}",
+                r.rps,
+                echo.rps,
+                ratio(r.rps, echo.rps)
+            );
+        }
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }
