@@ -128,6 +128,44 @@ pub struct JobResult {
     pub compute_class: ComputeClass,
 }
 
+impl JobResult {
+    /// The receipt attestd signs: this result plus the signing node's identity.
+    pub fn into_receipt(self, node: NodeId) -> Receipt {
+        Receipt {
+            workflow_id: self.workflow_id,
+            job_id: self.job_id,
+            runtime_hash: self.runtime_hash,
+            outputs_cid: self.outputs_cid,
+            latency_ms: self.latency_ms,
+            energy_estimate_mj: self.energy_estimate_mj,
+            manifest_checksum: self.manifest_checksum,
+            seed: self.seed,
+            gas: self.gas,
+            backend: self.backend,
+            compute_class: self.compute_class,
+            node,
+        }
+    }
+}
+
+impl From<Receipt> for JobResult {
+    fn from(r: Receipt) -> Self {
+        Self {
+            workflow_id: r.workflow_id,
+            job_id: r.job_id,
+            runtime_hash: r.runtime_hash,
+            outputs_cid: r.outputs_cid,
+            latency_ms: r.latency_ms,
+            energy_estimate_mj: r.energy_estimate_mj,
+            manifest_checksum: r.manifest_checksum,
+            seed: r.seed,
+            gas: r.gas,
+            backend: r.backend,
+            compute_class: r.compute_class,
+        }
+    }
+}
+
 /// The executor's view of the hardware.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CapabilityReport {

@@ -42,17 +42,22 @@ impl Domain {
 
     /// `sha3-256(tag ‖ 0x00 ‖ bytes)`.
     pub fn digest(self, bytes: &[u8]) -> Hash32 {
-        let mut h = Sha3_256::new();
-        h.update(self.tag());
-        h.update([0u8]);
-        h.update(bytes);
-        Hash32(h.finalize().into())
+        tagged_digest(self.tag(), bytes)
     }
 
     /// The digest of a value's canonical postcard encoding.
     pub fn digest_value<T: Serialize + ?Sized>(self, value: &T) -> Result<Hash32, postcard::Error> {
         Ok(self.digest(&postcard::to_stdvec(value)?))
     }
+}
+
+/// The one signing rule: `sha3-256(tag ‖ 0x00 ‖ bytes)`.
+pub fn tagged_digest(tag: &[u8], bytes: &[u8]) -> Hash32 {
+    let mut h = Sha3_256::new();
+    h.update(tag);
+    h.update([0u8]);
+    h.update(bytes);
+    Hash32(h.finalize().into())
 }
 
 /// Values that are signed under a fixed domain.

@@ -105,20 +105,7 @@ pub fn signed_receipt() -> SignedReceipt {
 }
 
 fn job_result() -> JobResult {
-    let r = receipt();
-    JobResult {
-        workflow_id: r.workflow_id,
-        job_id: r.job_id,
-        runtime_hash: r.runtime_hash,
-        outputs_cid: r.outputs_cid,
-        latency_ms: r.latency_ms,
-        energy_estimate_mj: r.energy_estimate_mj,
-        manifest_checksum: r.manifest_checksum,
-        seed: r.seed,
-        gas: r.gas,
-        backend: r.backend,
-        compute_class: r.compute_class,
-    }
+    JobResult::from(receipt())
 }
 
 fn workflows() -> heapless::Vec<WorkflowRef, MAX_WORKFLOWS> {

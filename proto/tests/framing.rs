@@ -206,21 +206,7 @@ fn netd_channel_cannot_carry_a_receipt_signing_request() {
     // netd's channel to attestd decodes only NetdAttestRequest, which has no variant
     // that signs a receipt. A receipt report that a compromised netd frames as if it
     // were execd, and sends on its own channel, is refused.
-    let r = vectors::receipt();
-    let report = frame::encode(&ExecdRequest::Report(JobResult {
-        workflow_id: r.workflow_id,
-        job_id: r.job_id,
-        runtime_hash: r.runtime_hash,
-        outputs_cid: r.outputs_cid,
-        latency_ms: r.latency_ms,
-        energy_estimate_mj: r.energy_estimate_mj,
-        manifest_checksum: r.manifest_checksum,
-        seed: r.seed,
-        gas: r.gas,
-        backend: r.backend,
-        compute_class: r.compute_class,
-    }))
-    .unwrap();
+    let report = frame::encode(&ExecdRequest::Report(JobResult::from(vectors::receipt()))).unwrap();
     let got = frame::decode::<NetdAttestRequest>(&report);
     assert!(
         got.is_err(),

@@ -22,7 +22,7 @@ use havn_config::{fds, NodeConfig};
 use havn_ipc::{IpcError, PeerPolicy, Phase, Server};
 use havn_proto::ipc::{ExecdAttestd, InitAttestd, InitRequest, InitResponse, NetdAttestd};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 /// Command line.
@@ -50,6 +50,11 @@ pub enum Error {
     /// TPM / key / store failure.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// A channel descriptor havn-init should have placed is not open.
+    #[error(
+        "fd {0} is not open: this daemon is started by havn-init, which places its IPC channels"
+    )]
+    MissingFd(i32),
     /// IPC failure on a channel that must stay up.
     #[error("{channel} channel: {source}")]
     Ipc {
@@ -69,16 +74,14 @@ impl Error {
         match self {
             Error::Config(_) => 2,
             Error::Service(_) => 3,
-            Error::Ipc { .. } => 4,
+            Error::Ipc { .. } | Error::MissingFd(_) => 4,
             Error::Poll(_) => 5,
         }
     }
 }
 
-fn take_fd(n: i32) -> OwnedFd {
-    // SAFETY: havn-init placed this daemon's channel ends at these fixed descriptor
-    // numbers before exec (havn_config::fds) and nothing else in this process owns them.
-    unsafe { OwnedFd::from_raw_fd(n) }
+fn take_fd(n: i32) -> Result<OwnedFd, Error> {
+    havn_ipc::inherited_fd(n).ok_or(Error::MissingFd(n))
 }
 
 fn ipc(channel: &'static str) -> impl FnOnce(IpcError) -> Error {
@@ -95,7 +98,7 @@ pub fn run(args: Args) -> Result<(), Error> {
     // Phase 1: boot. Only init may talk; it reports each binary it will exec.
     let parent = nix::unistd::getppid().as_raw();
     let mut init =
-        Server::<InitAttestd>::accept(take_fd(fds::ATTESTD_INIT), PeerPolicy::pid(parent))
+        Server::<InitAttestd>::accept(take_fd(fds::ATTESTD_INIT)?, PeerPolicy::pid(parent))
             .map_err(ipc("init"))?;
     init.set_phase(Phase::new("boot", &[0], &[1]));
     loop {
@@ -118,14 +121,14 @@ pub fn run(args: Args) -> Result<(), Error> {
         .flatten()
         .map(|u| u.uid.as_raw());
     let mut execd = Some(
-        Server::<ExecdAttestd>::accept(take_fd(fds::ATTESTD_EXECD), PeerPolicy::any())
+        Server::<ExecdAttestd>::accept(take_fd(fds::ATTESTD_EXECD)?, PeerPolicy::any())
             .map_err(ipc("execd"))?,
     );
     let netd_policy = PeerPolicy {
         uid: netd_uid,
         ..PeerPolicy::any()
     };
-    let mut netd = match Server::<NetdAttestd>::accept(take_fd(fds::ATTESTD_NETD), netd_policy) {
+    let mut netd = match Server::<NetdAttestd>::accept(take_fd(fds::ATTESTD_NETD)?, netd_policy) {
         Ok(s) => Some(s),
         Err(e) => {
             tracing::error!(error = %e, "netd channel refused");

@@ -8,8 +8,8 @@ use havn_proto::ipc::{
 };
 use havn_proto::sign::{Domain, Signable};
 use havn_proto::{
-    bounded, Hash32, Heartbeat, MeasurementEvent, NodeId, PcrValue, PubKey32, QuoteEvidence,
-    Receipt, Sig64, SignedHeartbeat, SignedReceipt,
+    bounded, Hash32, Heartbeat, MeasurementEvent, NodeId, PcrValue, PubKey32, QuoteEvidence, Sig64,
+    SignedHeartbeat, SignedReceipt,
 };
 use std::path::{Path, PathBuf};
 
@@ -193,20 +193,7 @@ impl Service {
         let Some(key) = self.key.as_ref() else {
             return ExecdResponse::Error(RemoteError::GateClosed);
         };
-        let receipt = Receipt {
-            workflow_id: r.workflow_id,
-            job_id: r.job_id,
-            runtime_hash: r.runtime_hash,
-            outputs_cid: r.outputs_cid,
-            latency_ms: r.latency_ms,
-            energy_estimate_mj: r.energy_estimate_mj,
-            manifest_checksum: r.manifest_checksum,
-            seed: r.seed,
-            gas: r.gas,
-            backend: r.backend,
-            compute_class: r.compute_class,
-            node: NodeId(PubKey32(key.public())),
-        };
+        let receipt = r.into_receipt(NodeId(PubKey32(key.public())));
         let Ok(bytes) = postcard::to_stdvec(&receipt) else {
             return ExecdResponse::Error(RemoteError::Internal);
         };

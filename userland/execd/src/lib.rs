@@ -19,7 +19,7 @@ pub use engine::{Engine, EngineError, RETAIN_JOBS};
 use havn_config::{fds, NodeConfig};
 use havn_ipc::{Client, IpcError, PeerPolicy, Phase, Server};
 use havn_proto::ipc::{ExecdAttestd, NetdExecd};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
 /// Command line.
@@ -46,6 +46,11 @@ pub enum Error {
     /// Engine setup failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// A channel descriptor havn-init should have placed is not open.
+    #[error(
+        "fd {0} is not open: this daemon is started by havn-init, which places its IPC channels"
+    )]
+    MissingFd(i32),
     /// IPC failure.
     #[error("{channel} channel: {source}")]
     Ipc {
@@ -62,15 +67,13 @@ impl Error {
         match self {
             Error::Config(_) => 2,
             Error::Engine(_) => 3,
-            Error::Ipc { .. } => 4,
+            Error::Ipc { .. } | Error::MissingFd(_) => 4,
         }
     }
 }
 
-fn take_fd(n: i32) -> OwnedFd {
-    // SAFETY: havn-init placed this daemon's channel ends at these fixed descriptor
-    // numbers before exec (havn_config::fds) and nothing else in this process owns them.
-    unsafe { OwnedFd::from_raw_fd(n) }
+fn take_fd(n: i32) -> Result<OwnedFd, Error> {
+    havn_ipc::inherited_fd(n).ok_or(Error::MissingFd(n))
 }
 
 /// Runs until netd's channel closes.
@@ -84,7 +87,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         "havn-execd started"
     );
     let mut attestd =
-        Client::<ExecdAttestd>::connect(take_fd(fds::EXECD_ATTESTD), PeerPolicy::any()).map_err(
+        Client::<ExecdAttestd>::connect(take_fd(fds::EXECD_ATTESTD)?, PeerPolicy::any()).map_err(
             |source| Error::Ipc {
                 channel: "attestd",
                 source,
@@ -92,7 +95,7 @@ pub fn run(args: Args) -> Result<(), Error> {
         )?;
     let netd_uid = nix_user_uid(&cfg.netd.user);
     let mut netd = Server::<NetdExecd>::accept(
-        take_fd(fds::EXECD_NETD),
+        take_fd(fds::EXECD_NETD)?,
         PeerPolicy {
             uid: netd_uid,
             ..PeerPolicy::any()

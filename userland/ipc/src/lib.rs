@@ -62,6 +62,18 @@ impl IpcError {
     }
 }
 
+/// Takes ownership of descriptor `fd` that the supervisor placed in this process
+/// before exec (see `havn_config::fds`), if it is open. Call once per descriptor,
+/// first thing in `main`.
+pub fn inherited_fd(fd: std::os::fd::RawFd) -> Option<OwnedFd> {
+    // SAFETY: fcntl(F_GETFD) only queries the descriptor table; it is sound for any
+    // integer and fails with EBADF when `fd` is not open.
+    let open = unsafe { nix::libc::fcntl(fd, nix::libc::F_GETFD) } != -1;
+    // SAFETY: `fd` is open (checked above) and was inherited for this purpose alone;
+    // the caller takes ownership exactly once, before anything else refers to it.
+    open.then(|| unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+}
+
 /// A fresh random instance id for this process's hellos.
 pub fn instance_id() -> u64 {
     static ID: std::sync::OnceLock<u64> = std::sync::OnceLock::new();

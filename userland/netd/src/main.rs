@@ -2,24 +2,14 @@
 
 use clap::Parser;
 use havn_config::fds;
-use std::os::fd::{FromRawFd, OwnedFd};
 use std::process::ExitCode;
-
-/// Takes ownership of an inherited descriptor, if it is open.
-fn inherited(fd: i32) -> Option<OwnedFd> {
-    // SAFETY: fcntl(F_GETFD) only queries the descriptor table; it is safe on any
-    // integer and fails with EBADF when `fd` is not open.
-    let open = unsafe { libc::fcntl(fd, libc::F_GETFD) } != -1;
-    // SAFETY: `fd` is open (checked above) and was inherited from havn-init for this
-    // purpose alone; nothing else in this process refers to it, so ownership is
-    // taken exactly once, here, before any other code runs.
-    open.then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-}
 
 fn main() -> ExitCode {
     let args = havn_netd::cli::Args::parse();
-    let (Some(execd), Some(attestd)) = (inherited(fds::NETD_EXECD), inherited(fds::NETD_ATTESTD))
-    else {
+    let (Some(execd), Some(attestd)) = (
+        havn_ipc::inherited_fd(fds::NETD_EXECD),
+        havn_ipc::inherited_fd(fds::NETD_ATTESTD),
+    ) else {
         eprintln!(
             "havn-netd: fds {} (execd) and {} (attestd) must be open IPC socketpairs (started by havn-init)",
             fds::NETD_EXECD,
