@@ -414,6 +414,33 @@ impl Executor {
         }
     }
 
+    /// GPU preflight: refuses, before any work, a job whose working set cannot fit in
+    /// the free VRAM. Estimate: twice the job's inputs and weights (device copies of
+    /// operands and results, at 4 bytes an element) plus 64 MiB for kernels and scratch.
+    fn check_vram(&self, job: &PreparedJob) -> Result<()> {
+        match &self.backend {
+            Backend::Cpu => {
+                let _ = job;
+                Ok(())
+            }
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(g) => {
+                let bytes: u64 = job.values.values().map(|t| t.len() as u64 * 4).sum();
+                let need = bytes.saturating_mul(2).saturating_add(64 << 20);
+                match g.context().mem_get_info() {
+                    Ok((free, _)) if (free as u64) < need => Err(ExecError::Cuda(format!(
+                        "not enough free VRAM for this job: needs about {need} bytes, {free} free"
+                    ))),
+                    Ok(_) => Ok(()),
+                    Err(e) => {
+                        tracing::warn!(error = ?e, "cannot read free VRAM; continuing");
+                        Ok(())
+                    }
+                }
+            }
+        }
+    }
+
     fn gpu_info(&self) -> (Option<String>, Option<u64>) {
         match &self.backend {
             Backend::Cpu => (None, None),
@@ -493,6 +520,9 @@ impl Executor {
                 ))
             }
             None => {}
+        }
+        if !opts.resume_only {
+            self.check_vram(job)?;
         }
         let mut outs: BTreeMap<String, Tensor> = BTreeMap::new();
         let mut stats = Vec::with_capacity(plan.order.len());
