@@ -185,12 +185,17 @@ pub struct Accounting {
     pub gas: u64,
     pub flops: u64,
     pub bytes: u64,
-    /// Energy estimate in joules (see [`energy_estimate_j`]).
+    /// Energy in joules: measured GPU power × time where NVML is present
+    /// (`energy_source = "nvml"`), else the documented model [`energy_estimate_j`].
     pub energy_j: f64,
+    /// `nvml` or `model`.
+    pub energy_source: String,
     pub latency_ms: u64,
     pub backend: String,
     pub gpu_name: Option<String>,
     pub gpu_vram_bytes: Option<u64>,
+    /// GPU power, utilisation and memory in use at the end of the run (NVML).
+    pub gpu_telemetry: Option<crate::telemetry::GpuSample>,
 }
 
 /// Energy model (documented, deterministic): `flops · e_flop + bytes · e_byte` with
@@ -524,6 +529,12 @@ impl Executor {
         if !opts.resume_only {
             self.check_vram(job)?;
         }
+        let telemetry: Option<crate::telemetry::GpuTelemetry> = match &self.backend {
+            Backend::Cpu => None,
+            #[cfg(feature = "cuda")]
+            Backend::Cuda(_) => crate::telemetry::GpuTelemetry::open(),
+        };
+        let power_start = telemetry.as_ref().and_then(|t| t.sample());
         let mut outs: BTreeMap<String, Tensor> = BTreeMap::new();
         let mut stats = Vec::with_capacity(plan.order.len());
         let mut hashes = Vec::with_capacity(plan.order.len());
@@ -640,15 +651,25 @@ impl Executor {
         let flops = stats.iter().map(|s| s.flops).sum::<u64>();
         let bytes = stats.iter().map(|s| s.bytes).sum::<u64>();
         let (gpu_name, gpu_vram_bytes) = self.gpu_info();
+        let power_end = telemetry.as_ref().and_then(|t| t.sample());
+        let (energy_j, energy_source) = match (&power_start, &power_end) {
+            (Some(a), Some(b)) => (
+                crate::telemetry::measured_energy_j(a, b, start.elapsed().as_secs_f64()),
+                "nvml",
+            ),
+            _ => (energy_estimate_j(flops, bytes, gpu_name.is_some()), "model"),
+        };
         let accounting = Accounting {
             gas: flops.saturating_add(bytes),
             flops,
             bytes,
-            energy_j: energy_estimate_j(flops, bytes, gpu_name.is_some()),
+            energy_j,
+            energy_source: energy_source.into(),
             latency_ms: start.elapsed().as_millis() as u64,
             backend: self.backend_name().into(),
             gpu_name,
             gpu_vram_bytes,
+            gpu_telemetry: power_end,
         };
         Ok(RunResult {
             workflow: m.name.clone(),

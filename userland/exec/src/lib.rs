@@ -24,6 +24,7 @@ pub mod manifest;
 pub mod merkle;
 pub mod ops;
 pub mod rng;
+pub mod telemetry;
 pub mod tensor;
 pub mod workloads;
 

@@ -62,3 +62,27 @@ fn gpu_workloads_bit_identical_to_cpu() {
         );
     }
 }
+
+#[test]
+fn gpu_runs_report_nvml_power_and_measured_energy() {
+    let Some(gpu) = gpu_or_skip() else { return };
+    let r = run_workload(&gpu, "lm", 5, &RunOptions::default());
+    let a = &r.accounting;
+    println!(
+        "gpu-telemetry energy {:.4} J ({}), sample {:?}, vram {:?}",
+        a.energy_j, a.energy_source, a.gpu_telemetry, a.gpu_vram_bytes
+    );
+    if havn_exec::telemetry::GpuTelemetry::open().is_none() {
+        // A GPU without libnvidia-ml: energy falls back to the documented model.
+        assert_eq!(a.energy_source, "model");
+        return;
+    }
+    assert_eq!(a.energy_source, "nvml");
+    let s = a.gpu_telemetry.expect("NVML sample");
+    assert!(s.power_mw > 0, "power draw 0 mW");
+    assert!(
+        s.mem_used_bytes > 0,
+        "no device memory in use during a CUDA run"
+    );
+    assert!(a.energy_j > 0.0);
+}
