@@ -4,10 +4,10 @@
 //!
 //! | channel | requester → responder | purpose |
 //! |---|---|---|
-//! | [`Channel::InitAttestd`] | havn-init → havn-attestd | measure binaries before exec, status |
-//! | [`Channel::ExecdAttestd`] | havn-execd → havn-attestd | the gate; report results to be signed |
+//! | [`Channel::InitAttestd`] | havn-init → havn-attestd | measure binaries before exec, status, self-audits |
+//! | [`Channel::ExecdAttestd`] | havn-execd → havn-attestd | the gate; report results to be signed; capabilities |
 //! | [`Channel::NetdExecd`] | havn-netd → havn-execd | run queued jobs, capabilities, node proofs |
-//! | [`Channel::NetdAttestd`] | havn-netd → havn-attestd | quotes for validators, heartbeats |
+//! | [`Channel::NetdAttestd`] | havn-netd → havn-attestd | quotes for validators, heartbeats, signed self-audit and capability manifest |
 
 use crate::bytes::{Hash32, PubKey32};
 use crate::cid::Cid;
@@ -98,6 +98,9 @@ pub enum RemoteError {
     /// The job's workflow has no node with this id.
     #[error("unknown DAG node")]
     UnknownNode,
+    /// What was asked for does not exist yet (e.g. no self-audit has run).
+    #[error("not available yet")]
+    NotYetAvailable,
 }
 
 /// What execd reports after running a job; attestd assembles and signs the
@@ -214,8 +217,19 @@ pub enum InitRequest {
     Status,
     /// Flush state and exit.
     Shutdown,
+    /// Self-audit: the sha256 of each running daemon's `/proc/<pid>/exe`, as havn-init
+    /// (root, with capabilities) read it. attestd compares each with this boot's
+    /// measurement; a mismatch closes the gate, a full match is signed.
+    Audit {
+        /// One entry per running daemon.
+        entries: Box<heapless::Vec<AuditEntry, MAX_AUDIT_ENTRIES>>,
+    },
 }
-message!(InitRequest, "InitRequest", [Measure, Status, Shutdown]);
+message!(
+    InitRequest,
+    "InitRequest",
+    [Measure, Status, Shutdown, Audit]
+);
 
 /// havn-attestd → havn-init.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -240,11 +254,18 @@ pub enum InitResponse {
     ShuttingDown,
     /// Refused.
     Error(RemoteError),
+    /// The audit was judged.
+    Audited {
+        /// Every entry matched this boot's measurements (and the record was signed).
+        matched: bool,
+        /// Whether execd may run jobs now.
+        gate_open: bool,
+    },
 }
 message!(
     InitResponse,
     "InitResponse",
-    [Measured, Status, ShuttingDown, Error]
+    [Measured, Status, ShuttingDown, Error, Audited]
 );
 
 // ---- execd → attestd ------------------------------------------------------------
@@ -259,8 +280,11 @@ pub enum ExecdRequest {
     },
     /// The job finished: assemble and sign its receipt.
     Report(JobResult),
+    /// execd's view of the hardware, once at start: attestd assembles and signs the
+    /// node's [`CapabilityManifest`] from it.
+    Capabilities(Box<CapabilityReport>),
 }
-message!(ExecdRequest, "ExecdRequest", [Gate, Report]);
+message!(ExecdRequest, "ExecdRequest", [Gate, Report, Capabilities]);
 
 /// havn-attestd → havn-execd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -276,11 +300,13 @@ pub enum ExecdResponse {
     Receipt(SignedReceipt),
     /// Refused.
     Error(RemoteError),
+    /// Accepted (e.g. the capability report).
+    Ack,
 }
 message!(
     ExecdResponse,
     "ExecdResponse",
-    [GateOpen, GateClosed, Receipt, Error]
+    [GateOpen, GateClosed, Receipt, Error, Ack]
 );
 
 // ---- netd → execd ---------------------------------------------------------------
@@ -383,11 +409,15 @@ pub enum NetdAttestRequest {
     },
     /// The node's public key.
     Identity,
+    /// The latest signed self-audit.
+    SelfAudit,
+    /// The capability manifest attestd signed (from execd's report).
+    Capabilities,
 }
 message!(
     NetdAttestRequest,
     "NetdAttestRequest",
-    [Quote, Heartbeat, Identity]
+    [Quote, Heartbeat, Identity, SelfAudit, Capabilities]
 );
 
 /// havn-attestd → havn-netd.
@@ -404,11 +434,15 @@ pub enum NetdAttestResponse {
     },
     /// Refused.
     Error(RemoteError),
+    /// The latest signed self-audit.
+    SelfAudit(Box<SignedSelfAudit>),
+    /// The signed capability manifest.
+    Capabilities(Box<SignedCapabilityManifest>),
 }
 message!(
     NetdAttestResponse,
     "NetdAttestResponse",
-    [Quote, Heartbeat, Identity, Error]
+    [Quote, Heartbeat, Identity, Error, SelfAudit, Capabilities]
 );
 
 /// The request and response types of a channel.

@@ -3,7 +3,7 @@
 //! replayed as another.
 
 use crate::bytes::Hash32;
-use crate::types::{CapabilityManifest, Heartbeat, Receipt};
+use crate::types::{CapabilityManifest, Heartbeat, Receipt, SelfAudit};
 use serde::Serialize;
 use sha3::{Digest, Sha3_256};
 
@@ -82,6 +82,9 @@ impl Signable for Heartbeat {
 }
 impl Signable for CapabilityManifest {
     const DOMAIN: Domain = Domain::Capabilities;
+}
+impl Signable for SelfAudit {
+    const DOMAIN: Domain = Domain::SelfAudit;
 }
 
 /// The quote's qualifying data: `sha3-256("havn/quote/v1" ‖ 0x00 ‖ nonce ‖ node key)`.

@@ -238,6 +238,54 @@ pub struct CapabilityManifest {
     pub stake_hai: u64,
 }
 
+/// A [`CapabilityManifest`] signed by the node key over
+/// [`crate::sign::Domain::Capabilities`]. attestd assembles the manifest itself from
+/// execd's report, its node id and the configured stake; netd only relays it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedCapabilityManifest {
+    /// The manifest.
+    pub manifest: CapabilityManifest,
+    /// Signature.
+    pub signature: Sig64,
+}
+
+/// Most daemons in one self-audit.
+pub const MAX_AUDIT_ENTRIES: usize = 4;
+
+/// One running daemon as havn-init found it: the sha256 of `/proc/<pid>/exe`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditEntry {
+    /// Binary name (e.g. `havn-netd`), as measured at start.
+    pub name: Name,
+    /// The running process.
+    pub pid: u32,
+    /// sha256 of the running executable's bytes.
+    pub digest: Hash32,
+}
+
+/// Proof-of-software: every running daemon still hashes to what was measured into
+/// the userland PCR at this boot. Signed under [`crate::sign::Domain::SelfAudit`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SelfAudit {
+    /// Who.
+    pub node: NodeId,
+    /// Unix time in milliseconds of the audit.
+    pub unix_ms: u64,
+    /// What was found running.
+    pub entries: heapless::Vec<AuditEntry, MAX_AUDIT_ENTRIES>,
+    /// The userland PCR as read from the TPM at the audit.
+    pub userland_pcr: PcrValue,
+}
+
+/// A [`SelfAudit`] with the node's signature.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedSelfAudit {
+    /// The audit.
+    pub audit: SelfAudit,
+    /// Signature.
+    pub signature: Sig64,
+}
+
 /// The spec's receipt.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Receipt {

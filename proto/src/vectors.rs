@@ -132,6 +132,57 @@ fn capability_report() -> CapabilityReport {
     }
 }
 
+fn audit_entries() -> heapless::Vec<AuditEntry, MAX_AUDIT_ENTRIES> {
+    let mut e = heapless::Vec::new();
+    for (name, pid, b) in [
+        ("havn-attestd", 101, 0x61),
+        ("havn-execd", 102, 0x62),
+        ("havn-netd", 103, 0x66),
+    ] {
+        let _ = e.push(AuditEntry {
+            name: s(name),
+            pid,
+            digest: h(b),
+        });
+    }
+    e
+}
+
+fn signed_self_audit() -> SignedSelfAudit {
+    SignedSelfAudit {
+        audit: SelfAudit {
+            node: node(),
+            unix_ms: 1_790_000_000_000,
+            entries: audit_entries(),
+            userland_pcr: PcrValue {
+                index: 14,
+                value: h(0x55),
+            },
+        },
+        signature: Sig64([0x47; 64]),
+    }
+}
+
+fn capability_manifest() -> CapabilityManifest {
+    CapabilityManifest {
+        node: node(),
+        compute_class: ComputeClass::M,
+        cpu_cores: 16,
+        ram_mib: 131_072,
+        gpu_model: Some(s("NVIDIA H100 80GB HBM3")),
+        vram_mib: 81_559,
+        workflows: workflows(),
+        stake_hai: 5_000,
+    }
+}
+
+fn signed_capability_manifest() -> SignedCapabilityManifest {
+    SignedCapabilityManifest {
+        manifest: capability_manifest(),
+        signature: Sig64([0x48; 64]),
+    }
+}
+
 fn heartbeat() -> Heartbeat {
     Heartbeat {
         node: node(),
@@ -210,6 +261,19 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 "InitResponse::Error",
                 &InitResponse::Error(RemoteError::TpmUnavailable),
             ),
+            sample(
+                "InitRequest::Audit",
+                &InitRequest::Audit {
+                    entries: Box::new(audit_entries()),
+                },
+            ),
+            sample(
+                "InitResponse::Audited",
+                &InitResponse::Audited {
+                    matched: true,
+                    gate_open: true,
+                },
+            ),
         ],
         Channel::ExecdAttestd => vec![
             sample(
@@ -234,6 +298,11 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 "ExecdResponse::Error",
                 &ExecdResponse::Error(RemoteError::AlreadySigned),
             ),
+            sample(
+                "ExecdRequest::Capabilities",
+                &ExecdRequest::Capabilities(Box::new(capability_report())),
+            ),
+            sample("ExecdResponse::Ack", &ExecdResponse::Ack),
         ],
         Channel::NetdExecd => vec![
             sample(
@@ -326,6 +395,22 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 "NetdAttestResponse::Error",
                 &NetdAttestResponse::Error(RemoteError::NotPermitted),
             ),
+            sample(
+                "NetdAttestRequest::SelfAudit",
+                &NetdAttestRequest::SelfAudit,
+            ),
+            sample(
+                "NetdAttestRequest::Capabilities",
+                &NetdAttestRequest::Capabilities,
+            ),
+            sample(
+                "NetdAttestResponse::SelfAudit",
+                &NetdAttestResponse::SelfAudit(Box::new(signed_self_audit())),
+            ),
+            sample(
+                "NetdAttestResponse::Capabilities",
+                &NetdAttestResponse::Capabilities(Box::new(signed_capability_manifest())),
+            ),
         ],
     }
 }
@@ -351,19 +436,9 @@ pub fn all_samples() -> Vec<Sample> {
                 reason: s("timeout"),
             },
         ),
-        sample(
-            "CapabilityManifest",
-            &CapabilityManifest {
-                node: node(),
-                compute_class: ComputeClass::M,
-                cpu_cores: 16,
-                ram_mib: 131_072,
-                gpu_model: Some(s("NVIDIA H100 80GB HBM3")),
-                vram_mib: 81_559,
-                workflows: workflows(),
-                stake_hai: 5_000,
-            },
-        ),
+        sample("CapabilityManifest", &capability_manifest()),
+        sample("SignedCapabilityManifest", &signed_capability_manifest()),
+        sample("SignedSelfAudit", &signed_self_audit()),
         sample("Receipt", &receipt()),
         sample("SignedReceipt", &signed_receipt()),
         sample("Heartbeat", &heartbeat()),

@@ -175,9 +175,19 @@ fn schema_hashes_differ_per_channel() {
 fn message_tags_are_dense() {
     assert_eq!(NetdExecRequest::Capabilities.tag(), 1);
     assert_eq!(InitRequest::Shutdown.tag(), 2);
-    assert_eq!(InitRequest::VARIANTS, 3);
-    assert_eq!(NetdAttestResponse::VARIANTS, 4);
+    assert_eq!(InitRequest::VARIANTS, 4);
+    assert_eq!(NetdAttestResponse::VARIANTS, 6);
     assert_eq!(NetdAttestResponse::Error(RemoteError::Internal).tag(), 3);
+    // New variants go at the end: existing tags never move.
+    assert_eq!(
+        InitRequest::Audit {
+            entries: Box::default()
+        }
+        .tag(),
+        3
+    );
+    assert_eq!(NetdAttestRequest::SelfAudit.tag(), 3);
+    assert_eq!(NetdAttestRequest::Capabilities.tag(), 4);
 }
 
 #[test]

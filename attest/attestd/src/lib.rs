@@ -10,9 +10,18 @@
 //! 1. **boot**: only init's channel is open; `Measure` any number of times, then one
 //!    `Status` ends boot. The node key is then unsealed (or created and sealed to the
 //!    measured PCRs on first boot).
-//! 2. **serving**: execd may `Gate`/`Report`; netd may `Quote`/`Heartbeat`/`Identity`;
-//!    init may `Status`/`Shutdown`. netd can never ask for a receipt signature: its
+//! 2. **serving**: execd may `Gate`/`Report`, and `Capabilities` once (attestd signs
+//!    the capability manifest it assembles from that report); netd may
+//!    `Quote`/`Heartbeat`/`Identity`/`SelfAudit`/`Capabilities`; init may
+//!    `Status`/`Shutdown`/`Audit`. netd can never ask for a receipt signature: its
 //!    request enum has no such variant.
+//!
+//! Self-audit: every `node.audit_interval_ms` havn-init hashes each running daemon's
+//! `/proc/<pid>/exe` and sends `Audit`; attestd compares each digest with this boot's
+//! `Measure` of that name. A mismatch closes the gate (naming the binary) until an
+//! audit matches again; a match is signed (`Domain::SelfAudit`, with the userland PCR
+//! read from the TPM) and served to validators through netd. With auditing on, the
+//! gate also needs a good audit younger than 3 intervals.
 
 mod service;
 
@@ -22,6 +31,8 @@ use havn_config::{fds, NodeConfig};
 use havn_ipc::{IpcError, PeerPolicy, Phase, Server};
 use havn_proto::ipc::{ExecdAttestd, InitAttestd, InitRequest, InitResponse, NetdAttestd};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::socket::{setsockopt, sockopt};
+use std::os::fd::AsFd;
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -66,6 +77,9 @@ pub enum Error {
     /// poll(2) failed.
     #[error("poll: {0}")]
     Poll(nix::errno::Errno),
+    /// SO_PASSCRED on a peer channel failed.
+    #[error("SO_PASSCRED: {0}")]
+    PassCred(nix::errno::Errno),
 }
 
 impl Error {
@@ -74,7 +88,7 @@ impl Error {
         match self {
             Error::Config(_) => 2,
             Error::Service(_) => 3,
-            Error::Ipc { .. } | Error::MissingFd(_) => 4,
+            Error::Ipc { .. } | Error::MissingFd(_) | Error::PassCred(_) => 4,
             Error::Poll(_) => 5,
         }
     }
@@ -95,6 +109,15 @@ pub fn run(args: Args) -> Result<(), Error> {
     let mut svc = Service::open(&cfg)?;
     tracing::info!(tcti = %cfg.tpm.tcti, "havn-attestd started");
 
+    // execd's and netd's channels: taken now and set to receive credentials before
+    // either peer exists (they are started after boot), so their hellos carry them
+    // even though the handshakes happen later, in the serving loop.
+    let execd_fd = take_fd(fds::ATTESTD_EXECD)?;
+    let netd_fd = take_fd(fds::ATTESTD_NETD)?;
+    for fd in [&execd_fd, &netd_fd] {
+        setsockopt(fd, sockopt::PassCred, &true).map_err(Error::PassCred)?;
+    }
+
     // Phase 1: boot. Only init may talk; it reports each binary it will exec.
     let parent = nix::unistd::getppid().as_raw();
     let mut init =
@@ -110,100 +133,133 @@ pub fn run(args: Args) -> Result<(), Error> {
             break;
         }
     }
-    init.set_phase(Phase::new("serving", &[1, 2], &[]));
+    // Status (1), Shutdown (2), Audit (3).
+    init.set_phase(Phase::new("serving", &[1, 2, 3], &[]));
     if !svc.has_key() {
         tracing::error!("node key unavailable: the gate stays closed and nothing will be signed");
     }
 
-    // Phase 2: execd and netd connect (init starts them after boot).
+    // Phase 2: execd and netd connect (init starts them after boot). Each handshake
+    // runs once its peer's hello is waiting, so init is answered (self-audits) even
+    // while a peer is still starting.
     let netd_uid = nix::unistd::User::from_name(&cfg.netd.user)
         .ok()
         .flatten()
         .map(|u| u.uid.as_raw());
-    let mut execd = Some(
-        Server::<ExecdAttestd>::accept(take_fd(fds::ATTESTD_EXECD)?, PeerPolicy::any())
-            .map_err(ipc("execd"))?,
-    );
     let netd_policy = PeerPolicy {
         uid: netd_uid,
         ..PeerPolicy::any()
     };
-    let mut netd = match Server::<NetdAttestd>::accept(take_fd(fds::ATTESTD_NETD)?, netd_policy) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "netd channel refused");
-            None
-        }
-    };
+    let mut execd_pending = Some(execd_fd);
+    let mut netd_pending = Some(netd_fd);
+    let mut execd: Option<Server<ExecdAttestd>> = None;
+    let mut netd: Option<Server<NetdAttestd>> = None;
 
+    #[derive(Clone, Copy)]
+    enum Src {
+        Init,
+        ExecdHello,
+        Execd,
+        NetdHello,
+        Netd,
+    }
     loop {
+        let mut srcs = vec![Src::Init];
         let mut pfds = vec![PollFd::new(init.as_fd(), PollFlags::POLLIN)];
+        if let Some(fd) = &execd_pending {
+            pfds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            srcs.push(Src::ExecdHello);
+        }
         if let Some(e) = &execd {
             pfds.push(PollFd::new(e.as_fd(), PollFlags::POLLIN));
+            srcs.push(Src::Execd);
+        }
+        if let Some(fd) = &netd_pending {
+            pfds.push(PollFd::new(fd.as_fd(), PollFlags::POLLIN));
+            srcs.push(Src::NetdHello);
         }
         if let Some(n) = &netd {
             pfds.push(PollFd::new(n.as_fd(), PollFlags::POLLIN));
+            srcs.push(Src::Netd);
         }
         match poll(&mut pfds, PollTimeout::NONE) {
             Ok(_) => {}
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(Error::Poll(e)),
         }
-        let ready: Vec<bool> = pfds
+        let ready: Vec<Src> = pfds
             .iter()
-            .map(|p| p.revents().is_some_and(|r| !r.is_empty()))
+            .zip(&srcs)
+            .filter(|(p, _)| p.revents().is_some_and(|r| !r.is_empty()))
+            .map(|(_, s)| *s)
             .collect();
         drop(pfds);
-        let mut idx = 0;
-        if ready.first().copied().unwrap_or(false) {
-            let req = init.recv().map_err(ipc("init"))?;
-            let shutdown = matches!(req.msg, InitRequest::Shutdown);
-            let resp = svc.handle_init(req.msg);
-            init.reply(&resp).map_err(ipc("init"))?;
-            if shutdown || matches!(resp, InitResponse::ShuttingDown) {
-                tracing::info!("shutdown requested by init");
-                return Ok(());
-            }
-        }
-        idx += 1;
-        if execd.is_some() {
-            if ready.get(idx).copied().unwrap_or(false) {
-                if let Some(ch) = execd.as_mut() {
-                    match ch.recv() {
-                        Ok(req) => {
-                            let resp = svc.handle_execd(req.msg);
-                            if let Err(e) = ch.reply(&resp) {
-                                tracing::warn!(error = %e, "execd channel lost");
+        for src in ready {
+            match src {
+                Src::Init => {
+                    let req = init.recv().map_err(ipc("init"))?;
+                    let shutdown = matches!(req.msg, InitRequest::Shutdown);
+                    let resp = svc.handle_init(req.msg);
+                    init.reply(&resp).map_err(ipc("init"))?;
+                    if shutdown || matches!(resp, InitResponse::ShuttingDown) {
+                        tracing::info!("shutdown requested by init");
+                        return Ok(());
+                    }
+                }
+                Src::ExecdHello => {
+                    if let Some(fd) = execd_pending.take() {
+                        let mut s = Server::<ExecdAttestd>::accept(fd, PeerPolicy::any())
+                            .map_err(ipc("execd"))?;
+                        // Gate (0) and Report (1) any number of times; Capabilities (2) once.
+                        s.set_phase(Phase::new("serving", &[0, 1], &[2]));
+                        execd = Some(s);
+                    }
+                }
+                Src::NetdHello => {
+                    if let Some(fd) = netd_pending.take() {
+                        match Server::<NetdAttestd>::accept(fd, netd_policy) {
+                            Ok(s) => netd = Some(s),
+                            Err(e) => tracing::error!(error = %e, "netd channel refused"),
+                        }
+                    }
+                }
+                Src::Execd => {
+                    if let Some(ch) = execd.as_mut() {
+                        match ch.recv() {
+                            Ok(req) => {
+                                let resp = svc.handle_execd(req.msg);
+                                if let Err(e) = ch.reply(&resp) {
+                                    tracing::warn!(error = %e, "execd channel lost");
+                                    execd = None;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "execd channel closed");
                                 execd = None;
                             }
                         }
-                        Err(e) => {
-                            tracing::warn!(error = %e, "execd channel closed");
-                            execd = None;
+                    }
+                }
+                Src::Netd => {
+                    if let Some(ch) = netd.as_mut() {
+                        match ch.recv() {
+                            Ok(req) => {
+                                let resp = svc.handle_netd(req.msg);
+                                if let Err(e) = ch.reply(&resp) {
+                                    tracing::warn!(error = %e, "netd channel lost");
+                                    netd = None;
+                                }
+                            }
+                            Err(e) => {
+                                tracing::warn!(error = %e, "netd channel closed");
+                                netd = None;
+                            }
                         }
                     }
                 }
             }
-            idx += 1;
         }
-        if ready.get(idx).copied().unwrap_or(false) {
-            if let Some(ch) = netd.as_mut() {
-                match ch.recv() {
-                    Ok(req) => {
-                        let resp = svc.handle_netd(req.msg);
-                        if let Err(e) = ch.reply(&resp) {
-                            tracing::warn!(error = %e, "netd channel lost");
-                            netd = None;
-                        }
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "netd channel closed");
-                        netd = None;
-                    }
-                }
-            }
-        }
-        if execd.is_none() && netd.is_none() {
+        if execd.is_none() && netd.is_none() && execd_pending.is_none() && netd_pending.is_none() {
             tracing::warn!("execd and netd are both gone; waiting for init");
         }
     }

@@ -8,10 +8,97 @@ use havn_proto::ipc::{
 };
 use havn_proto::sign::{Domain, Signable};
 use havn_proto::{
-    bounded, Hash32, Heartbeat, MeasurementEvent, NodeId, PcrValue, PubKey32, QuoteEvidence, Sig64,
-    SignedHeartbeat, SignedReceipt,
+    bounded, AuditEntry, CapabilityManifest, Hash32, Heartbeat, MeasurementEvent, NodeId, PcrValue,
+    PubKey32, QuoteEvidence, SelfAudit, Sig64, SignedCapabilityManifest, SignedHeartbeat,
+    SignedReceipt, SignedSelfAudit,
 };
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// A good self-audit stays fresh for this many audit intervals.
+pub const AUDIT_FRESH_INTERVALS: u32 = 3;
+
+/// The self-audit book: what was measured at this boot, the last verdict, the latest
+/// signed record.
+#[derive(Debug, Default)]
+struct Audit {
+    /// `None` = auditing off.
+    interval: Option<Duration>,
+    /// The digest each binary was measured with at this boot (Measure events of this
+    /// process, i.e. of this start of the set).
+    measured: BTreeMap<String, Hash32>,
+    /// When boot ended (the freshness baseline until the first audit).
+    booted_at: Option<Instant>,
+    /// When the last audit matched.
+    last_good: Option<Instant>,
+    /// Why the last audit failed (the gate is closed while set).
+    failure: Option<String>,
+    /// The latest signed record.
+    latest: Option<SignedSelfAudit>,
+}
+
+impl Audit {
+    /// Every entry must match this boot's measurement of its name, and every measured
+    /// binary must be audited.
+    fn judge(&self, entries: &[AuditEntry]) -> Result<(), String> {
+        if self.measured.is_empty() {
+            return Err("self-audit: nothing was measured at this boot".into());
+        }
+        for e in entries {
+            match self.measured.get(e.name.as_str()) {
+                None => {
+                    return Err(format!(
+                        "self-audit: {} (pid {}) was not measured at this boot",
+                        e.name, e.pid
+                    ))
+                }
+                Some(want) if *want != e.digest => {
+                    return Err(format!(
+                        "self-audit: {} (pid {}) runs sha256 {}, but {} was measured at boot",
+                        e.name, e.pid, e.digest, want
+                    ))
+                }
+                Some(_) => {}
+            }
+        }
+        for name in self.measured.keys() {
+            if !entries.iter().any(|e| e.name.as_str() == name) {
+                return Err(format!(
+                    "self-audit: {name} is not running or was not audited"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The gate's audit condition: no failed audit, and (auditing on) a good audit, or
+    /// boot, younger than [`AUDIT_FRESH_INTERVALS`] intervals.
+    fn gate(&self, now: Instant) -> Result<(), String> {
+        if let Some(f) = &self.failure {
+            return Err(f.clone());
+        }
+        let Some(interval) = self.interval else {
+            return Ok(());
+        };
+        let limit = interval.saturating_mul(AUDIT_FRESH_INTERVALS);
+        match self.last_good.or(self.booted_at) {
+            Some(t) if now.saturating_duration_since(t) <= limit => Ok(()),
+            Some(t) => Err(format!(
+                "self-audit stale: no good audit for {} ms (limit {} ms)",
+                now.saturating_duration_since(t).as_millis(),
+                limit.as_millis()
+            )),
+            None => Err("self-audit: boot has not ended".into()),
+        }
+    }
+}
+
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
 
 /// Why the service could not start or persist.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +124,9 @@ pub struct Service {
     records: RecordStore,
     receipts_dir: PathBuf,
     userland_pcr: u32,
+    stake_hai: u64,
+    audit: Audit,
+    capabilities: Option<SignedCapabilityManifest>,
 }
 
 impl std::fmt::Debug for Service {
@@ -74,6 +164,13 @@ impl Service {
             records,
             receipts_dir,
             userland_pcr: u32::from(cfg.tpm.userland_pcr),
+            stake_hai: cfg.node.stake_hai,
+            audit: Audit {
+                interval: (cfg.node.audit_interval_ms > 0)
+                    .then(|| Duration::from_millis(cfg.node.audit_interval_ms)),
+                ..Audit::default()
+            },
+            capabilities: None,
         })
     }
 
@@ -97,6 +194,7 @@ impl Service {
                 {
                     Ok(ev) => {
                         tracing::info!(binary = %name, digest = %digest, pcr = self.userland_pcr, "measured");
+                        self.audit.measured.insert(name.to_string(), digest);
                         InitResponse::Measured {
                             pcr: u8::try_from(ev.pcr).unwrap_or(u8::MAX),
                             index: u32::try_from(ev.seq).unwrap_or(u32::MAX),
@@ -109,6 +207,9 @@ impl Service {
                 }
             }
             InitRequest::Status => {
+                if self.audit.booted_at.is_none() {
+                    self.audit.booted_at = Some(Instant::now());
+                }
                 if self.key.is_none() {
                     match self.agent.load_or_create_node_key() {
                         Ok(k) => {
@@ -133,10 +234,95 @@ impl Service {
                 }
             }
             InitRequest::Shutdown => InitResponse::ShuttingDown,
+            InitRequest::Audit { entries } => self.self_audit(*entries),
         }
     }
 
-    /// The gate: key unsealed, TPM answering, sealed PCRs unchanged.
+    /// Judges one self-audit from init: a mismatch closes the gate (naming the
+    /// binary) until an audit matches again; a match is signed with the userland PCR
+    /// read from the TPM and kept as the latest record.
+    fn self_audit(
+        &mut self,
+        entries: heapless::Vec<AuditEntry, { havn_proto::MAX_AUDIT_ENTRIES }>,
+    ) -> InitResponse {
+        if let Err(reason) = self.audit.judge(&entries) {
+            tracing::error!(%reason, "self-audit mismatch: gate closed");
+            self.audit.failure = Some(reason);
+            return InitResponse::Audited {
+                matched: false,
+                gate_open: false,
+            };
+        }
+        let Some(node) = self.node() else {
+            return InitResponse::Error(RemoteError::GateClosed);
+        };
+        let pcr = self.userland_pcr;
+        let read = match self.agent.read_pcrs(&[pcr]) {
+            Ok(v) => Ok(v),
+            Err(_) => self
+                .agent
+                .reconnect()
+                .and_then(|()| self.agent.read_pcrs(&[pcr])),
+        };
+        let value = match read.map(|m| m.get(&pcr).copied()) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                tracing::error!(pcr, "self-audit: TPM did not return the userland PCR");
+                return InitResponse::Error(RemoteError::TpmUnavailable);
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "self-audit: cannot read the userland PCR");
+                return InitResponse::Error(RemoteError::TpmUnavailable);
+            }
+        };
+        let audit = SelfAudit {
+            node,
+            unix_ms: unix_ms(),
+            entries,
+            userland_pcr: PcrValue {
+                index: u8::try_from(pcr).unwrap_or(u8::MAX),
+                value: Hash32(value),
+            },
+        };
+        let Some(key) = self.key.as_ref() else {
+            return InitResponse::Error(RemoteError::GateClosed);
+        };
+        let Ok(bytes) = postcard::to_stdvec(&audit) else {
+            return InitResponse::Error(RemoteError::Internal);
+        };
+        let signature = Sig64(key.sign(Domain::SelfAudit.tag(), &bytes));
+        if self.audit.failure.take().is_some() {
+            tracing::info!("self-audit matches again: audit condition cleared");
+        }
+        tracing::debug!(
+            entries = audit.entries.len(),
+            "self-audit matched and signed"
+        );
+        self.audit.last_good = Some(Instant::now());
+        self.audit.latest = Some(SignedSelfAudit { audit, signature });
+        InitResponse::Audited {
+            matched: true,
+            gate_open: self.gate().is_ok(),
+        }
+    }
+
+    /// The latest signed self-audit, if any.
+    pub fn latest_audit(&self) -> Option<&SignedSelfAudit> {
+        self.audit.latest.as_ref()
+    }
+
+    /// The signed capability manifest, once execd has reported.
+    pub fn capability_manifest(&self) -> Option<&SignedCapabilityManifest> {
+        self.capabilities.as_ref()
+    }
+
+    /// Why the gate is closed, or `Ok` if execd may run a job now.
+    pub fn gate_state(&mut self) -> Result<(), String> {
+        self.gate()
+    }
+
+    /// The gate: key unsealed, no failed or stale self-audit, TPM answering, sealed
+    /// PCRs unchanged.
     fn gate(&mut self) -> Result<(), String> {
         if self.key.is_none() {
             return Err(self
@@ -144,7 +330,46 @@ impl Service {
                 .clone()
                 .unwrap_or_else(|| "node key not unsealed".into()));
         }
+        self.audit.gate(Instant::now())?;
         self.agent.gate().map_err(|e| e.to_string())
+    }
+
+    /// Assembles the capability manifest from execd's report, our identity and the
+    /// configured stake, and signs it. Once per start of the set.
+    fn sign_capabilities(&mut self, report: havn_proto::ipc::CapabilityReport) -> ExecdResponse {
+        if self.capabilities.is_some() {
+            tracing::warn!("execd reported its capabilities twice: refused");
+            return ExecdResponse::Error(RemoteError::NotPermitted);
+        }
+        if report.compute_class.requires_gpu()
+            && (report.gpu_model.is_none() || report.vram_mib == 0)
+        {
+            tracing::error!(class = ?report.compute_class, "capability report claims a GPU class without a GPU");
+            return ExecdResponse::Error(RemoteError::BadRequest);
+        }
+        let (Some(node), Some(key)) = (self.node(), self.key.as_ref()) else {
+            return ExecdResponse::Error(RemoteError::GateClosed);
+        };
+        let manifest = CapabilityManifest {
+            node,
+            compute_class: report.compute_class,
+            cpu_cores: report.cpu_cores,
+            ram_mib: report.ram_mib,
+            gpu_model: report.gpu_model,
+            vram_mib: report.vram_mib,
+            workflows: report.workflows,
+            stake_hai: self.stake_hai,
+        };
+        let Ok(bytes) = postcard::to_stdvec(&manifest) else {
+            return ExecdResponse::Error(RemoteError::Internal);
+        };
+        let signature = Sig64(key.sign(Domain::Capabilities.tag(), &bytes));
+        tracing::info!(class = ?manifest.compute_class, workflows = manifest.workflows.len(), stake_hai = manifest.stake_hai, "capability manifest signed");
+        self.capabilities = Some(SignedCapabilityManifest {
+            manifest,
+            signature,
+        });
+        ExecdResponse::Ack
     }
 
     /// execd → attestd.
@@ -160,6 +385,7 @@ impl Service {
                 }
             },
             ExecdRequest::Report(result) => self.sign_result(result),
+            ExecdRequest::Capabilities(report) => self.sign_capabilities(*report),
         }
     }
 
@@ -188,7 +414,9 @@ impl Service {
         }
         if let Err(reason) = self.gate() {
             tracing::warn!(job = %r.job_id, %reason, "refusing to sign: gate closed");
-            return ExecdResponse::Error(RemoteError::GateClosed);
+            return ExecdResponse::GateClosed {
+                reason: bounded(&reason),
+            };
         }
         let Some(key) = self.key.as_ref() else {
             return ExecdResponse::Error(RemoteError::GateClosed);
@@ -262,6 +490,23 @@ impl Service {
                     signature,
                 })
             }
+            NetdAttestRequest::SelfAudit => {
+                if self.audit.interval.is_none() {
+                    return NetdAttestResponse::Error(RemoteError::NotPermitted);
+                }
+                if self.audit.failure.is_some() {
+                    // The last good record no longer describes what runs.
+                    return NetdAttestResponse::Error(RemoteError::GateClosed);
+                }
+                match &self.audit.latest {
+                    Some(a) => NetdAttestResponse::SelfAudit(Box::new(a.clone())),
+                    None => NetdAttestResponse::Error(RemoteError::NotYetAvailable),
+                }
+            }
+            NetdAttestRequest::Capabilities => match &self.capabilities {
+                Some(m) => NetdAttestResponse::Capabilities(Box::new(m.clone())),
+                None => NetdAttestResponse::Error(RemoteError::NotYetAvailable),
+            },
             NetdAttestRequest::Quote { nonce } => match self.quote(&nonce, node) {
                 Ok(ev) => NetdAttestResponse::Quote(Box::new(ev)),
                 Err(e) => {

@@ -3,3 +3,4 @@
 mod deps;
 mod harness;
 mod node;
+mod signed;

@@ -85,6 +85,16 @@ pub struct Node {
     /// Directory holding the daemon binaries (default: next to havn-init).
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
+    /// Self-audit period in milliseconds: havn-init re-hashes each running daemon's
+    /// executable and attestd checks it against this boot's measurement (0 = off).
+    /// With auditing on, attestd's gate also requires the last good audit to be
+    /// younger than 3 × this.
+    #[serde(default = "default_audit_interval")]
+    pub audit_interval_ms: u64,
+}
+
+fn default_audit_interval() -> u64 {
+    30_000
 }
 
 /// `[tpm]`
@@ -248,6 +258,9 @@ impl NodeConfig {
         if self.netd.queue_capacity == 0 || self.netd.max_body_bytes == 0 {
             return Err("netd.queue_capacity and netd.max_body_bytes must be > 0".into());
         }
+        if self.node.audit_interval_ms != 0 && self.node.audit_interval_ms < 100 {
+            return Err("node.audit_interval_ms must be 0 (off) or at least 100".into());
+        }
         if self.netd.heartbeat_ms < 100 {
             return Err("netd.heartbeat_ms must be at least 100".into());
         }
@@ -272,6 +285,13 @@ mod tests {
         assert_eq!(c.tpm.userland_pcr, 14);
         assert_eq!(c.netd.heartbeat_ms, 5_000);
         assert_eq!(c.execd.backend, "auto");
+        assert_eq!(c.node.audit_interval_ms, 30_000);
+        let off = NodeConfig::parse(
+            &EXAMPLE.replace("[node]\n", "[node]\naudit_interval_ms = 0\n"),
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(off.node.audit_interval_ms, 0);
     }
 
     #[test]

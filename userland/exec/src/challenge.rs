@@ -31,7 +31,11 @@ pub struct ChallengeMaterial {
 /// Cuts the challenge material for `node_id` out of a run that kept its node outputs.
 pub fn material(res: &RunResult, job: &PreparedJob, node_id: &str) -> Result<ChallengeMaterial> {
     let proof = res.prove(node_id)?;
-    let ins = res.inputs_of(job, node_id)?;
+    let mut ins = res.inputs_of(job, node_id)?;
+    // A node may take one tensor twice (e.g. `mul(x, x)`); safetensors names must be
+    // unique (a duplicate panics inside the safetensors crate).
+    let mut seen = std::collections::HashSet::new();
+    ins.retain(|(n, _)| seen.insert(n.clone()));
     Ok(ChallengeMaterial {
         proof_json: serde_json::to_vec_pretty(&proof)?,
         inputs: save_safetensors(&ins)?,

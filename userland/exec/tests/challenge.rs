@@ -89,3 +89,39 @@ fn material_from_checkpoint_verifies_and_tampering_fails() {
     ));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn every_node_of_every_workload_yields_verifiable_material() {
+    // Including nodes that take one tensor twice (audio's `im2 = mul(im, im)`).
+    let exec = Executor::cpu(2);
+    for wf in ["lm", "diffusion", "audio"] {
+        let (reg, j) = job(wf, Size::Tiny, 5);
+        let p = preflight(&reg, &j).unwrap();
+        let opts = RunOptions {
+            keep_node_outputs: true,
+            ..RunOptions::default()
+        };
+        let res = exec.execute(&p, &opts).unwrap();
+        let wl = workloads::build(wf, Size::Tiny).unwrap();
+        for node in &wl.manifest.nodes {
+            let m =
+                material(&res, &p, &node.id).unwrap_or_else(|e| panic!("{wf}/{}: {e}", node.id));
+            let expected = Expected {
+                workflow: wf.into(),
+                manifest_checksum: res.manifest_checksum,
+                seed: 5,
+                runtime_hash: res.runtime_hash,
+                node_id: node.id.clone(),
+            };
+            verify_challenge(
+                &Executor::cpu(1),
+                &wl.manifest,
+                &wl.weights,
+                &expected,
+                &m.proof_json,
+                &m.inputs,
+            )
+            .unwrap_or_else(|e| panic!("{wf}/{}: {e}", node.id));
+        }
+    }
+}

@@ -199,7 +199,9 @@ impl Engine {
             .collect()
     }
 
-    fn capabilities(&self) -> CapabilityReport {
+    /// This node's capability report (also sent to attestd once at start, which signs
+    /// the manifest validators see).
+    pub fn capabilities(&self) -> CapabilityReport {
         let gpu = self.caps.gpus.first();
         CapabilityReport {
             compute_class: self.caps.class().unwrap_or(ComputeClass::S),
@@ -507,6 +509,11 @@ impl Engine {
                 NetdExecResponse::Done { ticket_id, receipt }
             }
             Ok(ExecdResponse::Error(e)) => failed(ticket_id, e, "attestd refused to sign"),
+            Ok(ExecdResponse::GateClosed { reason }) => failed(
+                ticket_id,
+                RemoteError::GateClosed,
+                &format!("attestd refused to sign: {reason}"),
+            ),
             Ok(other) => failed(
                 ticket_id,
                 RemoteError::Internal,

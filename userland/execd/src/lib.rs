@@ -18,7 +18,7 @@ pub use engine::{Engine, EngineError, RETAIN_JOBS};
 
 use havn_config::{fds, NodeConfig};
 use havn_ipc::{Client, IpcError, PeerPolicy, Phase, Server};
-use havn_proto::ipc::{ExecdAttestd, NetdExecd};
+use havn_proto::ipc::{ExecdAttestd, ExecdRequest, ExecdResponse, NetdExecd};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 
@@ -105,6 +105,20 @@ pub fn run(args: Args) -> Result<(), Error> {
         channel: "netd",
         source,
     })?;
+    // attestd signs the capability manifest it assembles from this report; netd only
+    // relays the signed manifest. Not fatal: without it /capabilities answers 503.
+    // Sent only after netd's handshake: attestd accepts netd's channel before it
+    // answers anything, and netd may connect to execd first.
+    match attestd.call(&ExecdRequest::Capabilities(Box::new(engine.capabilities()))) {
+        Ok(ExecdResponse::Ack) => tracing::info!("capability report signed by attestd"),
+        Ok(other) => tracing::error!(answer = ?other, "attestd refused the capability report"),
+        Err(source) => {
+            return Err(Error::Ipc {
+                channel: "attestd",
+                source,
+            })
+        }
+    }
     // Run (0), Capabilities (1), Prove (2).
     netd.set_phase(Phase::new("serving", &[0, 1, 2], &[]));
     loop {

@@ -1,6 +1,6 @@
 //! havnctl: the command line for the people around a Havn node — operators
 //! (`pki`, `golden`), orchestrators (`submit`, `get`), validators (`fetch-quote`,
-//! `verify-quote`, `verify-receipt`, `run`, `challenge`) and TPM owners (`attest quote`).
+//! `verify-quote`, `verify-receipt`, `verify-signed`, `run`, `challenge`) and TPM owners (`attest quote`).
 mod attest_cmd;
 mod challenge_cmd;
 mod net_cmd;
@@ -40,6 +40,9 @@ enum Cmd {
     VerifyQuote(attest_cmd::VerifyQuoteArgs),
     /// Verify a signed receipt against the node key a verified quote binds.
     VerifyReceipt(validate_cmd::VerifyReceiptArgs),
+    /// Verify a signed self-audit (`/attest/audit`) or capability manifest
+    /// (`/capabilities`) against the node key a verified quote binds.
+    VerifySigned(validate_cmd::VerifySignedArgs),
     /// Challenge one DAG node of a finished job: fetch the node-served proof and node
     /// inputs, re-execute the node and check it against the receipt's runtime_hash.
     Challenge(challenge_cmd::ChallengeArgs),
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Cmd::FetchQuote(a) => validate_cmd::fetch_quote(a),
         Cmd::VerifyQuote(a) => attest_cmd::run_verify(a),
         Cmd::VerifyReceipt(a) => validate_cmd::verify_receipt(a),
+        Cmd::VerifySigned(a) => validate_cmd::verify_signed(a),
         Cmd::Challenge(a) => challenge_cmd::run(a),
         Cmd::Golden(a) => validate_cmd::golden(a),
         Cmd::ShowOutput(a) => validate_cmd::show_output(a),

@@ -7,7 +7,7 @@ use havn_attest::evidence_dir;
 use havn_attest::golden::{GoldenEvent, GoldenManifest, GoldenPcr, Policy as GoldenPolicy};
 use havn_attest::{Event, Evidence, PcrValue};
 use havn_proto::sign::Signable;
-use havn_proto::{QuoteEvidence, SignedReceipt};
+use havn_proto::{QuoteEvidence, SignedCapabilityManifest, SignedReceipt, SignedSelfAudit};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -140,18 +140,7 @@ pub fn verify_receipt(a: VerifyReceiptArgs) -> anyhow::Result<()> {
     let text =
         std::fs::read(&a.receipt).with_context(|| format!("reading {}", a.receipt.display()))?;
     let signed: SignedReceipt = serde_json::from_slice(&text).context("receipt JSON")?;
-    let (ev, j) = evidence_dir::read_dir(&a.evidence).context("reading evidence")?;
-    let mut policy = havn_attest::Policy::default();
-    if let Some(g) = &a.golden {
-        let bytes = std::fs::read(g).with_context(|| format!("reading {}", g.display()))?;
-        policy.golden = Some(GoldenManifest::from_json(&bytes)?);
-    }
-    if let Some(ca) = &a.ca {
-        let bytes = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-        policy.ek_cas = Some(havn_attest::ekcert::parse_certs(&bytes)?);
-    }
-    let verdict = havn_attest::verify_quote(&ev, &j.nonce, &policy)
-        .map_err(|e| anyhow::anyhow!("INVALID quote: {e}"))?;
+    let (_, verdict) = verified_quote(&a.evidence, a.golden.as_ref(), a.ca.as_ref())?;
     let r = &signed.receipt;
     if r.node.0 .0 != verdict.node_pubkey {
         bail!(
@@ -174,6 +163,150 @@ pub fn verify_receipt(a: VerifyReceiptArgs) -> anyhow::Result<()> {
         "VALID receipt job={} workflow={} runtime_hash={} outputs={} node={} (quote: {})",
         r.job_id, r.workflow_id, r.runtime_hash, r.outputs_cid, r.node.0, verdict
     );
+    Ok(())
+}
+
+/// Reads an evidence directory and verifies its quote for its own nonce (plus the
+/// golden manifest / vendor CA when given).
+fn verified_quote(
+    evidence: &std::path::Path,
+    golden: Option<&PathBuf>,
+    ca: Option<&PathBuf>,
+) -> anyhow::Result<(Evidence, havn_attest::Verdict)> {
+    let (ev, j) = evidence_dir::read_dir(evidence).context("reading evidence")?;
+    let mut policy = havn_attest::Policy::default();
+    if let Some(g) = golden {
+        let bytes = std::fs::read(g).with_context(|| format!("reading {}", g.display()))?;
+        policy.golden = Some(GoldenManifest::from_json(&bytes)?);
+    }
+    if let Some(ca) = ca {
+        let bytes = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
+        policy.ek_cas = Some(havn_attest::ekcert::parse_certs(&bytes)?);
+    }
+    let verdict = havn_attest::verify_quote(&ev, &j.nonce, &policy)
+        .map_err(|e| anyhow::anyhow!("INVALID quote: {e}"))?;
+    Ok((ev, verdict))
+}
+
+/// Arguments of `havnctl verify-signed`.
+#[derive(Debug, clap::Args)]
+pub struct VerifySignedArgs {
+    /// A signed self-audit (`GET /attest/audit`) or capability manifest
+    /// (`GET /capabilities`), as JSON.
+    pub file: PathBuf,
+    /// Evidence directory of a quote from the same node (`fetch-quote`).
+    #[arg(long)]
+    pub evidence: PathBuf,
+    /// Golden manifest the quote must match.
+    #[arg(long)]
+    pub golden: Option<PathBuf>,
+    /// Vendor CA bundle for the EK certificate.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+}
+
+fn check_node_signature<T: Signable>(
+    what: &str,
+    value: &T,
+    node: &havn_proto::NodeId,
+    sig: &havn_proto::Sig64,
+    quoted: &[u8; 32],
+) -> anyhow::Result<()> {
+    if node.0 .0 != *quoted {
+        bail!(
+            "INVALID: {what} is signed by node {} but the quote binds {}",
+            node.0,
+            hex::encode(quoted)
+        );
+    }
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&node.0 .0).context("node key")?;
+    vk.verify_strict(
+        &value.signing_digest().0,
+        &ed25519_dalek::Signature::from_bytes(&sig.0),
+    )
+    .map_err(|_| {
+        anyhow::anyhow!("INVALID: {what} signature does not verify (altered or wrong key)")
+    })
+}
+
+/// Checks a self-audit or a capability manifest: the quote verifies, the record is
+/// signed by the key the quote binds under its own domain, and (self-audit) every
+/// audited digest is a `binary` event of that name in the verified event log and the
+/// audit's userland PCR is the quoted one.
+pub fn verify_signed(a: VerifySignedArgs) -> anyhow::Result<()> {
+    let text = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
+    let v: serde_json::Value = serde_json::from_slice(&text).context("JSON")?;
+    let (ev, verdict) = verified_quote(&a.evidence, a.golden.as_ref(), a.ca.as_ref())?;
+    if v.get("audit").is_some() {
+        let s: SignedSelfAudit = serde_json::from_value(v).context("self-audit JSON")?;
+        let au = &s.audit;
+        check_node_signature(
+            "self-audit",
+            au,
+            &au.node,
+            &s.signature,
+            &verdict.node_pubkey,
+        )?;
+        for e in &au.entries {
+            let measured = ev.events.iter().any(|m| {
+                m.event_type == "binary"
+                    && m.description == e.name.as_str()
+                    && m.digest == e.digest.0
+            });
+            if !measured {
+                bail!(
+                    "INVALID: {} (pid {}) runs sha256 {}, which the quoted event log does not measure",
+                    e.name,
+                    e.pid,
+                    e.digest
+                );
+            }
+        }
+        let pcr = u32::from(au.userland_pcr.index);
+        match verdict.pcrs.get(&pcr) {
+            Some(q) if *q == au.userland_pcr.value.0 => {}
+            Some(q) => bail!(
+                "INVALID: the audit's PCR {pcr} is {} but the quote's is {} (fetch both again)",
+                au.userland_pcr.value,
+                hex::encode(q)
+            ),
+            None => bail!("INVALID: PCR {pcr} is not in the quote"),
+        }
+        let names: Vec<&str> = au.entries.iter().map(|e| e.name.as_str()).collect();
+        println!(
+            "VALID self-audit unix_ms={} pcr{}={} running={} node={} (quote: {})",
+            au.unix_ms,
+            pcr,
+            au.userland_pcr.value,
+            names.join(","),
+            au.node.0,
+            verdict
+        );
+    } else if v.get("manifest").is_some() {
+        let s: SignedCapabilityManifest =
+            serde_json::from_value(v).context("capability manifest JSON")?;
+        let m = &s.manifest;
+        check_node_signature(
+            "capability manifest",
+            m,
+            &m.node,
+            &s.signature,
+            &verdict.node_pubkey,
+        )?;
+        println!(
+            "VALID capability manifest class={:?} cpu_cores={} ram_mib={} gpu={} vram_mib={} workflows={} stake_hai={} node={}",
+            m.compute_class,
+            m.cpu_cores,
+            m.ram_mib,
+            m.gpu_model.as_deref().unwrap_or("-"),
+            m.vram_mib,
+            m.workflows.len(),
+            m.stake_hai,
+            m.node.0
+        );
+    } else {
+        bail!("neither a signed self-audit nor a signed capability manifest");
+    }
     Ok(())
 }
 

@@ -39,6 +39,11 @@
 //!    allow-list.
 //! 4. Supervises ([`supervise::Supervisor`]): SIGCHLD through a signalfd, reaping
 //!    every child (and, as PID 1, every orphan).
+//! 5. Self-audits every `node.audit_interval_ms` (default 30 s, 0 = off; the first
+//!    one as soon as a set is up): hashes each running daemon's
+//!    `/proc/<pid>/exe` and sends `InitRequest::Audit`; attestd closes its gate on a
+//!    mismatch and signs a matching audit for validators ([`spawn::audit`]). A
+//!    channel failure during an audit restarts the set.
 //!
 //! # Restart rule: the whole set
 //! Every channel is a socketpair created by init, and no channel can carry a
@@ -165,7 +170,10 @@ pub fn run(args: &Args) -> Result<(), InitError> {
                 .into(),
         ));
     }
-    let mut sup = supervise::Supervisor::new(plan, args.backoff(), args.stop_timeout())?;
+    let audit_every = (cfg.node.audit_interval_ms > 0)
+        .then(|| std::time::Duration::from_millis(cfg.node.audit_interval_ms));
+    let mut sup = supervise::Supervisor::new(plan, args.backoff(), args.stop_timeout())?
+        .with_audit(audit_every);
     sup.run()?;
     if is_pid1 {
         pid1::power_off();

@@ -6,7 +6,7 @@ use crate::InitError;
 use havn_config::fds;
 use havn_ipc::{Client, PeerPolicy};
 use havn_proto::ipc::{InitAttestd, InitRequest, InitResponse};
-use havn_proto::Hash32;
+use havn_proto::{AuditEntry, Hash32, MAX_AUDIT_ENTRIES};
 use havn_sandbox::{DaemonKind, Profile};
 use nix::sys::signal::{kill, Signal};
 use nix::sys::socket::{setsockopt, sockopt};
@@ -276,6 +276,75 @@ fn spawn_one(
     tracing::info!(daemon = kind.binary(), pid = pid.as_raw(), binary = %d.binary.display(), "started");
     children.push(Running { kind, pid });
     Ok(pid)
+}
+
+/// attestd's verdict on one self-audit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuditVerdict {
+    /// Every running daemon hashed to its boot measurement.
+    pub matched: bool,
+    /// Whether attestd's gate is open after it.
+    pub gate_open: bool,
+}
+
+/// The sha256 of the executable a process runs, read through `/proc/<pid>/exe` (init
+/// is root with capabilities; the sandboxed attestd could not open it).
+pub fn running_digest(pid: Pid) -> std::io::Result<Hash32> {
+    let mut f = std::fs::File::open(format!("/proc/{}/exe", pid.as_raw()))?;
+    hash_reader(&mut f)
+}
+
+/// Self-audit: hashes each running daemon's executable and has attestd compare the
+/// digests with this boot's measurements. A daemon whose executable cannot be read is
+/// left out (attestd then refuses the audit: fail closed). An `Err` means the channel
+/// to attestd failed (no answer within the timeout, or gone): the caller restarts the
+/// set, since a late answer would desynchronise the channel.
+pub fn audit(set: &mut Set) -> Result<AuditVerdict, InitError> {
+    let mut entries: heapless::Vec<AuditEntry, MAX_AUDIT_ENTRIES> = heapless::Vec::new();
+    for r in &set.children {
+        match running_digest(r.pid) {
+            Ok(digest) => {
+                let entry = AuditEntry {
+                    name: havn_proto::bounded(r.kind.binary()),
+                    pid: u32::try_from(r.pid.as_raw()).unwrap_or(0),
+                    digest,
+                };
+                if entries.push(entry).is_err() {
+                    tracing::error!("self-audit: more daemons than an audit carries");
+                }
+            }
+            Err(e) => {
+                tracing::error!(daemon = r.kind.binary(), pid = r.pid.as_raw(), error = %e,
+                    "self-audit: cannot hash the running executable")
+            }
+        }
+    }
+    let client = set
+        .attestd
+        .as_mut()
+        .ok_or_else(|| InitError::Attestd("self-audit: no channel to attestd".into()))?;
+    match client.call(&InitRequest::Audit {
+        entries: Box::new(entries),
+    }) {
+        Ok(InitResponse::Audited { matched, gate_open }) => Ok(AuditVerdict { matched, gate_open }),
+        Ok(InitResponse::Error(e)) => {
+            tracing::error!(error = %e, "self-audit refused by attestd");
+            Ok(AuditVerdict {
+                matched: false,
+                gate_open: false,
+            })
+        }
+        Ok(other) => {
+            set.attestd = None;
+            Err(InitError::Attestd(format!(
+                "self-audit: unexpected answer {other:?}"
+            )))
+        }
+        Err(e) => {
+            set.attestd = None;
+            Err(InitError::Attestd(format!("self-audit: {e}")))
+        }
+    }
 }
 
 /// Stops the set in shutdown order (netd, execd, attestd), reaping each.

@@ -2,7 +2,7 @@
 //! with backoff, ordered shutdown.
 
 use crate::plan::Plan;
-use crate::spawn::{start_set, stop_set, Set};
+use crate::spawn::{audit, start_set, stop_set, Set};
 use crate::{Backoff, InitError};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -22,6 +22,8 @@ pub struct Supervisor {
     backoff: Backoff,
     stop_timeout: Duration,
     signals: SignalFd,
+    audit_every: Option<Duration>,
+    next_audit: Instant,
 }
 
 impl Supervisor {
@@ -51,7 +53,46 @@ impl Supervisor {
             backoff,
             stop_timeout,
             signals,
+            audit_every: None,
+            next_audit: Instant::now(),
         })
+    }
+
+    /// Self-audits the running set every `every` (`None` or zero: never): each
+    /// daemon's `/proc/<pid>/exe` is hashed and attestd compares the digests with
+    /// this boot's measurements ([`crate::spawn::audit`]).
+    pub fn with_audit(mut self, every: Option<Duration>) -> Self {
+        self.audit_every = every.filter(|d| !d.is_zero());
+        self
+    }
+
+    /// Runs a due self-audit; true if the channel to attestd failed (the set is then
+    /// restarted).
+    fn audit_if_due(&mut self, state: &mut State) -> bool {
+        let (State::Up(set), Some(every)) = (state, self.audit_every) else {
+            return false;
+        };
+        if Instant::now() < self.next_audit {
+            return false;
+        }
+        self.next_audit = Instant::now() + every;
+        match audit(set) {
+            Ok(v) if v.matched => {
+                tracing::debug!(gate_open = v.gate_open, "self-audit matched");
+                false
+            }
+            Ok(v) => {
+                tracing::error!(
+                    gate_open = v.gate_open,
+                    "self-audit: a running daemon differs from its boot measurement"
+                );
+                false
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "self-audit failed: restarting the set");
+                true
+            }
+        }
     }
 
     /// The loop. Returns after an ordered shutdown.
@@ -65,6 +106,9 @@ impl Supervisor {
                     state = match start_set(&self.plan) {
                         Ok(set) => {
                             tracing::info!("set up: attestd, execd, netd running");
+                            // The first self-audit right away (attestd answers init
+                            // while execd and netd are still connecting).
+                            self.next_audit = Instant::now();
                             State::Up(set)
                         }
                         Err(e) => {
@@ -77,8 +121,19 @@ impl Supervisor {
                     };
                 }
             }
+            let audit_failed = self.audit_if_due(&mut state);
             let timeout = match &state {
-                State::Up(_) => PollTimeout::NONE,
+                State::Up(_) if audit_failed => PollTimeout::ZERO,
+                State::Up(_) => match self.audit_every {
+                    None => PollTimeout::NONE,
+                    Some(_) => {
+                        let ms = self
+                            .next_audit
+                            .saturating_duration_since(Instant::now())
+                            .as_millis();
+                        PollTimeout::try_from(ms.min(60_000) as i32).unwrap_or(PollTimeout::NONE)
+                    }
+                },
                 State::Down { restart_at } => {
                     let ms = restart_at
                         .saturating_duration_since(Instant::now())
@@ -106,7 +161,7 @@ impl Supervisor {
                     _ => {}
                 }
             }
-            let failed = self.reap(&mut state);
+            let failed = self.reap(&mut state) || audit_failed;
             if shutdown {
                 tracing::info!("shutdown requested: stopping netd, execd, attestd");
                 if let State::Up(mut set) = state {

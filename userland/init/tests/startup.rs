@@ -144,3 +144,38 @@ fn a_missing_daemon_binary_is_named_and_fails_fast() {
     assert_eq!(out.status.code(), Some(66), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("havn-netd binary"));
 }
+
+#[test]
+fn self_audit_hashes_each_running_daemon_through_proc_exe() {
+    if !root() {
+        return;
+    }
+    let mut node = Node::new("audit");
+    let text = std::fs::read_to_string(&node.config).unwrap();
+    std::fs::write(
+        &node.config,
+        text.replacen("[node]\n", "[node]\naudit_interval_ms = 200\n", 1),
+    )
+    .unwrap();
+    node.start(&[]);
+    // Two rounds: the running executables (the measured open files init exec'd) hash
+    // to what was measured at start.
+    let ev = node.wait_events("two self-audits", |ev| {
+        count(ev, |l| role_event(l, "attestd", "audit havn-netd")) >= 2
+    });
+    for role in ROLES {
+        let want = format!("audit havn-{role} {}", sha256_hex(&node.binary(role)));
+        let got: Vec<&String> = ev
+            .iter()
+            .filter(|l| role_event(l, "attestd", &format!("audit havn-{role} ")))
+            .collect();
+        assert!(got.len() >= 2, "{ev:#?}");
+        for line in got {
+            assert!(line.ends_with(&want), "{line} vs {want}");
+        }
+    }
+    // The first audit comes only after the set is up.
+    let first = pos(&ev, |l| role_event(l, "attestd", "audit"));
+    assert!(pos(&ev, |l| role_event(l, "netd", "start")) < first);
+    assert!(node.terminate().success());
+}

@@ -19,7 +19,6 @@ use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
-use tracing::Instrument;
 
 /// What every request handler shares.
 pub struct Ctx {
@@ -70,6 +69,12 @@ pub async fn handle(
     client: Arc<str>,
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
+    // The hot route first: no path copy, no segment vector.
+    if req.method() == Method::POST && req.uri().path() == "/job/accept" {
+        let r = accept(&ctx, &client, req).await;
+        tracing::debug!(method = "POST", path = "/job/accept", status = r.status().as_u16(), client = %client, "request");
+        return Ok(r);
+    }
     let path = req.uri().path().to_string();
     let method = req.method().clone();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
@@ -83,6 +88,15 @@ pub async fn handle(
         (Method::GET, ["health"]) => health(&ctx),
         (Method::GET, ["metrics"]) => metrics(&ctx),
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
+        (Method::GET, ["attest", "audit"]) => {
+            signed_from_attestd(&ctx, NetdAttestRequest::SelfAudit).await
+        }
+        (Method::GET, ["capabilities"]) => {
+            signed_from_attestd(&ctx, NetdAttestRequest::Capabilities).await
+        }
+        (_, ["attest", "audit"]) | (_, ["capabilities"]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
+        }
         (_, ["job", _])
         | (_, ["job", _, "proof", _])
         | (_, ["receipt", _])
@@ -111,7 +125,12 @@ fn error_field(path: &str, msg: &str) -> Option<String> {
     }
 }
 
-fn parse_payload(body: &[u8]) -> Result<Arc<JobPayload>, Box<Resp>> {
+fn parse_payload(body: &[u8]) -> Result<JobPayload, Box<Resp>> {
+    // Plain serde_json first (no path tracking; it also rejects trailing bytes). Only a
+    // body it refuses pays for the path-tracking parse that names the bad field.
+    if let Ok(p) = serde_json::from_slice::<JobPayload>(body) {
+        return Ok(p);
+    }
     let mut de = serde_json::Deserializer::from_slice(body);
     let p: JobPayload = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -131,7 +150,7 @@ fn parse_payload(body: &[u8]) -> Result<Arc<JobPayload>, Box<Resp>> {
             None,
         ))
     })?;
-    Ok(Arc::new(p))
+    Ok(p)
 }
 
 async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
@@ -177,13 +196,13 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
             return *r;
         }
     };
-    let job_id = payload.job_id.to_string();
-    let workflow = payload.workflow.id.to_string();
-    // A span guard must never be held across an await: instrument the future.
-    let span = tracing::info_span!("job", job_id = %job_id, client = %client);
+    // Borrowed for the log lines and messages below (no copies, no per-request span:
+    // the events carry job_id and client themselves; nothing inside `admit` logs).
+    // The payload stays in this future's state: no per-request heap copy of it.
+    let job_id = payload.job_id.as_str();
+    let workflow = payload.workflow.id.as_str();
     let class = payload.compute_class;
-    let result = ctx.state.admit(payload).instrument(span.clone()).await;
-    let _e = span.enter();
+    let result = ctx.state.admit(&payload).await;
     match result {
         Ok(a) => {
             m.admission.observe(start.elapsed());
@@ -192,10 +211,12 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             }
             tracing::info!(
+                job_id,
+                client,
                 ticket = a.ticket,
                 eta_seconds = a.eta_seconds,
                 duplicate = a.duplicate,
-                workflow = %workflow,
+                workflow,
                 class = ?class,
                 "job accepted"
             );
@@ -249,10 +270,10 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
                 }
             };
             m.reject(status.as_u16());
-            tracing::info!(status = status.as_u16(), reason = %msg, "job refused");
+            tracing::info!(job_id, client, status = status.as_u16(), reason = %msg, "job refused");
             let mut r = error(status, &msg, field);
             if status == StatusCode::TOO_MANY_REQUESTS {
-                let secs = ctx.state.retry_after(&workflow);
+                let secs = ctx.state.retry_after(workflow);
                 if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
                     r.headers_mut().insert(RETRY_AFTER, v);
                 }
@@ -491,6 +512,48 @@ async fn quote(ctx: &Ctx, client: &str, query: Option<&str>) -> Resp {
             &format!("attestd refused: {e}"),
             None,
         ),
+        Ok(_) => error(
+            StatusCode::BAD_GATEWAY,
+            "attestd answered out of turn",
+            None,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "attestd channel failed");
+            let _ = ctx.fatal.send(Fatal::AttestdLost(e.to_string()));
+            error(StatusCode::SERVICE_UNAVAILABLE, "attestd unavailable", None)
+        }
+    }
+}
+
+/// `GET /attest/audit` and `GET /capabilities`: records attestd signed with the node
+/// key (the latest self-audit; the capability manifest it assembled from execd's
+/// report). netd relays them as they are and supplies none of the bytes.
+async fn signed_from_attestd(ctx: &Ctx, req: NetdAttestRequest) -> Resp {
+    let r = {
+        let mut a = ctx.attestd.lock().await;
+        a.call(&req).await
+    };
+    match r {
+        Ok(NetdAttestResponse::SelfAudit(a)) if matches!(req, NetdAttestRequest::SelfAudit) => {
+            json(StatusCode::OK, &*a)
+        }
+        Ok(NetdAttestResponse::Capabilities(m))
+            if matches!(req, NetdAttestRequest::Capabilities) =>
+        {
+            json(StatusCode::OK, &*m)
+        }
+        Ok(NetdAttestResponse::Error(e)) => {
+            let status = match e {
+                RemoteError::NotPermitted => StatusCode::NOT_FOUND,
+                _ => StatusCode::SERVICE_UNAVAILABLE,
+            };
+            let mut r = error(status, &format!("attestd refused: {e}"), None);
+            if e == RemoteError::NotYetAvailable {
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            r
+        }
         Ok(_) => error(
             StatusCode::BAD_GATEWAY,
             "attestd answered out of turn",

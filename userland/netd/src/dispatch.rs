@@ -22,7 +22,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Mutex};
-use tracing::Instrument;
 
 /// Longest wait between retries of a job execd refused for a transient reason.
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
@@ -35,19 +34,35 @@ pub async fn run(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some((ticket, payload)) = state.next_job() else {
+        let Some((ticket, body)) = state.next_job() else {
             state.work.notified().await;
             continue;
         };
-        let span = tracing::info_span!("job", job_id = %payload.job_id, ticket);
+        // The table keeps only the compact postcard bytes; decode them straight into
+        // the request (no copy of the ~7 KB decoded payload).
+        let payload = match postcard::from_bytes::<havn_proto::JobPayload>(&body) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::error!(ticket, error = %e, "undecodable payload in the job table");
+                let why = "undecodable payload".to_string();
+                record(&state, &fatal, ticket, Outcome::Failed(why), Instant::now());
+                continue;
+            }
+        };
+        let req = NetdExecRequest::Run {
+            ticket_id: ticket,
+            payload,
+        };
+        let NetdExecRequest::Run { payload, .. } = &req else {
+            continue;
+        };
+        // No per-job span (an allocation per job at info level): the events below
+        // carry the ticket and job id themselves.
+        let job_id = payload.job_id.as_str();
         let go_on = async {
             state.wal().append(Record::Started { ticket });
             let start = Instant::now();
-            tracing::info!(workflow = %payload.workflow.id, "job dispatched to execd");
-            let req = NetdExecRequest::Run {
-                ticket_id: ticket,
-                payload: (*payload).clone(),
-            };
+            tracing::info!(ticket, job_id, workflow = %payload.workflow.id, "job dispatched to execd");
             // Held for this one call only; the answer is read before it is released.
             let answer = execd.lock().await.call(&req).await;
             match answer {
@@ -67,7 +82,7 @@ pub async fn run(
                     true
                 }
                 Ok(NetdExecResponse::Done { ticket_id, .. }) => {
-                    tracing::error!(answered = ticket_id, "execd answered for another job");
+                    tracing::error!(ticket, job_id, answered = ticket_id, "execd answered for another job");
                     let why = format!("execd answered for ticket {ticket_id}");
                     record(&state, &fatal, ticket, Outcome::Failed(why), start);
                     true
@@ -75,7 +90,7 @@ pub async fn run(
                 Ok(NetdExecResponse::Failed { error, reason, .. })
                     if matches!(error, RemoteError::GateClosed | RemoteError::TpmUnavailable) =>
                 {
-                    tracing::warn!(%error, %reason, backoff_ms = backoff.as_millis() as u64,
+                    tracing::warn!(ticket, job_id, %error, %reason, backoff_ms = backoff.as_millis() as u64,
                         "execd refused for now; job re-queued");
                     state.requeue(ticket);
                     tokio::time::sleep(backoff).await;
@@ -98,14 +113,13 @@ pub async fn run(
                 }
                 Err(e) => {
                     state.requeue(ticket);
-                    tracing::error!(error = %e, peer_restarted = e.is_peer_restart(),
+                    tracing::error!(ticket, job_id, error = %e, peer_restarted = e.is_peer_restart(),
                         "execd channel failed; job re-queued, netd exits for a restart");
                     let _ = fatal.send(Fatal::ExecdLost(e.to_string()));
                     false
                 }
             }
         }
-        .instrument(span)
         .await;
         if !go_on || fatal.is_closed() {
             return;

@@ -7,7 +7,7 @@
 
 use crate::metrics::Metrics;
 use crate::wal::{Outcome, Pending, Record, Snapshot, Wal, WalError};
-use havn_proto::{ComputeClass, JobPayload, JobState, SignedReceipt, WorkflowRef};
+use havn_proto::{ComputeClass, JobPayload, JobState, SignedReceipt, WorkflowId, WorkflowRef};
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -33,16 +33,17 @@ pub enum Phase {
     Failed(String),
 }
 
-/// One job. The decoded payload (large: its bounded strings are inline) is kept
-/// only while the job is active; every job keeps its compact postcard bytes.
+/// One job. Only the compact postcard bytes of the payload are kept (the decoded
+/// `JobPayload` is ~7 KB because its bounded strings are inline); the dispatcher
+/// decodes them when it hands the job to execd.
 #[derive(Debug, Clone)]
 pub struct Job {
     /// The orchestrator's job id.
     pub job_id: String,
     /// Postcard bytes of the payload (for idempotence checks).
     pub body: Arc<[u8]>,
-    /// The payload, while queued or running.
-    pub payload: Option<Arc<JobPayload>>,
+    /// The job's workflow (for the latency estimate when it finishes).
+    pub workflow: WorkflowId,
     /// Its phase.
     pub phase: Phase,
 }
@@ -158,11 +159,11 @@ impl State {
             ..Table::default()
         };
         for (ticket, lj) in &snapshot.jobs {
-            let mut payload = None;
+            let mut workflow = WorkflowId::new();
             let phase = match &lj.outcome {
                 None => match postcard::from_bytes::<JobPayload>(&lj.body) {
                     Ok(p) => {
-                        payload = Some(Arc::new(p));
+                        workflow = p.workflow.id;
                         t.queue.push_back(*ticket);
                         t.active = t.active.saturating_add(1);
                         Phase::Queued
@@ -178,7 +179,7 @@ impl State {
                 Job {
                     job_id: lj.job_id.clone(),
                     body: lj.body.clone(),
-                    payload,
+                    workflow,
                     phase,
                 },
             );
@@ -231,9 +232,11 @@ impl State {
     }
 
     /// Admits a checked job: idempotent on job id, bounded, durable before return.
-    pub async fn admit(&self, p: Arc<JobPayload>) -> Result<Admitted, Refusal> {
-        self.check(&p)?;
-        let body: Arc<[u8]> = crate::wal::encode_payload(&p).map_err(Refusal::Wal)?.into();
+    pub async fn admit(&self, p: &JobPayload) -> Result<Admitted, Refusal> {
+        self.check(p)?;
+        // One encoding: the table keeps a shared copy, the WAL record takes the Vec.
+        let bytes = crate::wal::encode_payload(p).map_err(Refusal::Wal)?;
+        let body: Arc<[u8]> = Arc::from(bytes.as_slice());
         enum Step {
             Duplicate { ticket: u64, pending: bool },
             New { ticket: u64, pending: Pending },
@@ -255,20 +258,21 @@ impl State {
                 let ticket = t.next_ticket;
                 t.next_ticket = ticket.saturating_add(1);
                 t.active = t.active.saturating_add(1);
-                t.by_job_id.insert(p.job_id.to_string(), ticket);
+                let job_id = p.job_id.to_string();
+                t.by_job_id.insert(job_id.clone(), ticket);
                 t.jobs.insert(
                     ticket,
                     Job {
-                        job_id: p.job_id.to_string(),
-                        body: body.clone(),
-                        payload: Some(p.clone()),
+                        job_id,
+                        body,
+                        workflow: p.workflow.id.clone(),
                         phase: Phase::Pending,
                     },
                 );
                 // Submitted under the lock: log order = ticket order.
                 let pending = self.wal.submit(vec![Record::Accepted {
                     ticket,
-                    payload: body.to_vec(),
+                    payload: bytes,
                 }]);
                 Step::New { ticket, pending }
             }
@@ -337,8 +341,9 @@ impl State {
         (mean.ceil() as u64).max(1)
     }
 
-    /// Takes the next queued job and marks it running.
-    pub fn next_job(&self) -> Option<(u64, Arc<JobPayload>)> {
+    /// Takes the next queued job and marks it running; returns its ticket and the
+    /// postcard bytes of its payload.
+    pub fn next_job(&self) -> Option<(u64, Arc<[u8]>)> {
         let mut t = self.lock();
         while let Some(ticket) = t.queue.pop_front() {
             let Some(j) = t.jobs.get_mut(&ticket) else {
@@ -348,9 +353,7 @@ impl State {
                 // Never dispatch a job that is done, failed or already running.
                 continue;
             }
-            let Some(p) = j.payload.clone() else {
-                continue;
-            };
+            let p = j.body.clone();
             j.phase = Phase::Running;
             t.running = t.running.saturating_add(1);
             return Some((ticket, p));
@@ -382,11 +385,7 @@ impl State {
             return false;
         }
         let was_running = j.phase == Phase::Running;
-        let wf = j
-            .payload
-            .take()
-            .map(|p| p.workflow.id.to_string())
-            .unwrap_or_default();
+        let wf = j.workflow.clone();
         let done = matches!(outcome, Outcome::Done(_));
         j.phase = match outcome {
             Outcome::Done(r) => Phase::Done(Arc::from(r)),
@@ -400,8 +399,13 @@ impl State {
         if done {
             t.completed = t.completed.saturating_add(1);
             let s = latency.as_secs_f64();
-            let e = t.ewma.entry(wf).or_insert(s);
-            *e = EWMA_ALPHA * s + (1.0 - EWMA_ALPHA) * *e;
+            // No key allocation once the workflow has an estimate.
+            match t.ewma.get_mut(wf.as_str()) {
+                Some(e) => *e = EWMA_ALPHA * s + (1.0 - EWMA_ALPHA) * *e,
+                None => {
+                    t.ewma.insert(wf.to_string(), s);
+                }
+            }
         }
         while t.terminal.len() > self.retain_terminal {
             if let Some(old) = t.terminal.pop_front() {

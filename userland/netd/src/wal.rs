@@ -103,14 +103,28 @@ fn io(e: std::io::Error) -> WalError {
 }
 
 /// Encodes one record with its header.
+///
+/// The body is serialised straight into `out` behind a header placeholder that is
+/// patched afterwards (no per-record allocation); on error `out` is left as it was.
 pub fn encode(rec: &Record, out: &mut Vec<u8>) -> Result<(), WalError> {
-    let body = postcard::to_allocvec(rec).map_err(|e| WalError::Encode(e.to_string()))?;
-    if body.len() > MAX_RECORD {
-        return Err(WalError::Encode(format!("record of {} bytes", body.len())));
+    let mark = out.len();
+    out.extend_from_slice(&[0; HEADER]);
+    let body_len = match postcard::to_io(rec, &mut *out) {
+        Ok(_) => out.len() - mark - HEADER,
+        Err(e) => {
+            out.truncate(mark);
+            return Err(WalError::Encode(e.to_string()));
+        }
+    };
+    if body_len > MAX_RECORD {
+        out.truncate(mark);
+        return Err(WalError::Encode(format!("record of {body_len} bytes")));
     }
-    out.extend_from_slice(&(body.len() as u32).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
-    out.extend_from_slice(&body);
+    let crc = crc32fast::hash(out.get(mark + HEADER..).unwrap_or_default());
+    if let Some(h) = out.get_mut(mark..mark + HEADER) {
+        h[..4].copy_from_slice(&(body_len as u32).to_le_bytes());
+        h[4..].copy_from_slice(&crc.to_le_bytes());
+    }
     Ok(())
 }
 
@@ -458,9 +472,13 @@ const MAX_GROUP: usize = 4096;
 impl Writer {
     fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Batch>) {
         let mut buf = Vec::with_capacity(64 << 10);
+        // Reused across groups: no per-group allocation on the writer thread.
+        let mut group: Vec<Batch> = Vec::with_capacity(64);
+        let mut results: Vec<Result<(), WalError>> = Vec::with_capacity(64);
         while let Some(first) = rx.blocking_recv() {
             let lazy = std::mem::take(&mut *self.lazy.lock().unwrap_or_else(|p| p.into_inner()));
-            let mut group = Vec::with_capacity(8);
+            group.clear();
+            results.clear();
             if !lazy.is_empty() {
                 group.push(Batch {
                     recs: lazy,
@@ -475,7 +493,6 @@ impl Writer {
                 }
             }
             buf.clear();
-            let mut results: Vec<Result<(), WalError>> = Vec::with_capacity(group.len());
             for b in &group {
                 let mark = buf.len();
                 let mut r = Ok(());
@@ -492,23 +509,22 @@ impl Writer {
             }
             let io_result = self.write_sync(&buf);
             if io_result.is_ok() {
-                let mut n = 0u64;
-                for (b, r) in group.iter().zip(&results) {
-                    if r.is_ok() {
-                        for rec in &b.recs {
-                            let _ = self.shadow.apply(rec);
-                            n = n.saturating_add(1);
-                        }
-                    }
-                }
+                let n: u64 = group
+                    .iter()
+                    .zip(&results)
+                    .filter(|(_, r)| r.is_ok())
+                    .map(|(b, _)| b.recs.len() as u64)
+                    .sum();
                 self.stats.records.fetch_add(n, Ordering::Relaxed);
             }
-            for (b, r) in group.into_iter().zip(results) {
+            // Answer first: the waiters' tickets depend only on the sync. The shadow
+            // (read by compaction alone, below) is updated after, off their path.
+            for (b, r) in group.iter_mut().zip(&results) {
                 let r = match (&io_result, r) {
                     (Err(e), _) => Err(e.clone()),
-                    (Ok(()), r) => r,
+                    (Ok(()), r) => r.clone(),
                 };
-                match b.ack {
+                match std::mem::replace(&mut b.ack, Ack::None) {
                     Ack::None => {}
                     Ack::Wake(tx) => {
                         let _ = tx.send(r);
@@ -516,6 +532,17 @@ impl Writer {
                     Ack::Call(f) => f(r),
                 }
             }
+            if io_result.is_ok() {
+                for (b, r) in group.iter().zip(&results) {
+                    if r.is_ok() {
+                        for rec in &b.recs {
+                            let _ = self.shadow.apply(rec);
+                        }
+                    }
+                }
+            }
+            group.clear();
+            results.clear();
             if io_result.is_ok() && self.len > self.opts.compact_bytes {
                 if let Err(e) = self.compact() {
                     tracing::error!(error = %e, "wal compaction failed; log poisoned");

@@ -293,6 +293,9 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                         ek_cert: None,
                     }))
                 }
+                NetdAttestRequest::SelfAudit | NetdAttestRequest::Capabilities => {
+                    NetdAttestResponse::Error(RemoteError::NotYetAvailable)
+                }
             };
             if s.reply(&resp).is_err() {
                 return;

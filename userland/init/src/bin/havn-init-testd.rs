@@ -169,13 +169,22 @@ fn attestd(ctx: &std::sync::Arc<Ctx>, pcr: u8) {
                 InitRequest::Status => {
                     ctx.event("status");
                     if !std::mem::replace(&mut booted, true) {
-                        s.set_phase(havn_ipc::Phase::new("serving", &[1, 2], &[]));
+                        s.set_phase(havn_ipc::Phase::new("serving", &[1, 2, 3], &[]));
                         attestd_serve_peers(&ctx2);
                     }
                     InitResponse::Status {
                         node: NodeId(PubKey32([0; 32])),
                         gate_open: true,
                         events: index,
+                    }
+                }
+                InitRequest::Audit { entries } => {
+                    for e in entries.iter() {
+                        ctx.event(&format!("audit {} {}", e.name, e.digest.to_hex()));
+                    }
+                    InitResponse::Audited {
+                        matched: true,
+                        gate_open: true,
                     }
                 }
                 InitRequest::Shutdown => {
@@ -202,6 +211,7 @@ fn attestd_serve_peers(ctx: &std::sync::Arc<Ctx>) {
             let resp = match r.msg {
                 ExecdRequest::Gate { .. } => ExecdResponse::GateOpen,
                 ExecdRequest::Report(_) => ExecdResponse::Error(RemoteError::NotPermitted),
+                ExecdRequest::Capabilities(_) => ExecdResponse::Ack,
             };
             if s.reply(&resp).is_err() {
                 break;

@@ -1,0 +1,333 @@
+//! attestd's request handlers over a real swtpm (no IPC): the self-audit gate and the
+//! signed capability manifest.
+use havn_attest_agent::testing::Swtpm;
+use havn_attest_agent::verify_node_signature;
+use havn_attestd::Service;
+use havn_config::NodeConfig;
+use havn_proto::ipc::{
+    CapabilityReport, ExecdRequest, ExecdResponse, InitRequest, InitResponse, JobResult,
+    NetdAttestRequest, NetdAttestResponse, RemoteError,
+};
+use havn_proto::sign::{Domain, Signable};
+use havn_proto::{
+    bounded, vectors, AuditEntry, ComputeClass, Hash32, NodeId, WorkflowRef, MAX_AUDIT_ENTRIES,
+};
+use std::time::Duration;
+
+const BINARIES: [(&str, u8); 3] = [
+    ("havn-attestd", 0xa1),
+    ("havn-execd", 0xe1),
+    ("havn-netd", 0x71),
+];
+
+struct Booted {
+    svc: Service,
+    node: NodeId,
+    _tpm: Swtpm,
+    _dir: tempfile::TempDir,
+}
+
+/// A service on a fresh swtpm, booted like havn-init does it: three `Measure`s, then
+/// `Status`.
+fn boot(audit_interval_ms: u64, stake_hai: u64) -> Booted {
+    std::env::set_var("TSS2_LOG", "all+none");
+    let tpm = Swtpm::start().expect("start swtpm");
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[node]\nstate_dir = {state:?}\nstake_hai = {stake_hai}\naudit_interval_ms = {audit_interval_ms}\n\
+         [tpm]\ntcti = \"{tcti}\"\npcrs = [0, 1, 2, 3, 4, 5, 6, 7, 14]\nuserland_pcr = 14\n\
+         [netd]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n",
+        state = dir.path().join("state"),
+        tcti = tpm.tcti(),
+    );
+    let cfg = NodeConfig::parse(&text, std::path::Path::new("node.toml")).unwrap();
+    let mut svc = Service::open(&cfg).expect("open service");
+    for (name, b) in BINARIES {
+        let r = svc.handle_init(InitRequest::Measure {
+            name: bounded(name),
+            digest: Hash32([b; 32]),
+        });
+        assert!(matches!(r, InitResponse::Measured { pcr: 14, .. }), "{r:?}");
+    }
+    let node = match svc.handle_init(InitRequest::Status) {
+        InitResponse::Status {
+            node,
+            gate_open: true,
+            events,
+        } => {
+            assert_eq!(events, 3);
+            node
+        }
+        other => panic!("boot: {other:?}"),
+    };
+    Booted {
+        svc,
+        node,
+        _tpm: tpm,
+        _dir: dir,
+    }
+}
+
+/// What havn-init would send for the running set; `wrong` gets another digest.
+fn entries(
+    wrong: Option<&str>,
+    skip: Option<&str>,
+) -> heapless::Vec<AuditEntry, MAX_AUDIT_ENTRIES> {
+    let mut v = heapless::Vec::new();
+    for (i, (name, b)) in BINARIES.iter().enumerate() {
+        if skip == Some(*name) {
+            continue;
+        }
+        let b = if wrong == Some(*name) { b ^ 0xff } else { *b };
+        v.push(AuditEntry {
+            name: bounded(name),
+            pid: 100 + i as u32,
+            digest: Hash32([b; 32]),
+        })
+        .unwrap();
+    }
+    v
+}
+
+fn audit(b: &mut Booted, e: heapless::Vec<AuditEntry, MAX_AUDIT_ENTRIES>) -> (bool, bool) {
+    match b.svc.handle_init(InitRequest::Audit {
+        entries: Box::new(e),
+    }) {
+        InitResponse::Audited { matched, gate_open } => (matched, gate_open),
+        other => panic!("audit: {other:?}"),
+    }
+}
+
+fn gate(b: &mut Booted) -> Result<(), String> {
+    match b.svc.handle_execd(ExecdRequest::Gate {
+        job_id: bounded("j"),
+    }) {
+        ExecdResponse::GateOpen => Ok(()),
+        ExecdResponse::GateClosed { reason } => Err(reason.to_string()),
+        other => panic!("gate: {other:?}"),
+    }
+}
+
+fn result(job: &str) -> JobResult {
+    let mut r = JobResult::from(vectors::receipt());
+    r.job_id = bounded(job);
+    r
+}
+
+fn verify<T: Signable>(node: &NodeId, domain: Domain, value: &T, sig: &[u8; 64]) -> bool {
+    let bytes = postcard::to_stdvec(value).unwrap();
+    verify_node_signature(&node.0 .0, domain.tag(), &bytes, sig)
+}
+
+#[test]
+fn self_audit_mismatch_closes_the_gate_naming_the_binary_and_a_good_audit_reopens_it() {
+    let mut b = boot(30_000, 5000);
+    // Before the first audit, boot itself is fresh enough.
+    assert_eq!(gate(&mut b), Ok(()));
+    assert_eq!(
+        b.svc.handle_netd(NetdAttestRequest::SelfAudit),
+        NetdAttestResponse::Error(RemoteError::NotYetAvailable)
+    );
+
+    // A matching audit is signed under the self-audit domain with the userland PCR.
+    assert_eq!(audit(&mut b, entries(None, None)), (true, true));
+    let first = match b.svc.handle_netd(NetdAttestRequest::SelfAudit) {
+        NetdAttestResponse::SelfAudit(s) => s,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(first.audit.node, b.node);
+    assert_eq!(first.audit.entries, entries(None, None));
+    assert_eq!(first.audit.userland_pcr.index, 14);
+    assert_ne!(
+        first.audit.userland_pcr.value,
+        Hash32([0; 32]),
+        "PCR 14 was extended"
+    );
+    assert!(verify(
+        &b.node,
+        Domain::SelfAudit,
+        &first.audit,
+        &first.signature.0
+    ));
+    assert_eq!(
+        first.audit.signing_digest(),
+        Domain::SelfAudit.digest_value(&first.audit).unwrap()
+    );
+    // Not valid as any other kind of signed message, nor for altered contents.
+    assert!(!verify(
+        &b.node,
+        Domain::Heartbeat,
+        &first.audit,
+        &first.signature.0
+    ));
+    let mut altered = first.audit.clone();
+    altered.entries[2].digest = Hash32([0x72; 32]);
+    assert!(!verify(
+        &b.node,
+        Domain::SelfAudit,
+        &altered,
+        &first.signature.0
+    ));
+
+    // havn-netd now runs something else: gate closed, naming it, for Gate and Report.
+    assert_eq!(
+        audit(&mut b, entries(Some("havn-netd"), None)),
+        (false, false)
+    );
+    let reason = gate(&mut b).unwrap_err();
+    assert!(reason.contains("havn-netd"), "{reason}");
+    match b.svc.handle_execd(ExecdRequest::Report(result("audit-j1"))) {
+        ExecdResponse::GateClosed { reason } => assert!(reason.contains("havn-netd"), "{reason}"),
+        other => panic!("signed with a failed self-audit: {other:?}"),
+    }
+    // The last good record is no longer served while the node fails its audit.
+    assert_eq!(
+        b.svc.handle_netd(NetdAttestRequest::SelfAudit),
+        NetdAttestResponse::Error(RemoteError::GateClosed)
+    );
+
+    // A daemon missing from the audit (or one never measured) also fails closed.
+    assert_eq!(audit(&mut b, entries(None, None)), (true, true));
+    assert_eq!(
+        audit(&mut b, entries(None, Some("havn-execd"))),
+        (false, false)
+    );
+    assert!(gate(&mut b).unwrap_err().contains("havn-execd"));
+    let mut stranger = entries(None, None);
+    stranger[0].name = bounded("havn-evil");
+    assert_eq!(audit(&mut b, stranger), (false, false));
+    assert!(gate(&mut b).unwrap_err().contains("havn-evil"));
+
+    // The next matching audit reopens the gate and signs a fresh record.
+    std::thread::sleep(Duration::from_millis(5));
+    assert_eq!(audit(&mut b, entries(None, None)), (true, true));
+    assert_eq!(gate(&mut b), Ok(()));
+    let second = match b.svc.handle_netd(NetdAttestRequest::SelfAudit) {
+        NetdAttestResponse::SelfAudit(s) => s,
+        other => panic!("{other:?}"),
+    };
+    assert!(second.audit.unix_ms >= first.audit.unix_ms);
+    assert!(verify(
+        &b.node,
+        Domain::SelfAudit,
+        &second.audit,
+        &second.signature.0
+    ));
+    match b.svc.handle_execd(ExecdRequest::Report(result("audit-j2"))) {
+        ExecdResponse::Receipt(r) => assert_eq!(r.receipt.node, b.node),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_stale_self_audit_closes_the_gate() {
+    let mut b = boot(100, 0);
+    assert_eq!(gate(&mut b), Ok(()));
+    assert_eq!(audit(&mut b, entries(None, None)), (true, true));
+    // No good audit for more than 3 intervals.
+    std::thread::sleep(Duration::from_millis(400));
+    let reason = gate(&mut b).unwrap_err();
+    assert!(reason.contains("stale"), "{reason}");
+    assert_eq!(audit(&mut b, entries(None, None)), (true, true));
+    assert_eq!(gate(&mut b), Ok(()));
+}
+
+#[test]
+fn with_auditing_off_no_audit_is_needed_or_served() {
+    let mut b = boot(0, 0);
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(gate(&mut b), Ok(()));
+    assert_eq!(
+        b.svc.handle_netd(NetdAttestRequest::SelfAudit),
+        NetdAttestResponse::Error(RemoteError::NotPermitted)
+    );
+    // A mismatch still closes the gate: init only sends audits when on, but the
+    // verdict does not depend on the interval.
+    assert_eq!(
+        audit(&mut b, entries(Some("havn-execd"), None)),
+        (false, false)
+    );
+    assert!(gate(&mut b).unwrap_err().contains("havn-execd"));
+}
+
+fn report(class: ComputeClass, gpu: bool) -> CapabilityReport {
+    let mut workflows = heapless::Vec::new();
+    workflows
+        .push(WorkflowRef {
+            id: bounded("lm"),
+            checksum: Hash32([0x22; 32]),
+        })
+        .unwrap();
+    CapabilityReport {
+        compute_class: class,
+        cpu_cores: 8,
+        ram_mib: 16_384,
+        gpu_model: gpu.then(|| bounded("NVIDIA H100")),
+        vram_mib: if gpu { 81_559 } else { 0 },
+        workflows,
+    }
+}
+
+#[test]
+fn capability_manifest_is_assembled_and_signed_by_attestd_once() {
+    let mut b = boot(30_000, 7000);
+    assert_eq!(
+        b.svc.handle_netd(NetdAttestRequest::Capabilities),
+        NetdAttestResponse::Error(RemoteError::NotYetAvailable)
+    );
+    // A GPU class without a GPU is not signed.
+    assert_eq!(
+        b.svc
+            .handle_execd(ExecdRequest::Capabilities(Box::new(report(
+                ComputeClass::M,
+                false
+            )))),
+        ExecdResponse::Error(RemoteError::BadRequest)
+    );
+    assert_eq!(
+        b.svc
+            .handle_execd(ExecdRequest::Capabilities(Box::new(report(
+                ComputeClass::M,
+                true
+            )))),
+        ExecdResponse::Ack
+    );
+    let signed = match b.svc.handle_netd(NetdAttestRequest::Capabilities) {
+        NetdAttestResponse::Capabilities(m) => m,
+        other => panic!("{other:?}"),
+    };
+    let m = &signed.manifest;
+    assert_eq!(m.node, b.node, "attestd fills in its own node id");
+    assert_eq!(m.stake_hai, 7000, "stake comes from node.toml");
+    assert_eq!(m.compute_class, ComputeClass::M);
+    assert_eq!(m.gpu_model.as_deref(), Some("NVIDIA H100"));
+    assert_eq!(m.workflows.len(), 1);
+    assert!(verify(
+        &b.node,
+        Domain::Capabilities,
+        m,
+        &signed.signature.0
+    ));
+    assert!(!verify(&b.node, Domain::SelfAudit, m, &signed.signature.0));
+    let mut inflated = m.clone();
+    inflated.stake_hai = 1_000_000;
+    assert!(!verify(
+        &b.node,
+        Domain::Capabilities,
+        &inflated,
+        &signed.signature.0
+    ));
+    // Once per start: a second report is refused and the first manifest stays.
+    assert_eq!(
+        b.svc
+            .handle_execd(ExecdRequest::Capabilities(Box::new(report(
+                ComputeClass::XL,
+                true
+            )))),
+        ExecdResponse::Error(RemoteError::NotPermitted)
+    );
+    assert_eq!(
+        b.svc.handle_netd(NetdAttestRequest::Capabilities),
+        NetdAttestResponse::Capabilities(signed)
+    );
+}
