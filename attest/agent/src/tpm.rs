@@ -281,11 +281,38 @@ fn ak_pem(ak_public: &[u8]) -> Result<String, AgentError> {
         .map_err(|e| bad(e.to_string()))
 }
 
+/// Without a resource manager (swtpm, `/dev/tpm0`) the objects and sessions of an
+/// agent that was killed stay loaded until the TPM resets, and after a few restarts
+/// the TPM has no room for a new AK ("out of memory for object contexts"). The agent
+/// is the only TPM user, so at connect it flushes every transient object and loaded
+/// session it finds. With `/dev/tpmrm0` the kernel's resource manager does this.
+fn flush_leftovers(ctx: &mut Context) {
+    use tss_esapi::constants::{
+        tss::TPM2_HMAC_SESSION_FIRST, tss::TPM2_TRANSIENT_FIRST, CapabilityType,
+    };
+    use tss_esapi::structures::CapabilityData;
+    for first in [TPM2_TRANSIENT_FIRST, TPM2_HMAC_SESSION_FIRST] {
+        let handles = match ctx.get_capability(CapabilityType::Handles, first, 64) {
+            Ok((CapabilityData::Handles(list), _)) => list.into_inner(),
+            _ => continue,
+        };
+        for h in handles {
+            // Best effort: a handle that vanished meanwhile is not an error.
+            if let Ok(obj) = ctx.tr_from_tpm_public(h) {
+                let _ = ctx.flush_context(obj);
+            }
+        }
+    }
+}
+
 impl Conn {
     fn open(tcti: &str) -> Result<Self, AgentError> {
         let conf =
             TctiNameConf::from_str(tcti).map_err(|_| AgentError::BadTcti(tcti.to_string()))?;
         let mut ctx = Context::new(conf).map_err(|e| AgentError::TpmUnavailable(e.to_string()))?;
+        if !tcti.starts_with("device:/dev/tpmrm") {
+            flush_leftovers(&mut ctx);
+        }
         ctx.set_sessions((Some(AuthSession::Password), None, None));
         let ak = ctx
             .create_primary(

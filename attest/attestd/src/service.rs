@@ -157,17 +157,27 @@ impl Service {
         acfg.quote_pcrs = pcrs;
         let agent = Agent::open(acfg)?;
         let records = RecordStore::open(&dir.join("signed-receipts.log"))?;
+        let userland_pcr = u32::from(cfg.tpm.userland_pcr);
+        // Binaries already measured since the TPM was reset (a supervised restart of
+        // the daemon set): the audit compares against these too.
+        let mut measured = std::collections::BTreeMap::new();
+        for e in agent.event_log() {
+            if e.pcr == userland_pcr && e.event_type == "binary" {
+                measured.insert(e.description.clone(), Hash32(e.digest));
+            }
+        }
         Ok(Self {
             agent,
             key: None,
             key_error: None,
             records,
             receipts_dir,
-            userland_pcr: u32::from(cfg.tpm.userland_pcr),
+            userland_pcr,
             stake_hai: cfg.node.stake_hai,
             audit: Audit {
                 interval: (cfg.node.audit_interval_ms > 0)
                     .then(|| Duration::from_millis(cfg.node.audit_interval_ms)),
+                measured,
                 ..Audit::default()
             },
             capabilities: None,
@@ -188,6 +198,30 @@ impl Service {
     pub fn handle_init(&mut self, req: InitRequest) -> InitResponse {
         match req {
             InitRequest::Measure { name, digest } => {
+                // IMA semantics: a binary is measured once per TPM boot. When the daemon
+                // set is restarted with the same file, the PCR already attests it (and
+                // must not move, or the sealed node key would stay sealed until reboot);
+                // a changed file is extended, moving the PCR: the gate closes.
+                let already = self
+                    .agent
+                    .event_log()
+                    .iter()
+                    .rev()
+                    .find(|e| {
+                        e.pcr == self.userland_pcr
+                            && e.event_type == "binary"
+                            && e.description == name.as_str()
+                    })
+                    .filter(|e| e.digest == digest.0)
+                    .map(|e| (e.pcr, e.seq));
+                if let Some((pcr, seq)) = already {
+                    tracing::info!(binary = %name, digest = %digest, "already measured since the TPM reset");
+                    self.audit.measured.insert(name.to_string(), digest);
+                    return InitResponse::Measured {
+                        pcr: u8::try_from(pcr).unwrap_or(u8::MAX),
+                        index: u32::try_from(seq).unwrap_or(u32::MAX),
+                    };
+                }
                 match self
                     .agent
                     .extend_digest(self.userland_pcr, "binary", &name, digest.0)

@@ -331,3 +331,55 @@ fn capability_manifest_is_assembled_and_signed_by_attestd_once() {
         NetdAttestResponse::Capabilities(signed)
     );
 }
+
+#[test]
+fn restarting_the_set_with_the_same_binaries_keeps_the_key_and_a_changed_one_closes_it() {
+    std::env::set_var("TSS2_LOG", "all+none");
+    let tpm = Swtpm::start().expect("start swtpm");
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "[node]\nstate_dir = {state:?}\naudit_interval_ms = 0\n\
+         [tpm]\ntcti = \"{tcti}\"\npcrs = [0, 1, 2, 3, 4, 5, 6, 7, 14]\nuserland_pcr = 14\n\
+         [netd]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n",
+        state = dir.path().join("state"),
+        tcti = tpm.tcti(),
+    );
+    let cfg = NodeConfig::parse(&text, std::path::Path::new("node.toml")).unwrap();
+    // One boot of attestd as havn-init drives it; `netd` is havn-netd's digest byte.
+    let boot_once = |netd: u8| -> InitResponse {
+        let mut svc = Service::open(&cfg).expect("open service");
+        for (name, b) in BINARIES {
+            let b = if name == "havn-netd" { netd } else { b };
+            let r = svc.handle_init(InitRequest::Measure {
+                name: bounded(name),
+                digest: Hash32([b; 32]),
+            });
+            assert!(matches!(r, InitResponse::Measured { pcr: 14, .. }), "{r:?}");
+        }
+        svc.handle_init(InitRequest::Status)
+    };
+    let first = match boot_once(0x71) {
+        InitResponse::Status {
+            node,
+            gate_open: true,
+            events: 3,
+        } => node,
+        other => panic!("first boot: {other:?}"),
+    };
+    // The supervisor restarts the whole set with the same files: nothing is extended
+    // again, the node key unseals, the identity is the same.
+    match boot_once(0x71) {
+        InitResponse::Status {
+            node,
+            gate_open: true,
+            events: 3,
+        } => assert_eq!(node, first),
+        other => panic!("restart with the same binaries: {other:?}"),
+    }
+    // A changed havn-netd is measured: PCR 14 moves and the sealed key stays sealed.
+    let changed = boot_once(0x72);
+    assert!(
+        matches!(changed, InitResponse::Error(RemoteError::GateClosed)),
+        "changed binary still unsealed the key: {changed:?}"
+    );
+}

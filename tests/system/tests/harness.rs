@@ -203,6 +203,17 @@ impl Node {
     /// Pid of a daemon: a child of havn-init whose argv[0] names it (init execs the
     /// measured file through /proc/self/fd, so comm is not the name).
     pub fn daemon_pid(&self, name: &str) -> i32 {
+        self.try_daemon_pid(name).unwrap_or_else(|| {
+            panic!(
+                "no {name} under havn-init {}; log:\n{}",
+                self.init_pid(),
+                self.log()
+            )
+        })
+    }
+
+    /// Like [`Node::daemon_pid`], `None` while the daemon is not running.
+    pub fn try_daemon_pid(&self, name: &str) -> Option<i32> {
         let parent = self.init_pid();
         for e in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
@@ -222,10 +233,10 @@ impl Node {
             let argv0 = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let argv0 = argv0.split(|b| *b == 0).next().unwrap_or_default();
             if ppid == parent && argv0.ends_with(name.as_bytes()) {
-                return pid;
+                return Some(pid);
             }
         }
-        panic!("no {name} under havn-init {parent}; log:\n{}", self.log());
+        None
     }
 
     /// Submits one job and waits for its receipt; returns (receipt JSON path, receipt).

@@ -213,3 +213,58 @@ fn changed_userland_binary_fails_the_golden_manifest() {
     );
     node.stop();
 }
+
+#[test]
+fn a_crashed_daemon_restarts_the_set_and_the_sealed_node_key_survives() {
+    if !need_root() {
+        return;
+    }
+    let mut node = Node::prepare();
+    node.start();
+    let health = |node: &Node| -> Option<Value> {
+        let o = node.ctl("orchestrator", &["get", "/health"]);
+        o.status
+            .success()
+            .then(|| serde_json::from_slice(&o.stdout).ok())
+            .flatten()
+    };
+    let before = health(&node).expect("health")["node"].clone();
+    let execd = node.daemon_pid("havn-execd");
+    // SAFETY: kill(2) on a process this test's node supervises.
+    assert_eq!(unsafe { libc::kill(execd, libc::SIGKILL) }, 0);
+    // havn-init restarts the whole set (fresh socketpairs); the binaries are the same
+    // files, so PCR 14 does not move and attestd unseals the same key.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let restarted = node.try_daemon_pid("havn-execd").filter(|p| *p != execd);
+        if let (Some(_), Some(h)) = (restarted, health(&node)) {
+            assert_eq!(
+                h["node"], before,
+                "node identity changed across a supervised restart"
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node did not come back; log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (path, _) = node.submit("audio", 7, "after-restart");
+    node.fetch_quote(NONCE_A, "evidence");
+    let ok = havnctl(&[
+        "verify-receipt",
+        &path.display().to_string(),
+        "--evidence",
+        &node.p("evidence"),
+        "--golden",
+        &node.p("golden.json"),
+    ]);
+    assert!(
+        ok.status.success(),
+        "receipt after restart rejected: {}",
+        stderr(&ok)
+    );
+    node.stop();
+}
