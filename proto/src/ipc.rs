@@ -271,6 +271,9 @@ message!(
 // ---- execd → attestd ------------------------------------------------------------
 
 /// havn-execd → havn-attestd.
+// One message in flight per channel, decoded into a bounded value: the size
+// difference between variants costs stack, never wire bytes or heap.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExecdRequest {
     /// May this job run now?
@@ -312,6 +315,9 @@ message!(
 // ---- netd → execd ---------------------------------------------------------------
 
 /// havn-netd → havn-execd.
+// One message in flight per channel, decoded into a bounded value: the size
+// difference between variants costs stack, never wire bytes or heap.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetdExecRequest {
     /// Run a durably queued job; the answer comes when it finishes.
@@ -340,6 +346,9 @@ message!(
 );
 
 /// havn-execd → havn-netd.
+// One message in flight per channel, decoded into a bounded value: the size
+// difference between variants costs stack, never wire bytes or heap.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum NetdExecResponse {
     /// Finished with a signed receipt.

@@ -191,6 +191,7 @@ pub struct Ticket {
 }
 
 /// A job's state as seen by an orchestrator.
+#[allow(clippy::large_enum_variant)] // a bounded reason string, held briefly
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
