@@ -48,9 +48,31 @@ pub struct Job {
     pub phase: Phase,
 }
 
+/// Hasher for the ticket-keyed map. Tickets are assigned by netd (sequential, never
+/// chosen by a client), so a multiplicative hash is enough and much cheaper than the
+/// default SipHash; maps keyed by client input (job ids) keep SipHash.
+#[derive(Debug, Default, Clone, Copy)]
+struct TicketHasher(u64);
+
+impl std::hash::Hasher for TicketHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 #[derive(Debug, Default)]
 struct Table {
-    jobs: HashMap<u64, Job>,
+    jobs: HashMap<u64, Job, std::hash::BuildHasherDefault<TicketHasher>>,
     by_job_id: HashMap<String, u64>,
     queue: VecDeque<u64>,
     terminal: VecDeque<u64>,

@@ -202,6 +202,16 @@ impl Snapshot {
         None
     }
 
+    /// [`Snapshot::apply`] for a record that is no longer needed: outcomes are moved
+    /// in rather than cloned (the writer's shadow, after a group commit).
+    pub fn apply_owned(&mut self, rec: Record) -> Option<String> {
+        match rec {
+            Record::Done { ticket, receipt } => self.finish(ticket, Outcome::Done(receipt)),
+            Record::Failed { ticket, reason } => self.finish(ticket, Outcome::Failed(reason)),
+            rec => self.apply(&rec),
+        }
+    }
+
     fn finish(&mut self, ticket: u64, outcome: Outcome) -> Option<String> {
         match self.jobs.get_mut(&ticket) {
             Some(j) if j.outcome.is_some() => Some(format!(
@@ -532,17 +542,14 @@ impl Writer {
                     Ack::Call(f) => f(r),
                 }
             }
-            if io_result.is_ok() {
-                for (b, r) in group.iter().zip(&results) {
-                    if r.is_ok() {
-                        for rec in &b.recs {
-                            let _ = self.shadow.apply(rec);
-                        }
+            let durable = io_result.is_ok();
+            for (b, r) in group.drain(..).zip(results.drain(..)) {
+                if durable && r.is_ok() {
+                    for rec in b.recs {
+                        let _ = self.shadow.apply_owned(rec);
                     }
                 }
             }
-            group.clear();
-            results.clear();
             if io_result.is_ok() && self.len > self.opts.compact_bytes {
                 if let Err(e) = self.compact() {
                     tracing::error!(error = %e, "wal compaction failed; log poisoned");
