@@ -105,7 +105,7 @@ fn ipc(channel: &'static str) -> impl FnOnce(IpcError) -> Error {
 /// Runs the daemon until init says `Shutdown` or its channel closes.
 pub fn run(args: Args) -> Result<(), Error> {
     let cfg = NodeConfig::load(&args.config)?;
-    init_tracing(cfg.attestd.log.as_deref());
+    havn_log::init(cfg.attestd.log.as_deref());
     let mut svc = Service::open(&cfg)?;
     tracing::info!(tcti = %cfg.tpm.tcti, "havn-attestd started");
 
@@ -263,15 +263,4 @@ pub fn run(args: Args) -> Result<(), Error> {
             tracing::warn!("execd and netd are both gone; waiting for init");
         }
     }
-}
-
-fn init_tracing(filter: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_current_span(false)
-        .try_init();
 }

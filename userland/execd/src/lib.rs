@@ -79,7 +79,7 @@ fn take_fd(n: i32) -> Result<OwnedFd, Error> {
 /// Runs until netd's channel closes.
 pub fn run(args: Args) -> Result<(), Error> {
     let cfg = NodeConfig::load(&args.config)?;
-    init_tracing(cfg.execd.daemon.log.as_deref());
+    havn_log::init(cfg.execd.daemon.log.as_deref());
     let mut engine = Engine::open(&cfg)?;
     tracing::info!(
         backend = engine.backend_name(),
@@ -157,14 +157,4 @@ fn nix_user_uid(name: &str) -> Option<u32> {
         (f.next()? == name).then_some(())?;
         f.nth(1)?.parse().ok()
     })
-}
-
-fn init_tracing(filter: Option<&str>) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter.unwrap_or("info"))
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
 }

@@ -9,13 +9,7 @@ fn main() {
         .clone()
         .or_else(|| std::env::var("RUST_LOG").ok())
         .unwrap_or_else(|| "info".into());
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_current_span(false)
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .init();
+    havn_log::init(Some(&filter));
     if let Err(e) = havn_init::run(&args) {
         tracing::error!(error = %e, "havn-init failed");
         eprintln!("havn-init: {e}");

@@ -42,7 +42,7 @@ pub fn run(args: &Args, execd_fd: OwnedFd, attestd_fd: OwnedFd) -> u8 {
         .clone()
         .or_else(|| cfg.netd.daemon.log.clone())
         .unwrap_or_else(|| "info".into());
-    crate::init_tracing(&filter);
+    havn_log::init(Some(&filter));
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("netd")

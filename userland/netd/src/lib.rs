@@ -65,17 +65,3 @@ impl Fatal {
         }
     }
 }
-
-/// JSON logs on stderr, filtered by `filter` (e.g. `info`, `havn_netd=debug`).
-/// Each job's lines carry its `job_id` (and `ticket`) from the enclosing span.
-pub fn init_tracing(filter: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
-}

@@ -93,7 +93,7 @@ fn spawn_netd(config: &Path, log: Arc<Mutex<ExecLog>>, delay: Duration) -> Netd 
             }
             if let Some(t) = tx.as_ref() {
                 if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
-                    if let Some(addr) = v["fields"]["addr"].as_str() {
+                    if let Some(addr) = v["addr"].as_str() {
                         let _ = t.send(addr.to_string());
                         tx = None;
                     }
