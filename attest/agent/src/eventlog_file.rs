@@ -3,7 +3,7 @@
 
 use crate::error::{io, AgentError};
 use havn_attest::Event;
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub(crate) struct EventLogFile {
@@ -13,27 +13,9 @@ pub(crate) struct EventLogFile {
 
 impl EventLogFile {
     pub(crate) fn open(path: &Path) -> Result<(Self, Vec<Event>), AgentError> {
-        let existed = path.exists();
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io(path))?;
-        if !existed {
-            crate::fsutil::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        }
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io(path))?;
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        if complete != text.len() {
-            file.set_len(u64::try_from(complete).unwrap_or(0))
-                .map_err(io(path))?;
-            file.sync_all().map_err(io(path))?;
-        }
-        file.seek(std::io::SeekFrom::End(0)).map_err(io(path))?;
+        let (file, text) = crate::fsutil::open_line_log(path)?;
         let mut events = Vec::new();
-        for (n, line) in text.get(..complete).unwrap_or("").lines().enumerate() {
+        for (n, line) in text.lines().enumerate() {
             let e: Event = serde_json::from_str(line).map_err(|e| AgentError::State {
                 path: path.display().to_string(),
                 msg: format!("line {}: {e}", n + 1),

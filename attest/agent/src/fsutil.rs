@@ -1,7 +1,7 @@
 //! fsync discipline for state files.
 
 use crate::error::{io, AgentError};
-use std::io::Write;
+use std::io::{Read, Seek, Write};
 use std::path::Path;
 
 /// Write `bytes` to `path` atomically: temp file, fsync, rename, fsync directory.
@@ -22,4 +22,32 @@ pub fn sync_dir(dir: &Path) -> Result<(), AgentError> {
     std::fs::File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(io(dir))
+}
+
+/// Opens (or creates, durably) an append-only file of newline-terminated records and
+/// returns it positioned at the end, with its complete lines. A torn last line (a crash
+/// mid-append, never acknowledged) is cut off and the cut is fsynced.
+pub fn open_line_log(path: &Path) -> Result<(std::fs::File, String), AgentError> {
+    let existed = path.exists();
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(path)
+        .map_err(io(path))?;
+    if !existed {
+        file.sync_all().map_err(io(path))?;
+        sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    }
+    let mut text = String::new();
+    file.read_to_string(&mut text).map_err(io(path))?;
+    let complete = text.rfind('\n').map_or(0, |i| i + 1);
+    if complete != text.len() {
+        file.set_len(u64::try_from(complete).unwrap_or(0))
+            .map_err(io(path))?;
+        file.sync_all().map_err(io(path))?;
+        text.truncate(complete);
+    }
+    file.seek(std::io::SeekFrom::End(0)).map_err(io(path))?;
+    Ok((file, text))
 }

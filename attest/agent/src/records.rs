@@ -7,7 +7,7 @@
 
 use crate::error::{io, AgentError};
 use std::collections::HashMap;
-use std::io::{Read, Seek, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Outcome of a check-and-record that allows signing.
@@ -51,29 +51,10 @@ pub struct RecordStore {
 impl RecordStore {
     /// Open (or create) the store at `path`, loading every record.
     pub fn open(path: &Path) -> Result<Self, AgentError> {
-        let existed = path.exists();
-        let mut file = std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .map_err(io(path))?;
-        if !existed {
-            file.sync_all().map_err(io(path))?;
-            crate::fsutil::sync_dir(path.parent().unwrap_or(Path::new(".")))?;
-        }
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io(path))?;
-        let complete = text.rfind('\n').map_or(0, |i| i + 1);
-        if complete != text.len() {
-            // Torn tail from a crash mid-append: never acknowledged, drop it.
-            file.set_len(u64::try_from(complete).unwrap_or(0))
-                .map_err(io(path))?;
-            file.sync_all().map_err(io(path))?;
-        }
-        file.seek(std::io::SeekFrom::End(0)).map_err(io(path))?;
+        // A torn tail is a crash mid-append: never acknowledged, so no signature left.
+        let (file, text) = crate::fsutil::open_line_log(path)?;
         let mut map = HashMap::new();
-        for (n, line) in text.get(..complete).unwrap_or("").lines().enumerate() {
+        for (n, line) in text.lines().enumerate() {
             let bad = || AgentError::State {
                 path: path.display().to_string(),
                 msg: format!("bad record line {}", n + 1),
