@@ -89,10 +89,10 @@ pub async fn handle(
         (Method::GET, ["metrics"]) => metrics(&ctx),
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
         (Method::GET, ["attest", "audit"]) => {
-            signed_from_attestd(&ctx, NetdAttestRequest::SelfAudit).await
+            relay_attestd(&ctx, NetdAttestRequest::SelfAudit).await
         }
         (Method::GET, ["capabilities"]) => {
-            signed_from_attestd(&ctx, NetdAttestRequest::Capabilities).await
+            relay_attestd(&ctx, NetdAttestRequest::Capabilities).await
         }
         (_, ["attest", "audit"]) | (_, ["capabilities"]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
@@ -498,51 +498,30 @@ async fn quote(ctx: &Ctx, client: &str, query: Option<&str>) -> Resp {
             Some("nonce"),
         );
     };
-    let r = {
-        let mut a = ctx.attestd.lock().await;
-        a.call(&NetdAttestRequest::Quote { nonce }).await
-    };
-    match r {
-        Ok(NetdAttestResponse::Quote(ev)) => {
-            tracing::info!(client, nonce = %nonce, "quote relayed");
-            json(StatusCode::OK, &*ev)
-        }
-        Ok(NetdAttestResponse::Error(e)) => error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            &format!("attestd refused: {e}"),
-            None,
-        ),
-        Ok(_) => error(
-            StatusCode::BAD_GATEWAY,
-            "attestd answered out of turn",
-            None,
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "attestd channel failed");
-            let _ = ctx.fatal.send(Fatal::AttestdLost(e.to_string()));
-            error(StatusCode::SERVICE_UNAVAILABLE, "attestd unavailable", None)
-        }
-    }
+    tracing::info!(client, nonce = %nonce, "quote requested");
+    relay_attestd(ctx, NetdAttestRequest::Quote { nonce }).await
 }
 
-/// `GET /attest/audit` and `GET /capabilities`: records attestd signed with the node
-/// key (the latest self-audit; the capability manifest it assembled from execd's
-/// report). netd relays them as they are and supplies none of the bytes.
-async fn signed_from_attestd(ctx: &Ctx, req: NetdAttestRequest) -> Resp {
+/// Relays a read-only request to attestd and its answer as JSON: quotes
+/// (`/attest/quote`, the nonce is the only input), the latest signed self-audit
+/// (`/attest/audit`) and the capability manifest attestd assembled and signed
+/// (`/capabilities`). netd supplies none of the signed bytes.
+async fn relay_attestd(ctx: &Ctx, req: NetdAttestRequest) -> Resp {
     let r = {
         let mut a = ctx.attestd.lock().await;
         a.call(&req).await
     };
-    match r {
-        Ok(NetdAttestResponse::SelfAudit(a)) if matches!(req, NetdAttestRequest::SelfAudit) => {
+    match (&req, r) {
+        (NetdAttestRequest::Quote { .. }, Ok(NetdAttestResponse::Quote(ev))) => {
+            json(StatusCode::OK, &*ev)
+        }
+        (NetdAttestRequest::SelfAudit, Ok(NetdAttestResponse::SelfAudit(a))) => {
             json(StatusCode::OK, &*a)
         }
-        Ok(NetdAttestResponse::Capabilities(m))
-            if matches!(req, NetdAttestRequest::Capabilities) =>
-        {
+        (NetdAttestRequest::Capabilities, Ok(NetdAttestResponse::Capabilities(m))) => {
             json(StatusCode::OK, &*m)
         }
-        Ok(NetdAttestResponse::Error(e)) => {
+        (_, Ok(NetdAttestResponse::Error(e))) => {
             let status = match e {
                 RemoteError::NotPermitted => StatusCode::NOT_FOUND,
                 _ => StatusCode::SERVICE_UNAVAILABLE,
@@ -554,12 +533,12 @@ async fn signed_from_attestd(ctx: &Ctx, req: NetdAttestRequest) -> Resp {
             }
             r
         }
-        Ok(_) => error(
+        (_, Ok(_)) => error(
             StatusCode::BAD_GATEWAY,
             "attestd answered out of turn",
             None,
         ),
-        Err(e) => {
+        (_, Err(e)) => {
             tracing::error!(error = %e, "attestd channel failed");
             let _ = ctx.fatal.send(Fatal::AttestdLost(e.to_string()));
             error(StatusCode::SERVICE_UNAVAILABLE, "attestd unavailable", None)
