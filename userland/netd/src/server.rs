@@ -210,6 +210,15 @@ pub async fn start(
     );
     let retain = opts.wal.retain_terminal;
     let wal = Wal::start(&dir, replay.snapshot.clone(), opts.wal.clone())?;
+    tracing::info!(
+        direct = wal.direct(),
+        "wal open ({})",
+        if wal.direct() {
+            "O_DIRECT|O_DSYNC block writes"
+        } else {
+            "pwrite + fdatasync"
+        }
+    );
     let info = NodeInfo {
         compute_class: caps.compute_class,
         workflows: caps.workflows.iter().cloned().collect(),

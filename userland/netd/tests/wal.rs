@@ -3,7 +3,6 @@
 use crate::common::*;
 use havn_netd::wal::{self, Outcome, Record, Snapshot, Wal, WalOptions};
 use havn_proto::JobPayload;
-use std::io::Write;
 
 fn payload(id: &str) -> JobPayload {
     serde_json::from_value(job(id)).unwrap()
@@ -59,48 +58,125 @@ async fn replay_restores_jobs_and_keeps_the_first_receipt() {
     assert_eq!(rep.warnings.len(), 1, "{:?}", rep.warnings);
 }
 
+/// Writes `bytes` at `at` in the log (as a crash mid-commit would leave them).
+fn write_at(path: &std::path::Path, at: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new().write(true).open(path).unwrap();
+    f.write_all_at(bytes, at).unwrap();
+}
+
 #[tokio::test]
-async fn torn_last_record_is_truncated() {
+async fn torn_last_record_is_cut_and_the_log_goes_on_after_it() {
     let dir = tmpdir("torn");
     let path = dir.join(wal::WAL_FILE);
     let w = Wal::start(&dir, Snapshot::default(), WalOptions::default()).unwrap();
     w.commit(vec![accepted(1), accepted(2)]).await.unwrap();
     drop(w);
-    let good_len = std::fs::metadata(&path).unwrap().len();
+    let clean = wal::replay(&path).unwrap();
+    assert_eq!(
+        clean.truncated_bytes, 0,
+        "the preallocated zeros are not a torn tail"
+    );
+    let end = clean.end;
+    let file_len = std::fs::metadata(&path).unwrap().len();
+    assert!(
+        file_len > end,
+        "the log is preallocated ({file_len} bytes for a {end}-byte log)"
+    );
     // A torn third record: a full header and half a body.
     let mut rec = Vec::new();
     wal::encode(&accepted(3), &mut rec).unwrap();
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
-    f.write_all(&rec[..rec.len() / 2]).unwrap();
-    drop(f);
+    let half = &rec[..rec.len() / 2];
+    write_at(&path, end, half);
     let rep = wal::replay(&path).unwrap();
     assert_eq!(rep.snapshot.jobs.len(), 2);
-    assert_eq!(rep.truncated_bytes, (rec.len() / 2) as u64);
-    assert_eq!(std::fs::metadata(&path).unwrap().len(), good_len);
+    assert_eq!(rep.end, end);
+    let last_nonzero = half.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert_eq!(rep.truncated_bytes, last_nonzero as u64);
+    assert_eq!(
+        wal::replay(&path).unwrap().truncated_bytes,
+        0,
+        "the cut is durable"
+    );
+    assert_eq!(
+        std::fs::metadata(&path).unwrap().len(),
+        file_len,
+        "the space stays allocated"
+    );
     // A record with a bad CRC at the tail is cut the same way.
     let mut bad = rec.clone();
     let last = bad.len() - 1;
     bad[last] ^= 0xff;
-    let mut f = std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap();
-    f.write_all(&bad).unwrap();
-    drop(f);
+    write_at(&path, end, &bad);
     let rep = wal::replay(&path).unwrap();
     assert_eq!(rep.snapshot.jobs.len(), 2);
     assert_eq!(rep.truncated_bytes, rec.len() as u64);
-    // And an absurd length prefix is refused before allocating.
-    std::fs::OpenOptions::new()
-        .append(true)
-        .open(&path)
-        .unwrap()
-        .write_all(&[0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0])
-        .unwrap();
-    assert_eq!(wal::replay(&path).unwrap().truncated_bytes, 8);
+    // An absurd length prefix is refused before allocating.
+    write_at(&path, end, &[0xff, 0xff, 0xff, 0x7f, 0, 0, 0, 0]);
+    assert_eq!(wal::replay(&path).unwrap().truncated_bytes, 4);
+    // Stray bytes far past the end (a torn write of a later block) are cut too.
+    write_at(&path, end + 10_000, &[1, 2, 3]);
+    assert_eq!(wal::replay(&path).unwrap().truncated_bytes, 10_003);
+    // The writer starts at the end again: new records follow the two good ones,
+    // whatever snapshot it is given.
+    let w = Wal::start(&dir, Snapshot::default(), WalOptions::default()).unwrap();
+    w.commit(vec![accepted(4)]).await.unwrap();
+    drop(w);
+    let rep = wal::replay(&path).unwrap();
+    assert_eq!(
+        rep.snapshot.jobs.keys().copied().collect::<Vec<_>>(),
+        vec![1, 2, 4]
+    );
+    assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
+}
+
+/// Both write paths (`O_DIRECT | O_DSYNC` block rewrites and `pwrite` +
+/// `fdatasync`) keep every committed record across restarts, including records
+/// that straddle 4 KiB blocks and the preallocation boundary.
+#[tokio::test]
+async fn direct_and_buffered_writers_keep_every_record_across_blocks_and_extensions() {
+    for direct in [true, false] {
+        let dir = tmpdir(if direct { "direct" } else { "buffered" });
+        let opts = WalOptions {
+            direct,
+            prealloc_bytes: 8192,
+            ..WalOptions::default()
+        };
+        let mut t = 0u64;
+        for restart in 0..3 {
+            let w = Wal::start(&dir, Snapshot::default(), opts.clone()).unwrap();
+            if direct && !w.direct() {
+                println!(
+                    "{}: O_DIRECT refused by this filesystem; testing the fallback twice",
+                    dir.display()
+                );
+            }
+            assert!(
+                direct || !w.direct(),
+                "direct: false must not open O_DIRECT"
+            );
+            // Groups of 1..7 records (~100 bytes each): tails land all over a block.
+            for g in 1..=40u64 {
+                let recs: Vec<Record> = (0..g % 7 + 1)
+                    .map(|_| {
+                        t += 1;
+                        accepted(t)
+                    })
+                    .collect();
+                w.commit(recs).await.unwrap();
+            }
+            drop(w);
+            let rep = wal::replay(&dir.join(wal::WAL_FILE)).unwrap();
+            assert_eq!(
+                rep.snapshot.jobs.len() as u64,
+                t,
+                "direct={direct} restart={restart}"
+            );
+            assert_eq!(rep.truncated_bytes, 0, "direct={direct} restart={restart}");
+            assert!(rep.warnings.is_empty(), "{:?}", rep.warnings);
+            assert!(rep.end > 8192, "the log outgrew the first extension");
+        }
+    }
 }
 
 #[tokio::test]
