@@ -188,7 +188,9 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
             );
         }
     };
-    let payload = match parse_payload(&body) {
+    // The borrowed fast path (no 6 KB `JobPayload`); the full parse names the bad
+    // field when it refuses.
+    let sub = match crate::intake::Submission::parse(&body, parse_payload) {
         Ok(p) => p,
         Err(r) => {
             m.reject(400);
@@ -198,11 +200,10 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
     };
     // Borrowed for the log lines and messages below (no copies, no per-request span:
     // the events carry job_id and client themselves; nothing inside `admit` logs).
-    // The payload stays in this future's state: no per-request heap copy of it.
-    let job_id = payload.job_id.as_str();
-    let workflow = payload.workflow.id.as_str();
-    let class = payload.compute_class;
-    let result = ctx.state.admit(&payload).await;
+    let job_id = &*sub.job_id;
+    let workflow = &*sub.workflow_id;
+    let class = sub.class;
+    let result = ctx.state.admit(&sub).await;
     match result {
         Ok(a) => {
             m.admission.observe(start.elapsed());

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod client;
 pub mod dispatch;
 pub mod heartbeat;
+pub mod intake;
 pub mod metrics;
 pub mod pki;
 pub mod server;

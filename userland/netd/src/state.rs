@@ -5,6 +5,7 @@
 //! durable; a job enters the dispatch queue only then; a job is `Done` in memory
 //! only after its `Done` record is durable, and a `Done` job is never queued again.
 
+use crate::intake::Submission;
 use crate::metrics::Metrics;
 use crate::wal::{Outcome, Pending, Record, Snapshot, Wal, WalError};
 use havn_proto::{ComputeClass, JobPayload, JobState, SignedReceipt, WorkflowId, WorkflowRef};
@@ -231,21 +232,26 @@ impl State {
     }
 
     /// Checks that need no lock (stake, workflow, checksum, class).
-    pub fn check(&self, p: &JobPayload) -> Result<(), Refusal> {
-        let floor = p.compute_class.collateral_floor_hai();
+    pub fn check(&self, p: &Submission<'_>) -> Result<(), Refusal> {
+        let floor = p.class.collateral_floor_hai();
         if self.node.stake_hai < floor {
             return Err(Refusal::StakeInactive {
                 stake: self.node.stake_hai,
                 floor,
             });
         }
-        let Some(w) = self.node.workflows.iter().find(|w| w.id == p.workflow.id) else {
+        let Some(w) = self
+            .node
+            .workflows
+            .iter()
+            .find(|w| w.id.as_str() == p.workflow_id)
+        else {
             return Err(Refusal::UnknownWorkflow);
         };
-        if w.checksum != p.workflow.checksum {
+        if w.checksum != p.checksum {
             return Err(Refusal::ChecksumMismatch);
         }
-        if p.compute_class > self.node.compute_class {
+        if p.class > self.node.compute_class {
             return Err(Refusal::ClassTooHigh {
                 node: self.node.compute_class,
             });
@@ -254,18 +260,19 @@ impl State {
     }
 
     /// Admits a checked job: idempotent on job id, bounded, durable before return.
-    pub async fn admit(&self, p: &JobPayload) -> Result<Admitted, Refusal> {
+    pub async fn admit(&self, p: &Submission<'_>) -> Result<Admitted, Refusal> {
         self.check(p)?;
-        // One encoding: the table keeps a shared copy, the WAL record takes the Vec.
-        let bytes = crate::wal::encode_payload(p).map_err(Refusal::Wal)?;
+        // The table keeps a shared copy of the encoding, the WAL record takes a Vec.
+        let bytes = p.bytes.clone();
         let body: Arc<[u8]> = Arc::from(bytes.as_slice());
+        let workflow = havn_proto::bounded::<{ havn_proto::MAX_WORKFLOW_ID }>(&p.workflow_id);
         enum Step {
             Duplicate { ticket: u64, pending: bool },
             New { ticket: u64, pending: Pending },
         }
         let step = {
             let mut t = self.lock();
-            if let Some(&ticket) = t.by_job_id.get(p.job_id.as_str()) {
+            if let Some(&ticket) = t.by_job_id.get(&*p.job_id) {
                 match t.jobs.get(&ticket) {
                     Some(j) if j.body == body => Step::Duplicate {
                         ticket,
@@ -287,7 +294,7 @@ impl State {
                     Job {
                         job_id,
                         body,
-                        workflow: p.workflow.id.clone(),
+                        workflow,
                         phase: Phase::Pending,
                     },
                 );
@@ -311,7 +318,7 @@ impl State {
                 }
                 return Ok(Admitted {
                     ticket,
-                    eta_seconds: self.eta(&p.workflow.id),
+                    eta_seconds: self.eta(&p.workflow_id),
                     duplicate: true,
                 });
             }
@@ -325,7 +332,7 @@ impl State {
                         j.phase = Phase::Queued;
                     }
                     t.queue.push_back(ticket);
-                    Self::eta_locked(&t, &p.workflow.id)
+                    Self::eta_locked(&t, &p.workflow_id)
                 };
                 self.work.notify_one();
                 Ok(Admitted {

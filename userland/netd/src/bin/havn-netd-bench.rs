@@ -36,6 +36,10 @@ struct Args {
     /// Directory for the PKI and the WAL (must be a real disk for fsync to count).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// WAL writes through the page cache (`pwrite` + `fdatasync`) instead of
+    /// `O_DIRECT | O_DSYNC`.
+    #[arg(long)]
+    wal_buffered: bool,
     /// Interleaved rounds (echo, fsync on, fsync off); the median round is reported.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -282,7 +286,7 @@ fn attestd(fd: std::os::fd::OwnedFd) {
     });
 }
 
-async fn netd(dir: &Path, fsync: bool, delay: Duration) -> havn_netd::Running {
+async fn netd(dir: &Path, fsync: bool, delay: Duration, direct: bool) -> havn_netd::Running {
     let state = dir.join(if fsync {
         "state-fsync"
     } else {
@@ -311,6 +315,7 @@ async fn netd(dir: &Path, fsync: bool, delay: Duration) -> havn_netd::Running {
     let opts = havn_netd::StartOptions {
         wal: havn_netd::wal::WalOptions {
             fsync,
+            direct,
             ..Default::default()
         },
         heartbeats: false,
@@ -357,7 +362,7 @@ fn main() {
                 "mTLS echo (baseline)",
             )
             .await;
-            let n1 = netd(&dir, true, delay).await;
+            let n1 = netd(&dir, true, delay, !args.wal_buffered).await;
             let mut b = load(
                 &client,
                 n1.local_addr,
@@ -376,7 +381,7 @@ fn main() {
                 dispatched: n1.state.counts().completed,
             });
             drop(n1);
-            let n2 = netd(&dir, false, delay).await;
+            let n2 = netd(&dir, false, delay, !args.wal_buffered).await;
             let d = load(
                 &client,
                 n2.local_addr,
