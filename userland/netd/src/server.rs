@@ -377,12 +377,9 @@ async fn accept_loop(
                 .into();
             tracing::info!(%peer, client = %client, "mTLS client connected");
             let svc = service_fn(move |req| api::handle(ctx.clone(), client.clone(), req));
-            let mut b = hyper::server::conn::http1::Builder::new();
-            if std::env::var_os("HACK_NOTIMER").is_none() {
-                b.timer(TokioTimer::new())
-                    .header_read_timeout(Duration::from_secs(30));
-            }
-            let r = b
+            let r = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(Duration::from_secs(30))
                 .keep_alive(true)
                 .serve_connection(TokioIo::new(tls), svc)
                 .await;

@@ -703,7 +703,7 @@ impl Writer {
             }
             let durable = io_result.is_ok();
             for (b, r) in group.drain(..).zip(results.drain(..)) {
-                if durable && r.is_ok() && std::env::var_os("HACK_NOSHADOW").is_none() {
+                if durable && r.is_ok() {
                     for rec in b.recs {
                         let _ = self.shadow.apply_owned(rec);
                     }
