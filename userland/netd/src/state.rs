@@ -262,9 +262,9 @@ impl State {
     /// Admits a checked job: idempotent on job id, bounded, durable before return.
     pub async fn admit(&self, p: &Submission<'_>) -> Result<Admitted, Refusal> {
         self.check(p)?;
-        // The table keeps a shared copy of the encoding, the WAL record takes a Vec.
-        let bytes = p.bytes.clone();
-        let body: Arc<[u8]> = Arc::from(bytes.as_slice());
+        // One copy of the encoding, shared by the table, the WAL record and the
+        // writer's shadow.
+        let body: Arc<[u8]> = Arc::from(p.bytes.as_slice());
         let workflow = havn_proto::bounded::<{ havn_proto::MAX_WORKFLOW_ID }>(&p.workflow_id);
         enum Step {
             Duplicate { ticket: u64, pending: bool },
@@ -293,7 +293,7 @@ impl State {
                     ticket,
                     Job {
                         job_id,
-                        body,
+                        body: body.clone(),
                         workflow,
                         phase: Phase::Pending,
                     },
@@ -301,7 +301,7 @@ impl State {
                 // Submitted under the lock: log order = ticket order.
                 let pending = self.wal.submit(vec![Record::Accepted {
                     ticket,
-                    payload: bytes,
+                    payload: body,
                 }]);
                 Step::New { ticket, pending }
             }

@@ -49,8 +49,9 @@ pub enum Record {
         /// Ticket.
         ticket: u64,
         /// The job, postcard-encoded (`JobPayload` is large in memory because its
-        /// bounded strings are inline; its encoding is ~100–300 bytes).
-        payload: Vec<u8>,
+        /// bounded strings are inline; its encoding is ~100–300 bytes). Shared with
+        /// the job table and the writer's shadow (encoded like a `Vec<u8>`).
+        payload: Arc<[u8]>,
     },
     /// The job was handed to execd.
     Started {
@@ -193,7 +194,7 @@ impl Snapshot {
                     *ticket,
                     LoggedJob {
                         job_id,
-                        body: payload.as_slice().into(),
+                        body: payload.clone(),
                         started: false,
                         outcome: None,
                     },
@@ -251,7 +252,7 @@ impl Snapshot {
         // Accepted records in ticket order, then outcomes in the order they ended.
         let accepted = self.jobs.iter().map(|(t, j)| Record::Accepted {
             ticket: *t,
-            payload: j.body.to_vec(),
+            payload: j.body.clone(),
         });
         let ended = self.terminal.iter().filter_map(|t| {
             self.jobs

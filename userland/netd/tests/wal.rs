@@ -11,7 +11,9 @@ fn payload(id: &str) -> JobPayload {
 fn accepted(t: u64) -> Record {
     Record::Accepted {
         ticket: t,
-        payload: wal::encode_payload(&payload(&format!("w{t}"))).unwrap(),
+        payload: wal::encode_payload(&payload(&format!("w{t}")))
+            .unwrap()
+            .into(),
     }
 }
 
@@ -231,4 +233,27 @@ async fn group_commit_batches_concurrent_writers() {
     let syncs = s.syncs.load(std::sync::atomic::Ordering::Relaxed);
     assert_eq!(s.records.load(std::sync::atomic::Ordering::Relaxed), 200);
     assert!(syncs < 200, "no batching: {syncs} syncs for 200 records");
+}
+
+/// The payload is held as a shared `Arc<[u8]>` in memory; on disk it keeps the
+/// `Vec<u8>` encoding earlier logs were written with.
+#[test]
+fn accepted_records_keep_their_wire_form() {
+    #[derive(serde::Serialize)]
+    enum Old {
+        Accepted { ticket: u64, payload: Vec<u8> },
+    }
+    let bytes = vec![1u8, 2, 200, 0, 255];
+    let new = postcard::to_allocvec(&Record::Accepted {
+        ticket: 7,
+        payload: bytes.clone().into(),
+    })
+    .unwrap();
+    let old = postcard::to_allocvec(&Old::Accepted {
+        ticket: 7,
+        payload: bytes,
+    })
+    .unwrap();
+    assert_eq!(new, old);
+    assert_eq!(postcard::from_bytes::<Record>(&old).unwrap().ticket(), 7);
 }
