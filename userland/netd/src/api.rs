@@ -475,6 +475,7 @@ fn metrics(ctx: &Ctx) -> Resp {
         running: c.running as u64,
         wal_syncs: s.syncs.load(std::sync::atomic::Ordering::Relaxed),
         wal_records: s.records.load(std::sync::atomic::Ordering::Relaxed),
+        wal_sync_ns: s.sync_ns.load(std::sync::atomic::Ordering::Relaxed),
     });
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(

@@ -100,6 +100,8 @@ pub struct Gauges {
     pub wal_syncs: u64,
     /// WAL records.
     pub wal_records: u64,
+    /// Nanoseconds spent in durable WAL writes.
+    pub wal_sync_ns: u64,
 }
 
 impl Metrics {
@@ -158,8 +160,13 @@ impl Metrics {
         counter(
             &mut o,
             "havn_netd_wal_syncs_total",
-            "WAL group commits (fdatasync calls).",
+            "WAL group commits (durable writes).",
             g.wal_syncs,
+        );
+        let _ = writeln!(
+            o,
+            "# HELP havn_netd_wal_sync_seconds_total Time spent in durable WAL writes.\n# TYPE havn_netd_wal_sync_seconds_total counter\nhavn_netd_wal_sync_seconds_total {:.6}",
+            g.wal_sync_ns as f64 / 1e9
         );
         counter(
             &mut o,

@@ -360,17 +360,14 @@ pub fn replay(path: &Path) -> Result<Replay, WalError> {
 /// Group-commit statistics.
 #[derive(Debug, Default)]
 pub struct WalStats {
-    /// fdatasync calls.
+    /// Group commits (durable writes).
     pub syncs: AtomicU64,
     /// Records written.
     pub records: AtomicU64,
     /// Compactions done.
     pub compactions: AtomicU64,
-    /// Nanoseconds spent in `write` + `fdatasync` (the durable part of a group).
+    /// Nanoseconds spent making groups durable (the write and its sync).
     pub sync_ns: AtomicU64,
-    /// Nanoseconds from the start of one group to the start of the next while
-    /// the writer had work waiting (the group-commit cycle).
-    pub busy_ns: AtomicU64,
 }
 
 /// Called on the writer thread once a batch is durable (or failed). Keep it short.
@@ -645,7 +642,6 @@ impl Writer {
         let mut group: Vec<Batch> = Vec::with_capacity(64);
         let mut results: Vec<Result<(), WalError>> = Vec::with_capacity(64);
         while let Some(first) = rx.blocking_recv() {
-            let g0 = std::time::Instant::now();
             let lazy = std::mem::take(&mut *self.lazy.lock().unwrap_or_else(|p| p.into_inner()));
             group.clear();
             results.clear();
@@ -716,8 +712,6 @@ impl Writer {
                     self.poisoned = true;
                 }
             }
-            let ns = g0.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
-            self.stats.busy_ns.fetch_add(ns, Ordering::Relaxed);
         }
     }
 
