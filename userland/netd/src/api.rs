@@ -35,12 +35,19 @@ pub struct Ctx {
     pub fatal: mpsc::UnboundedSender<Fatal>,
     /// The content-addressed archival store execd writes outputs to (read-only here).
     pub artifacts: std::path::PathBuf,
+    /// Longest a request waits for attestd, queueing included.
+    pub attestd_wait: Duration,
 }
 
 type Resp = Response<Full<Bytes>>;
 
 /// Longest a proof request waits for the execd channel (a running job holds it).
 pub const PROOF_WAIT: Duration = Duration::from_secs(120);
+
+/// Default for how long an API request waits for attestd: a quote takes about a
+/// millisecond on swtpm and well under a second on hardware TPMs; a TPM that stopped
+/// answering must not hang the orchestrator's request.
+pub const ATTESTD_WAIT: Duration = Duration::from_secs(10);
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -509,9 +516,41 @@ async fn quote(ctx: &Ctx, client: &str, query: Option<&str>) -> Resp {
 /// (`/attest/audit`) and the capability manifest attestd assembled and signed
 /// (`/capabilities`). netd supplies none of the signed bytes.
 async fn relay_attestd(ctx: &Ctx, req: NetdAttestRequest) -> Resp {
-    let r = {
-        let mut a = ctx.attestd.lock().await;
-        a.call(&req).await
+    let wait = ctx.attestd_wait;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (ch, fatal, sent) = (ctx.attestd.clone(), ctx.fatal.clone(), req.clone());
+    // The call runs in its own task: if this request gives up, a late answer is
+    // still read off the channel, so requests and answers stay paired. The task
+    // waits for the channel (another call may hold it) no longer than `wait`, so a
+    // hung attestd leaves at most one call pending, not one per retry.
+    tokio::spawn(async move {
+        let Ok(mut a) = tokio::time::timeout(wait, ch.lock()).await else {
+            return;
+        };
+        let r = a.call(&sent).await;
+        if let Err(e) = &r {
+            tracing::error!(error = %e, "attestd channel failed");
+            let _ = fatal.send(Fatal::AttestdLost(e.to_string()));
+        }
+        let _ = tx.send(r);
+    });
+    let r = match tokio::time::timeout(wait, rx).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!(request = ?req, wait_ms = wait.as_millis() as u64,
+                "attestd did not answer in time");
+            let mut r = error(
+                StatusCode::GATEWAY_TIMEOUT,
+                &format!(
+                    "attestd did not answer within {} ms (the TPM is busy or not responding)",
+                    wait.as_millis()
+                ),
+                None,
+            );
+            r.headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
+            return r;
+        }
     };
     match (&req, r) {
         (NetdAttestRequest::Quote { .. }, Ok(NetdAttestResponse::Quote(ev))) => {
@@ -540,10 +579,7 @@ async fn relay_attestd(ctx: &Ctx, req: NetdAttestRequest) -> Resp {
             "attestd answered out of turn",
             None,
         ),
-        (_, Err(e)) => {
-            tracing::error!(error = %e, "attestd channel failed");
-            let _ = ctx.fatal.send(Fatal::AttestdLost(e.to_string()));
-            error(StatusCode::SERVICE_UNAVAILABLE, "attestd unavailable", None)
-        }
+        // Logged and reported as fatal by the call task.
+        (_, Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "attestd unavailable", None),
     }
 }

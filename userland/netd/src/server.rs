@@ -78,6 +78,8 @@ pub struct StartOptions {
     pub handshake_timeout: Duration,
     /// Concurrent connections; more are closed at accept.
     pub max_connections: usize,
+    /// Longest an API request waits for attestd (a TPM can hang); then 504.
+    pub attestd_wait: Duration,
 }
 
 impl Default for StartOptions {
@@ -87,6 +89,7 @@ impl Default for StartOptions {
             heartbeats: true,
             handshake_timeout: Duration::from_secs(10),
             max_connections: 4096,
+            attestd_wait: crate::api::ATTESTD_WAIT,
         }
     }
 }
@@ -258,6 +261,7 @@ pub async fn start(
         max_body: n.max_body_bytes,
         fatal: fatal_tx.clone(),
         artifacts: cfg.node.state_dir.join("artifacts"),
+        attestd_wait: opts.attestd_wait,
     });
     let mut tasks = Vec::new();
     critical(

@@ -252,6 +252,11 @@ impl ExecdStandIn {
 /// Heartbeats the attestd stand-ins signed (all instances).
 pub static HEARTBEATS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// A quote for this nonce makes the attestd stand-in hang for [`HANG_FOR`].
+pub const HANG_NONCE: Hash32 = Hash32([0xee; 32]);
+/// How long.
+pub const HANG_FOR: Duration = Duration::from_millis(1500);
+
 pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let Ok(mut s) = Server::<NetdAttestd>::accept(fd, PeerPolicy::any()) else {
@@ -282,6 +287,10 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                     })
                 }
                 NetdAttestRequest::Quote { nonce } => {
+                    if nonce == HANG_NONCE {
+                        // A TPM that stops answering for a while.
+                        std::thread::sleep(HANG_FOR);
+                    }
                     NetdAttestResponse::Quote(Box::new(QuoteEvidence {
                         nonce,
                         node,
@@ -313,6 +322,16 @@ pub struct Node {
 
 /// Starts netd in this process on real socketpairs served by the stand-ins.
 pub async fn start_node(c: Cfg, class: ComputeClass, delay: Duration) -> Node {
+    start_node_with(c, class, delay, havn_netd::StartOptions::default()).await
+}
+
+/// [`start_node`] with non-default start options.
+pub async fn start_node_with(
+    c: Cfg,
+    class: ComputeClass,
+    delay: Duration,
+    opts: havn_netd::StartOptions,
+) -> Node {
     let state_dir = tmpdir("state");
     let cfg = config(&state_dir, &c);
     let artifacts = state_dir.join("artifacts");
@@ -336,9 +355,7 @@ pub async fn start_node(c: Cfg, class: ComputeClass, delay: Duration) -> Node {
     let attestd = havn_ipc::AsyncClient::connect(a_netd, PeerPolicy::any())
         .await
         .unwrap();
-    let running = havn_netd::start(&cfg, execd, attestd, havn_netd::StartOptions::default())
-        .await
-        .unwrap();
+    let running = havn_netd::start(&cfg, execd, attestd, opts).await.unwrap();
     Node {
         running,
         state_dir,

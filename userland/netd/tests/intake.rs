@@ -264,3 +264,53 @@ async fn signed_heartbeats_are_posted_over_mtls() {
     assert!(v["heartbeat"]["seq"].as_u64().unwrap() >= 1, "{v}");
     assert_eq!(v["signature"].as_str().unwrap().len(), 128, "{v}");
 }
+
+/// A TPM that stops answering must not hang orchestrators: a quote request waits
+/// `attestd_wait`, then gets 504 with Retry-After; requests behind the hung call get
+/// the same; once attestd answers again, quotes work and each answer is the one for
+/// its own request (the late answer to the hung call was not handed to the next).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hung_attestd_is_a_timely_504_and_the_channel_stays_in_step() {
+    let opts = havn_netd::StartOptions {
+        attestd_wait: Duration::from_millis(300),
+        heartbeats: false,
+        ..havn_netd::StartOptions::default()
+    };
+    let node = start_node_with(Cfg::default(), ComputeClass::S, Duration::ZERO, opts).await;
+    let mut c = orchestrator()
+        .connect("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    let r = c
+        .get(&format!("/attest/quote?nonce={}", HANG_NONCE.to_hex()))
+        .await
+        .unwrap();
+    let waited = t0.elapsed();
+    assert_eq!(r.status, 504, "{}", r.text());
+    assert!(
+        r.text().contains("did not answer within 300 ms"),
+        "{}",
+        r.text()
+    );
+    assert!(
+        waited < HANG_FOR - Duration::from_millis(500),
+        "answered after {waited:?}, not after the 300 ms wait"
+    );
+    // Behind the hung call: also a timely 504, not a queue that grows.
+    let ok_nonce = "ab".repeat(32);
+    let r = c
+        .get(&format!("/attest/quote?nonce={ok_nonce}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 504, "{}", r.text());
+    // attestd answers again: the next quote is for the nonce it was asked for.
+    tokio::time::sleep(HANG_FOR).await;
+    let r = c
+        .get(&format!("/attest/quote?nonce={ok_nonce}"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let q: Value = r.json().unwrap();
+    assert_eq!(q["nonce"], ok_nonce.as_str());
+}
