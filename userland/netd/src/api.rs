@@ -199,10 +199,18 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
     // field when it refuses.
     let sub = match crate::intake::Submission::parse(&body, parse_payload) {
         Ok(p) => p,
-        Err(r) => {
+        Err(crate::intake::ParseError::Invalid(r)) => {
             m.reject(400);
             tracing::info!(client, status = 400, "job refused: malformed payload");
             return *r;
+        }
+        Err(crate::intake::ParseError::Encode(e)) => {
+            tracing::error!(client, error = %e, "cannot encode an accepted payload");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "cannot encode the job payload",
+                None,
+            );
         }
     };
     // Borrowed for the log lines and messages below (no copies, no per-request span:

@@ -68,13 +68,23 @@ pub struct Submission<'a> {
     pub bytes: Vec<u8>,
 }
 
+/// Why a body gave no [`Submission`].
+#[derive(Debug)]
+pub enum ParseError<E> {
+    /// The full parse refused it (its error names the field).
+    Invalid(E),
+    /// The payload could not be encoded (a bug, never input: every decoded payload
+    /// is within its bounds).
+    Encode(postcard::Error),
+}
+
 impl<'a> Submission<'a> {
     /// Parses a body: the borrowed fast path, else the full parse (whose error
-    /// names the bad field). `Err` carries the full parse's error.
+    /// names the bad field).
     pub fn parse<E>(
         body: &'a [u8],
         full: impl FnOnce(&[u8]) -> Result<JobPayload, E>,
-    ) -> Result<Self, E> {
+    ) -> Result<Self, ParseError<E>> {
         if let Ok(v) = serde_json::from_slice::<PayloadView<'a>>(body) {
             if v.within_bounds() {
                 if let Ok(bytes) = postcard::to_allocvec(&v) {
@@ -88,21 +98,19 @@ impl<'a> Submission<'a> {
                 }
             }
         }
-        let p = full(body)?;
-        Ok(Self::from_payload(&p))
+        let p = full(body).map_err(ParseError::Invalid)?;
+        Self::from_payload(&p).map_err(ParseError::Encode)
     }
 
     /// From a decoded payload (the slow path, and tests).
-    pub fn from_payload(p: &JobPayload) -> Submission<'static> {
-        Submission {
+    pub fn from_payload(p: &JobPayload) -> Result<Submission<'static>, postcard::Error> {
+        Ok(Submission {
             job_id: Cow::Owned(p.job_id.to_string()),
             workflow_id: Cow::Owned(p.workflow.id.to_string()),
             checksum: p.workflow.checksum,
             class: p.compute_class,
-            // Encoding a bounded in-memory value cannot fail; an empty body would
-            // be refused by execd's decode rather than panic here.
-            bytes: postcard::to_allocvec(p).unwrap_or_default(),
-        }
+            bytes: postcard::to_allocvec(p)?,
+        })
     }
 }
 
@@ -160,8 +168,10 @@ mod tests {
         );
         let v: PayloadView = serde_json::from_str(&body).expect("the view has no bound");
         assert!(!v.within_bounds());
-        let err = Submission::parse(body.as_bytes(), full).expect_err("over the bound");
-        assert!(!err.is_empty());
+        match Submission::parse(body.as_bytes(), full) {
+            Err(ParseError::Invalid(e)) => assert!(!e.is_empty()),
+            other => panic!("over the bound must be the full parse's error, got {other:?}"),
+        }
         // Exactly at the bound is accepted, by both.
         same(&format!(
             r#"{{"job_id":"{}","workflow":{{"id":"{}","checksum":"{SUM}"}},"compute_class":"M","timeout_ms":1}}"#,
