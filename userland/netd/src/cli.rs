@@ -14,7 +14,7 @@ use std::path::PathBuf;
 /// writes only below `<state_dir>/netd/` (the job WAL).
 ///
 /// Exit codes: 0 clean stop (SIGTERM/SIGINT); 1 startup failure; 70 internal task
-/// panicked; 74 WAL write or fsync failed; 75 the execd channel failed (restart
+/// panicked; 74 a durable WAL write failed; 75 the execd channel failed (restart
 /// netd with fresh channels); 76 the attestd channel failed (same); 78 bad config.
 #[derive(Debug, Parser)]
 #[command(name = "havn-netd", version)]

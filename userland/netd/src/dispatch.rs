@@ -147,7 +147,7 @@ fn record(
     };
     let st = state.clone();
     let fatal = fatal.clone();
-    // Runs on the WAL writer thread right after the fsync: no task wake-up.
+    // Runs on the WAL writer thread once the group is durable: no task wake-up.
     state.wal().submit_then(
         vec![rec],
         Box::new(move |r| match r {

@@ -69,7 +69,7 @@ pub struct Metrics {
     pub rejected: [(u16, AtomicU64); 7],
     /// TLS handshakes refused.
     pub tls_refused: AtomicU64,
-    /// Time from request to ticket (includes the WAL fsync).
+    /// Time from request to ticket (includes the durable WAL write).
     pub admission: Histogram,
     /// Time from dispatch to durable receipt.
     pub job: Histogram,
@@ -96,7 +96,7 @@ pub struct Gauges {
     pub queue_depth: u64,
     /// Running jobs.
     pub running: u64,
-    /// WAL fsyncs.
+    /// WAL group commits.
     pub wal_syncs: u64,
     /// WAL records.
     pub wal_records: u64,

@@ -35,7 +35,8 @@ struct Args {
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 32)]
     conns: usize,
-    /// Directory for the PKI and the WAL (must be a real disk for fsync to count).
+    /// Directory for the PKI and the WAL (a disk filesystem: on tmpfs the WAL cannot
+    /// use O_DIRECT and nothing is durable).
     #[arg(long)]
     dir: Option<PathBuf>,
     /// WAL writes through the page cache (`pwrite` + `fdatasync`) instead of
