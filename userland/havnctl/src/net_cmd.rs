@@ -119,7 +119,8 @@ pub struct SubmitArgs {
     /// Job timeout the orchestrator enforces, in ms.
     #[arg(long, default_value_t = 600_000)]
     pub timeout_ms: u32,
-    /// Poll until the job is done or failed, then print the signed receipt.
+    /// Wait (long polling the node) until the job is done or failed, then print
+    /// the signed receipt.
     #[arg(long)]
     pub wait: bool,
     /// With --wait: give up after this many seconds.
@@ -234,9 +235,16 @@ pub fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
             return Ok(());
         }
         let deadline = Instant::now() + Duration::from_secs(a.timeout);
-        let mut delay = Duration::from_millis(100);
         loop {
-            let s = conn.get(&format!("/job/{}", t.ticket_id)).await?;
+            // Long poll: the node answers as soon as the job is done or failed.
+            let left = deadline.saturating_duration_since(Instant::now()).as_secs();
+            let wait = left.clamp(1, 30);
+            let s = conn
+                .get(&format!("/job/{}?wait={wait}", t.ticket_id))
+                .await?;
+            if s.status != 200 {
+                bail!("job state ({}): {}", s.status, s.text());
+            }
             let v: serde_json::Value = s.json().context("parsing the job state")?;
             if v["state"] == "done" {
                 let rec = conn.get(&format!("/receipt/{}", p.job_id)).await?;
@@ -258,8 +266,6 @@ pub fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
             if Instant::now() >= deadline {
                 bail!("timed out after {} s; state: {}", a.timeout, v["state"]);
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(2));
         }
     })
 }

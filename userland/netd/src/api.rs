@@ -88,7 +88,7 @@ pub async fn handle(
     let r = match (method.clone(), segs.as_slice()) {
         (Method::POST, ["job", "accept"]) => accept(&ctx, &client, req).await,
         (_, ["job", "accept"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
-        (Method::GET, ["job", t]) => job_status(&ctx, t),
+        (Method::GET, ["job", t]) => job_status(&ctx, t, req.uri().query()).await,
         (Method::GET, ["job", j, "proof", n]) => proof(&ctx, &client, j, n).await,
         (Method::GET, ["receipt", id]) => receipt(&ctx, id),
         (Method::GET, ["artifact", cid]) => artifact(&ctx, cid),
@@ -306,7 +306,12 @@ struct StatusBody {
     state: havn_proto::JobState,
 }
 
-fn job_status(ctx: &Ctx, t: &str) -> Resp {
+/// Longest `GET /job/{ticket}?wait=S` holds a request.
+pub const MAX_STATUS_WAIT_S: u64 = 60;
+
+/// `GET /job/{ticket}`; with `?wait=S` (1 to 60) it answers once the job is done or
+/// failed, or after S seconds with its state then (long polling, no client backoff).
+async fn job_status(ctx: &Ctx, t: &str, query: Option<&str>) -> Resp {
     let Ok(ticket) = t.parse::<u64>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -314,6 +319,25 @@ fn job_status(ctx: &Ctx, t: &str) -> Resp {
             Some("ticket"),
         );
     };
+    let wait = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("wait="));
+    if let Some(w) = wait {
+        match w.parse::<u64>() {
+            Ok(s) if (1..=MAX_STATUS_WAIT_S).contains(&s) => {
+                let deadline = Instant::now() + Duration::from_secs(s);
+                ctx.state.wait_terminal(ticket, deadline).await;
+            }
+            _ => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    &format!("wait must be whole seconds from 1 to {MAX_STATUS_WAIT_S}"),
+                    Some("wait"),
+                )
+            }
+        }
+    }
     match ctx.state.status(ticket) {
         Some((job_id, state)) => json(
             StatusCode::OK,

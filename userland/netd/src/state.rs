@@ -142,6 +142,8 @@ pub struct State {
     wal: Wal,
     /// Wakes the dispatcher.
     pub work: Notify,
+    /// Wakes long-polling status requests whenever a job becomes terminal.
+    pub finished: Notify,
     /// Metrics.
     pub metrics: Metrics,
     /// Node info.
@@ -213,6 +215,7 @@ impl State {
             table: Mutex::new(t),
             wal,
             work: Notify::new(),
+            finished: Notify::new(),
             metrics: Metrics::default(),
             node,
             capacity,
@@ -443,7 +446,29 @@ impl State {
                 }
             }
         }
+        drop(t);
+        self.finished.notify_waiters();
         true
+    }
+
+    /// Waits until `ticket` is terminal, unknown, or `deadline` passes.
+    pub async fn wait_terminal(&self, ticket: u64, deadline: Instant) {
+        loop {
+            // Registered before the check, so a finish in between is not missed.
+            let notified = self.finished.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let known = self.lock().jobs.contains_key(&ticket);
+            if !known || self.is_terminal(ticket) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline.into(), notified)
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
     }
 
     /// Whether a ticket is done (durably).

@@ -314,3 +314,64 @@ async fn hung_attestd_is_a_timely_504_and_the_channel_stays_in_step() {
     let q: Value = r.json().unwrap();
     assert_eq!(q["nonce"], ok_nonce.as_str());
 }
+
+/// `GET /job/{t}?wait=S` answers when the job finishes, not after S seconds and not
+/// at once; without a change it answers after S with the state then; bad waits are
+/// 400 naming `wait`; an unknown ticket is 404 at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_long_poll_answers_when_the_job_finishes() {
+    let node = start_node(Cfg::default(), ComputeClass::S, Duration::from_millis(400)).await;
+    let mut c = orchestrator()
+        .connect("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
+    let (s, v, _) = post(&mut c, &job("lp-1")).await;
+    assert_eq!(s, 200, "{v}");
+    let t = v["ticket_id"].as_u64().unwrap();
+    let t0 = std::time::Instant::now();
+    let r = c.get(&format!("/job/{t}?wait=10")).await.unwrap();
+    let took = t0.elapsed();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let st: Value = r.json().unwrap();
+    assert_eq!(st["state"], "done", "{st}");
+    assert!(
+        took >= Duration::from_millis(250) && took < Duration::from_secs(5),
+        "answered after {took:?}: should be when the 400 ms job finished"
+    );
+    // Already terminal: at once.
+    let t0 = std::time::Instant::now();
+    let r = c.get(&format!("/job/{t}?wait=10")).await.unwrap();
+    assert_eq!(r.status, 200);
+    assert!(t0.elapsed() < Duration::from_secs(1));
+    // A job that outlasts the wait (three 400 ms jobs ahead of it): its state
+    // after ~1 s.
+    let mut last = 0;
+    for i in 2..=5 {
+        let (_, v, _) = post(&mut c, &job(&format!("lp-{i}"))).await;
+        last = v["ticket_id"].as_u64().unwrap();
+    }
+    let t0 = std::time::Instant::now();
+    let st: Value = c
+        .get(&format!("/job/{last}?wait=1"))
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    let took = t0.elapsed();
+    assert!(
+        took >= Duration::from_millis(900),
+        "answered after {took:?}, before the 1 s wait was over"
+    );
+    assert!(
+        st["state"] == "queued" || st["state"] == "running",
+        "lp-5 waits for three 400 ms jobs: {st}"
+    );
+    for bad in ["0", "61", "x", ""] {
+        let r = c.get(&format!("/job/{t}?wait={bad}")).await.unwrap();
+        assert_eq!(r.status, 400, "wait={bad}");
+        assert_eq!(r.json::<Value>().unwrap()["field"], "wait");
+    }
+    let t0 = std::time::Instant::now();
+    assert_eq!(c.get("/job/99999?wait=10").await.unwrap().status, 404);
+    assert!(t0.elapsed() < Duration::from_secs(1));
+}
