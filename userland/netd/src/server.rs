@@ -10,7 +10,7 @@ use crate::client::MtlsClient;
 use crate::heartbeat::{self, Heartbeats};
 use crate::state::{NodeInfo, State};
 use crate::tls::{self, TlsError};
-use crate::wal::{self, Wal, WalError, WalOptions};
+use crate::wal::{Wal, WalError, WalOptions};
 use crate::Fatal;
 use havn_config::NodeConfig;
 use havn_ipc::{AsyncClient, IpcError};
@@ -192,7 +192,8 @@ pub async fn start(
     let dir = cfg.daemon_state("netd");
     std::fs::create_dir_all(&dir)
         .map_err(|e| StartError::State(format!("{}: {e}", dir.display())))?;
-    let replay = wal::replay(&dir.join(wal::WAL_FILE))?;
+    // One read of the log: the writer starts at its end, the table from its jobs.
+    let (wal, replay) = Wal::open(&dir, opts.wal.clone())?;
     for w in &replay.warnings {
         tracing::warn!(warning = %w, "wal replay");
     }
@@ -212,7 +213,6 @@ pub async fn start(
         "wal replayed"
     );
     let retain = opts.wal.retain_terminal;
-    let wal = Wal::start(&dir, replay.snapshot.clone(), opts.wal.clone())?;
     tracing::info!(
         direct = wal.direct(),
         "wal open ({})",

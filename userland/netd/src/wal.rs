@@ -74,11 +74,6 @@ pub enum Record {
     },
 }
 
-/// Postcard bytes of a payload (canonical: equal payloads, equal bytes).
-pub fn encode_payload(p: &JobPayload) -> Result<Vec<u8>, WalError> {
-    postcard::to_allocvec(p).map_err(|e| WalError::Encode(e.to_string()))
-}
-
 impl Record {
     /// The ticket the record is about.
     pub fn ticket(&self) -> u64 {
@@ -332,29 +327,44 @@ fn cut_tail(f: &File, data: &[u8], end: usize) -> Result<u64, WalError> {
     Ok(n as u64)
 }
 
-/// Reads `path`, cutting a torn or corrupt tail in place.
+/// Reads `path`, cutting a torn or corrupt tail in place (a missing file is an
+/// empty log).
 pub fn replay(path: &Path) -> Result<Replay, WalError> {
-    let mut out = Replay::default();
-    let mut f = match OpenOptions::new().read(true).write(true).open(path) {
+    Ok(load(path, false)?.0)
+}
+
+/// Replays the log at `path` (creating it if `create`); also returns the file's
+/// size and the bytes of the log's last partial block (for the writer).
+fn load(path: &Path, create: bool) -> Result<(Replay, u64, Vec<u8>), WalError> {
+    let mut f = match OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(create)
+        .truncate(false)
+        .open(path)
+    {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Ok((Replay::default(), 0, Vec::new()))
+        }
         Err(e) => return Err(io(e)),
     };
     let mut data = Vec::new();
     f.read_to_end(&mut data).map_err(io)?;
-    let (mut snapshot, mut records, mut warnings) = (Snapshot::default(), 0usize, Vec::new());
+    let mut out = Replay::default();
     let end = scan(&data, |rec| {
-        if let Some(w) = snapshot.apply(&rec) {
-            warnings.push(w);
+        if let Some(w) = out.snapshot.apply(&rec) {
+            out.warnings.push(w);
         }
-        records = records.saturating_add(1);
+        out.records = out.records.saturating_add(1);
     });
-    out.snapshot = snapshot;
-    out.records = records;
-    out.warnings = warnings;
     out.truncated_bytes = cut_tail(&f, &data, end)?;
     out.end = end as u64;
-    Ok(out)
+    let tail = data
+        .get(end - end % BLOCK..end)
+        .unwrap_or_default()
+        .to_vec();
+    Ok((out, data.len() as u64, tail))
 }
 
 /// Group-commit statistics.
@@ -472,6 +482,18 @@ enum Mode {
     Buffered,
 }
 
+impl Mode {
+    /// Direct mode starts with the log's last partial block in its buffer.
+    fn new(direct: bool, tail: &[u8]) -> Self {
+        if !direct {
+            return Mode::Buffered;
+        }
+        let mut buf = AlignedBuf::new(256 << 10);
+        buf.get_mut(tail.len()).copy_from_slice(tail);
+        Mode::Direct { buf }
+    }
+}
+
 /// Opens the log for the writer: direct if asked and possible.
 fn open_log(path: &Path, opts: &WalOptions) -> Result<(File, bool), WalError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -499,41 +521,20 @@ fn open_log(path: &Path, opts: &WalOptions) -> Result<(File, bool), WalError> {
 }
 
 impl Wal {
-    /// Starts the writer on `dir/wal.log`, given the snapshot replay produced. The
-    /// log's end is found again here (and a torn tail cut, as [`replay`] does), so
-    /// the writer never overwrites a record whatever snapshot it is given.
-    pub fn start(dir: &Path, snapshot: Snapshot, opts: WalOptions) -> Result<Self, WalError> {
+    /// Replays `dir/wal.log` (cutting a torn tail) and starts its writer at the
+    /// log's end. The writer's shadow (what compaction rewrites) is that replay, so
+    /// it always describes the file. Returns the replay for the caller's job table.
+    pub fn open(dir: &Path, opts: WalOptions) -> Result<(Self, Replay), WalError> {
         let path = dir.join(WAL_FILE);
-        let (len, alloc, tail) = {
-            let mut f = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .write(true)
-                .open(&path)
-                .map_err(io)?;
-            let mut data = Vec::new();
-            f.read_to_end(&mut data).map_err(io)?;
-            let end = scan(&data, |_| {});
-            cut_tail(&f, &data, end)?;
-            let tail = data
-                .get(end - end % BLOCK..end)
-                .unwrap_or_default()
-                .to_vec();
-            (end as u64, data.len() as u64, tail)
-        };
+        let (replay, alloc, tail) = load(&path, true)?;
         if alloc == 0 {
             // A new log: make the directory entry durable once.
             File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
         }
         let (file, direct) = open_log(&path, &opts)?;
-        let mode = if direct {
-            let mut buf = AlignedBuf::new(256 << 10);
-            buf.get_mut(tail.len()).copy_from_slice(&tail);
-            Mode::Direct { buf }
-        } else {
-            Mode::Buffered
-        };
+        let mode = Mode::new(direct, &tail);
+        let len = replay.end;
+        let snapshot = replay.snapshot.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(WalStats::default());
         let lazy = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -557,12 +558,15 @@ impl Wal {
             .name("netd-wal".into())
             .spawn(move || w.run(rx))
             .map_err(io)?;
-        Ok(Self {
-            tx,
-            lazy,
-            stats,
-            direct,
-        })
+        Ok((
+            Self {
+                tx,
+                lazy,
+                stats,
+                direct,
+            },
+            replay,
+        ))
     }
 
     /// Queues records for the next group commit (call under the state lock to keep
@@ -774,15 +778,21 @@ impl Writer {
         Ok(())
     }
 
-    /// Makes sure zeros are written and synced up to at least `upto` (whole
-    /// [`WalOptions::prealloc_bytes`] steps), so commits never grow the file.
+    /// The file size to preallocate for a log that must hold `upto` bytes: whole
+    /// [`WalOptions::prealloc_bytes`] steps, at least one step past `upto`.
+    fn alloc_target(&self, upto: u64) -> u64 {
+        let step = self.opts.prealloc_bytes.max(BLOCK as u64);
+        upto.div_ceil(step) * step + step
+    }
+
+    /// Makes sure zeros are written and synced up to at least `upto`, so commits
+    /// never grow the file.
     fn ensure_alloc(&mut self, upto: u64) -> std::io::Result<()> {
         use std::os::unix::fs::FileExt;
         if upto <= self.alloc {
             return Ok(());
         }
-        let step = self.opts.prealloc_bytes.max(BLOCK as u64);
-        let target = upto.div_ceil(step) * step + step;
+        let target = self.alloc_target(upto);
         // Through a buffered handle (the zeros need no alignment), then one sync
         // for the new size.
         let f = OpenOptions::new().write(true).open(&self.path)?;
@@ -807,8 +817,7 @@ impl Writer {
         }
         let len = buf.len() as u64;
         // Preallocated like the live log: the records, then at least one step of zeros.
-        let step = self.opts.prealloc_bytes.max(BLOCK as u64);
-        let alloc = len.div_ceil(step) * step + step;
+        let alloc = self.alloc_target(len);
         buf.resize(alloc as usize, 0);
         {
             let mut f = File::create(&tmp).map_err(io)?;
@@ -821,14 +830,7 @@ impl Writer {
             .map_err(io)?;
         let (file, direct) = open_log(&self.path, &self.opts)?;
         let start = (len - len % BLOCK as u64) as usize;
-        let tail = buf.get(start..len as usize).unwrap_or_default();
-        self.mode = if direct {
-            let mut ab = AlignedBuf::new(256 << 10);
-            ab.get_mut(tail.len()).copy_from_slice(tail);
-            Mode::Direct { buf: ab }
-        } else {
-            Mode::Buffered
-        };
+        self.mode = Mode::new(direct, buf.get(start..len as usize).unwrap_or_default());
         self.file = file;
         self.len = len;
         self.alloc = alloc;

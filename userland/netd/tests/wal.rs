@@ -1,7 +1,7 @@
 //! WAL format, replay, torn tails, compaction.
 
 use crate::common::*;
-use havn_netd::wal::{self, Outcome, Record, Snapshot, Wal, WalOptions};
+use havn_netd::wal::{self, Outcome, Record, Wal, WalOptions};
 use havn_proto::JobPayload;
 
 fn payload(id: &str) -> JobPayload {
@@ -11,7 +11,7 @@ fn payload(id: &str) -> JobPayload {
 fn accepted(t: u64) -> Record {
     Record::Accepted {
         ticket: t,
-        payload: wal::encode_payload(&payload(&format!("w{t}")))
+        payload: postcard::to_allocvec(&payload(&format!("w{t}")))
             .unwrap()
             .into(),
     }
@@ -20,7 +20,7 @@ fn accepted(t: u64) -> Record {
 #[tokio::test]
 async fn replay_restores_jobs_and_keeps_the_first_receipt() {
     let dir = tmpdir("wal");
-    let w = Wal::start(&dir, Snapshot::default(), WalOptions::default()).unwrap();
+    let w = Wal::open(&dir, WalOptions::default()).unwrap().0;
     let r1 = receipt_for(&payload("w1"));
     let mut r1b = r1.clone();
     r1b.receipt.gas = 999;
@@ -71,7 +71,7 @@ fn write_at(path: &std::path::Path, at: u64, bytes: &[u8]) {
 async fn torn_last_record_is_cut_and_the_log_goes_on_after_it() {
     let dir = tmpdir("torn");
     let path = dir.join(wal::WAL_FILE);
-    let w = Wal::start(&dir, Snapshot::default(), WalOptions::default()).unwrap();
+    let w = Wal::open(&dir, WalOptions::default()).unwrap().0;
     w.commit(vec![accepted(1), accepted(2)]).await.unwrap();
     drop(w);
     let clean = wal::replay(&path).unwrap();
@@ -119,9 +119,8 @@ async fn torn_last_record_is_cut_and_the_log_goes_on_after_it() {
     // Stray bytes far past the end (a torn write of a later block) are cut too.
     write_at(&path, end + 10_000, &[1, 2, 3]);
     assert_eq!(wal::replay(&path).unwrap().truncated_bytes, 10_003);
-    // The writer starts at the end again: new records follow the two good ones,
-    // whatever snapshot it is given.
-    let w = Wal::start(&dir, Snapshot::default(), WalOptions::default()).unwrap();
+    // The writer starts at the end again: new records follow the two good ones.
+    let w = Wal::open(&dir, WalOptions::default()).unwrap().0;
     w.commit(vec![accepted(4)]).await.unwrap();
     drop(w);
     let rep = wal::replay(&path).unwrap();
@@ -146,7 +145,12 @@ async fn direct_and_buffered_writers_keep_every_record_across_blocks_and_extensi
         };
         let mut t = 0u64;
         for restart in 0..3 {
-            let w = Wal::start(&dir, Snapshot::default(), opts.clone()).unwrap();
+            let (w, before) = Wal::open(&dir, opts.clone()).unwrap();
+            assert_eq!(
+                before.snapshot.jobs.len() as u64,
+                t,
+                "open replays what is there"
+            );
             if direct && !w.direct() {
                 println!(
                     "{}: O_DIRECT refused by this filesystem; testing the fallback twice",
@@ -188,7 +192,7 @@ async fn compaction_keeps_every_live_job_and_drops_started_records() {
         compact_bytes: 2048,
         ..WalOptions::default()
     };
-    let w = Wal::start(&dir, Snapshot::default(), opts).unwrap();
+    let w = Wal::open(&dir, opts).unwrap().0;
     for t in 1..=60u64 {
         w.commit(vec![accepted(t), Record::Started { ticket: t }])
             .await
@@ -218,7 +222,7 @@ async fn compaction_keeps_every_live_job_and_drops_started_records() {
 #[tokio::test]
 async fn group_commit_batches_concurrent_writers() {
     let dir = tmpdir("group");
-    let w = Wal::start(&dir, Snapshot::default(), WalOptions::default()).unwrap();
+    let w = Wal::open(&dir, WalOptions::default()).unwrap().0;
     let mut hs = Vec::new();
     for t in 1..=200u64 {
         let w = w.clone();
