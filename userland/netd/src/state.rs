@@ -34,6 +34,13 @@ pub enum Phase {
     Failed(String),
 }
 
+impl Phase {
+    /// Done or failed: the job will not change again.
+    pub fn is_terminal(&self) -> bool {
+        matches!(self, Phase::Done(_) | Phase::Failed(_))
+    }
+}
+
 /// One job. Only the compact postcard bytes of the payload are kept (the decoded
 /// `JobPayload` is ~7 KB because its bounded strings are inline); the dispatcher
 /// decodes them when it hands the job to execd.
@@ -413,7 +420,7 @@ impl State {
         let Some(j) = t.jobs.get_mut(&ticket) else {
             return false;
         };
-        if matches!(j.phase, Phase::Done(_) | Phase::Failed(_)) {
+        if j.phase.is_terminal() {
             return false;
         }
         let was_running = j.phase == Phase::Running;
@@ -458,8 +465,12 @@ impl State {
             let notified = self.finished.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let known = self.lock().jobs.contains_key(&ticket);
-            if !known || self.is_terminal(ticket) {
+            let settled = self
+                .lock()
+                .jobs
+                .get(&ticket)
+                .is_none_or(|j| j.phase.is_terminal());
+            if settled {
                 return;
             }
             if tokio::time::timeout_at(deadline.into(), notified)
@@ -476,7 +487,7 @@ impl State {
         self.lock()
             .jobs
             .get(&ticket)
-            .is_some_and(|j| matches!(j.phase, Phase::Done(_) | Phase::Failed(_)))
+            .is_some_and(|j| j.phase.is_terminal())
     }
 
     /// `(job_id, state)` of a ticket, as clients see it.
