@@ -105,19 +105,11 @@ pub fn parse_pcrs_file(b: &[u8]) -> Result<(Vec<PcrSelection>, Vec<Vec<u8>>), Pa
                 max: usize::from(MAX_SIZEOF_SELECT),
             });
         }
-        let mut pcrs = Vec::new();
-        for (byte_idx, byte) in (0u32..).zip(e.iter().skip(3).take(usize::from(size))) {
-            for bit in 0u32..8 {
-                if byte & (1u8 << bit) != 0 {
-                    pcrs.push(byte_idx * 8 + bit);
-                }
-            }
-        }
-        sel.push(PcrSelection {
+        sel.push(PcrSelection::from_bitmap(
             hash,
-            pcrs,
-            size_of_select: size,
-        });
+            size,
+            e.get(3..).unwrap_or_default(),
+        ));
     }
     if b.len() < SEL_STRUCT {
         return Err(ParseError::Truncated {

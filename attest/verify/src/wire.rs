@@ -131,6 +131,24 @@ impl PcrSelection {
         }
     }
 
+    /// The selection a `pcrSelect` bitmap describes (the inverse of [`Self::bitmap`];
+    /// the caller has checked `size_of_select` against [`MAX_SIZEOF_SELECT`]).
+    pub fn from_bitmap(hash: u16, size_of_select: u8, bitmap: &[u8]) -> Self {
+        let mut pcrs = Vec::new();
+        for (byte_idx, byte) in (0u32..).zip(bitmap.iter().take(usize::from(size_of_select))) {
+            for bit in 0u32..8 {
+                if byte & (1u8 << bit) != 0 {
+                    pcrs.push(byte_idx * 8 + bit);
+                }
+            }
+        }
+        Self {
+            hash,
+            pcrs,
+            size_of_select,
+        }
+    }
+
     /// The `pcrSelect` bitmap.
     pub fn bitmap(&self) -> Vec<u8> {
         let mut bits = vec![0u8; usize::from(self.size_of_select)];
@@ -167,19 +185,7 @@ pub(crate) fn parse_pcr_selection_list(
             });
         }
         let bitmap = r.take(usize::from(size_of_select), "TPMS_PCR_SELECTION.pcrSelect")?;
-        let mut pcrs = Vec::new();
-        for (byte_idx, byte) in (0u32..).zip(bitmap.iter()) {
-            for bit in 0u32..8 {
-                if byte & (1u8 << bit) != 0 {
-                    pcrs.push(byte_idx * 8 + bit);
-                }
-            }
-        }
-        out.push(PcrSelection {
-            hash,
-            pcrs,
-            size_of_select,
-        });
+        out.push(PcrSelection::from_bitmap(hash, size_of_select, bitmap));
     }
     Ok(out)
 }
