@@ -2,16 +2,18 @@
 
 use crate::common::{job, run_workload};
 use havn_exec::exec::{preflight, RunOptions};
+use havn_exec::exec::{Job, PreparedJob, RunResult};
 use havn_exec::merkle::{merkle_path, merkle_root};
 use havn_exec::tensor::Data;
 use havn_exec::workloads::Size;
 use havn_exec::{verify_node, ExecError, Executor};
 use std::collections::BTreeMap;
 
-#[test]
-fn every_node_proof_verifies_and_bitflips_fail() {
+/// A tiny preset run on 2 CPU threads, keeping every node's outputs (what proofs
+/// and single-node re-execution need).
+fn run_keeping_node_outputs(workflow: &str, seed: u64) -> (Executor, Job, PreparedJob, RunResult) {
     let exec = Executor::cpu(2);
-    let (reg, j) = job("diffusion", Size::Tiny, 5);
+    let (reg, j) = job(workflow, Size::Tiny, seed);
     let p = preflight(&reg, &j).unwrap();
     let r = exec
         .execute(
@@ -22,6 +24,12 @@ fn every_node_proof_verifies_and_bitflips_fail() {
             },
         )
         .unwrap();
+    (exec, j, p, r)
+}
+
+#[test]
+fn every_node_proof_verifies_and_bitflips_fail() {
+    let (exec, j, p, r) = run_keeping_node_outputs("diffusion", 5);
     for id in &r.node_ids {
         let proof = r.prove(id).unwrap();
         let out = &r.node_outputs[id];
@@ -95,18 +103,7 @@ fn merkle_paths_for_all_sizes() {
 
 #[test]
 fn validator_reexecutes_single_nodes() {
-    let exec = Executor::cpu(2);
-    let (reg, j) = job("lm", Size::Tiny, 9);
-    let p = preflight(&reg, &j).unwrap();
-    let r = exec
-        .execute(
-            &p,
-            &RunOptions {
-                keep_node_outputs: true,
-                ..Default::default()
-            },
-        )
-        .unwrap();
+    let (exec, j, p, r) = run_keeping_node_outputs("lm", 9);
     // One node of every op kind in the LM.
     let mut seen = std::collections::BTreeSet::new();
     for (id, st) in r.node_ids.iter().zip(&r.nodes) {
