@@ -29,7 +29,7 @@ fn run_keeping_node_outputs(workflow: &str, seed: u64) -> (Executor, Job, Prepar
 
 #[test]
 fn every_node_proof_verifies_and_bitflips_fail() {
-    let (_, _, p, r) = run_keeping_node_outputs("diffusion", 5);
+    let (_, _, _, r) = run_keeping_node_outputs("diffusion", 5);
     for id in &r.node_ids {
         let proof = r.prove(id).unwrap();
         let out = &r.node_outputs[id];
