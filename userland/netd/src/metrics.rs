@@ -42,6 +42,12 @@ impl Histogram {
         self.count.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Mean of the observations so far (None before the first).
+    pub fn mean(&self) -> Option<Duration> {
+        let n = self.count.load(Ordering::Relaxed);
+        (n > 0).then(|| Duration::from_micros(self.sum_micros.load(Ordering::Relaxed) / n))
+    }
+
     fn render(&self, out: &mut String, name: &str, help: &str) {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
         let mut cum = 0u64;

@@ -2,9 +2,11 @@
 //! intake (POST /job/accept, durable WAL commits, dispatcher draining into an
 //! in-process execd stand-in that takes `--exec-delay-ms` per job), (c) the same
 //! with the WAL's durability off, all in one process with the same load client:
-//! keep-alive mTLS connections, bounded concurrency. Runs interleaved rounds
-//! (a, b, c, a, b, c, ...) and prints each round, then the median round's table:
-//! requests/s, p50 and p99, the ratio to (a), and CPU time per request.
+//! keep-alive mTLS connections, bounded concurrency. The servers share one tokio
+//! runtime and the client has its own. Runs many short interleaved rounds
+//! (a, b, c, a, b, c, ...) and prints each round, the median and spread of the
+//! per-round ratios, then the median round's table: requests/s, p50 and p99, the
+//! ratio to (a), and CPU time per request.
 //!
 //! Run: `scripts/bench-intake` (release); `--help` for the options. After the
 //! table, `BENCH name value unit baseline ratio` lines (vs the echo server).
@@ -29,8 +31,8 @@ use std::time::{Duration, Instant};
 /// Benchmark the mTLS job intake against a bare mTLS echo server.
 #[derive(Debug, Parser)]
 struct Args {
-    /// Measured seconds per server (after a 1 s warm-up).
-    #[arg(long, default_value_t = 5)]
+    /// Measured seconds per server and round (after a 1 s warm-up).
+    #[arg(long, default_value_t = 2)]
     seconds: u64,
     /// Concurrent keep-alive connections.
     #[arg(long, default_value_t = 32)]
@@ -43,8 +45,11 @@ struct Args {
     /// `O_DIRECT | O_DSYNC`.
     #[arg(long)]
     wal_buffered: bool,
-    /// Interleaved rounds (echo, fsync on, fsync off); the median round is reported.
-    #[arg(long, default_value_t = 3)]
+    /// Interleaved rounds (echo, fsync on, fsync off); the median round is reported,
+    /// with the spread of the per-round ratios. The machine's speed drifts by tens
+    /// of percent over minutes, so many short rounds pin the ratio down better than
+    /// a few long ones.
+    #[arg(long, default_value_t = 9)]
     rounds: usize,
     /// Time the execd stand-in takes per job, in ms. The default is about the
     /// shortest real workload (audio, ~9 ms in execd), so the dispatcher runs at a
@@ -86,6 +91,8 @@ struct WalFigures {
     records_per_sync: f64,
     sync_us: f64,
     dispatched: u64,
+    /// Mean time inside netd from request to ticket (parse, admission, commit).
+    admission_us: f64,
 }
 
 #[derive(Clone)]
@@ -329,6 +336,20 @@ async fn netd(dir: &Path, fsync: bool, delay: Duration, direct: bool) -> havn_ne
     havn_netd::start(&cfg, e, a, opts).await.expect("start")
 }
 
+/// Starts netd on the servers' runtime.
+async fn start_netd(
+    rt: &tokio::runtime::Handle,
+    dir: &Path,
+    fsync: bool,
+    delay: Duration,
+    direct: bool,
+) -> havn_netd::Running {
+    let dir = dir.to_path_buf();
+    rt.spawn(async move { netd(&dir, fsync, delay, direct).await })
+        .await
+        .expect("netd start")
+}
+
 fn main() {
     let args = Args::parse();
     let dir = args.dir.clone().unwrap_or_else(|| {
@@ -336,10 +357,17 @@ fn main() {
     });
     let pki = DevPki::generate("node", &[]).expect("pki");
     pki.write(&dir.join("pki"), false).expect("write pki");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
+    // The servers run on their own runtime, as netd does in the daemon; the load
+    // client on a second one, so that client tasks do not sit in the servers' run
+    // queues (on one shared runtime the netd figures fell by about a tenth).
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+    };
+    let (rt, servers) = (runtime(), runtime());
+    let sh = servers.handle().clone();
     let delay = Duration::from_millis(args.exec_delay_ms);
     let (c, secs) = (args.conns, args.seconds);
     // Interleaved rounds (echo, netd fsync on, netd fsync off, repeat): the machine is
@@ -354,7 +382,11 @@ fn main() {
             )),
         )
         .expect("client");
-        let echo = echo_server(&pki).await;
+        let p = pki.clone();
+        let echo = sh
+            .spawn(async move { echo_server(&p).await })
+            .await
+            .expect("echo server");
         let mut rounds = Vec::new();
         for _ in 0..args.rounds.max(1) {
             let a = load(
@@ -367,7 +399,7 @@ fn main() {
                 "mTLS echo (baseline)",
             )
             .await;
-            let n1 = netd(&dir, true, delay, !args.wal_buffered).await;
+            let n1 = start_netd(&sh, &dir, true, delay, !args.wal_buffered).await;
             let mut b = load(
                 &client,
                 n1.local_addr,
@@ -384,9 +416,15 @@ fn main() {
                 records_per_sync: st.records.load(Ordering::Relaxed) as f64 / syncs,
                 sync_us: st.sync_ns.load(Ordering::Relaxed) as f64 / 1e3 / syncs,
                 dispatched: n1.state.counts().completed,
+                admission_us: n1
+                    .state
+                    .metrics
+                    .admission
+                    .mean()
+                    .map_or(0.0, |d| d.as_secs_f64() * 1e6),
             });
             drop(n1);
-            let n2 = netd(&dir, false, delay, !args.wal_buffered).await;
+            let n2 = start_netd(&sh, &dir, false, delay, !args.wal_buffered).await;
             let d = load(
                 &client,
                 n2.local_addr,
@@ -423,10 +461,12 @@ fn report(args: &Args, rounds: &[[Result_; 3]]) {
             records_per_sync: 0.0,
             sync_us: 0.0,
             dispatched: 0,
+            admission_us: 0.0,
         });
         println!(
             "round {}: echo {:.0} req/s, fsync on {:.0} ({:.2}x), fsync off {:.0} ({:.2}x); \
-             {:.1} records per fsync, {:.0} us per write+fdatasync, {} jobs dispatched",
+             {:.1} records per fsync, {:.0} us per write+fdatasync, {:.0} us mean in netd \
+             per job, {} jobs dispatched",
             i + 1,
             e.rps,
             on.rps,
@@ -435,7 +475,26 @@ fn report(args: &Args, rounds: &[[Result_; 3]]) {
             ratio(off.rps, e.rps),
             w.records_per_sync,
             w.sync_us,
+            w.admission_us,
             w.dispatched
+        );
+    }
+    for (name, k) in [("fsync on", 1), ("fsync off", 2)] {
+        let mut rs: Vec<f64> = rounds.iter().map(|r| ratio(r[k].rps, r[0].rps)).collect();
+        rs.sort_by(f64::total_cmp);
+        let q = |p: f64| {
+            rs.get((rs.len().saturating_sub(1) as f64 * p).round() as usize)
+                .copied()
+                .unwrap_or(f64::NAN)
+        };
+        println!(
+            "{name} / echo over {} rounds: median {:.2}, quartiles {:.2}-{:.2}, range {:.2}-{:.2}",
+            rs.len(),
+            q(0.5),
+            q(0.25),
+            q(0.75),
+            q(0.0),
+            q(1.0)
         );
     }
     let mut order: Vec<usize> = (0..rounds.len()).collect();
