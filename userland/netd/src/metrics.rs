@@ -205,3 +205,21 @@ impl Metrics {
         o
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_mean_is_none_when_empty_then_the_mean_of_what_was_observed() {
+        let h = Histogram::new(&ADMISSION_BUCKETS);
+        assert_eq!(h.mean(), None, "no observation yet");
+        h.observe(Duration::from_micros(100));
+        h.observe(Duration::from_micros(300));
+        assert_eq!(h.mean(), Some(Duration::from_micros(200)));
+        let mut text = String::new();
+        h.render(&mut text, "t", "test");
+        assert!(text.contains("t_count 2"), "{text}");
+        assert!(text.contains("t_sum 0.0004"), "{text}");
+    }
+}
