@@ -57,6 +57,11 @@ struct Args {
     /// compete with intake at ~20k jobs/s, which no real execd produces.
     #[arg(long, default_value_t = 10)]
     exec_delay_ms: u64,
+    /// Install the daemons' JSON log subscriber, so netd logs every accepted job
+    /// as it does in production (one line, ~370 bytes, per job, on stderr: send it
+    /// to a file). Off by default: the table then measures intake alone.
+    #[arg(long)]
+    log: bool,
 }
 
 const SUM: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -352,6 +357,9 @@ async fn start_netd(
 
 fn main() {
     let args = Args::parse();
+    if args.log {
+        havn_log::init(None);
+    }
     let dir = args.dir.clone().unwrap_or_else(|| {
         std::env::temp_dir().join(format!("havn-netd-bench-{}", std::process::id()))
     });
