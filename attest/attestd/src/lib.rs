@@ -29,7 +29,9 @@ pub use service::{Service, ServiceError};
 
 use havn_config::{fds, NodeConfig};
 use havn_ipc::{IpcError, PeerPolicy, Phase, Server};
-use havn_proto::ipc::{ExecdAttestd, InitAttestd, InitRequest, InitResponse, NetdAttestd};
+use havn_proto::ipc::{
+    ChannelSpec, ExecdAttestd, InitAttestd, InitRequest, InitResponse, NetdAttestd,
+};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{setsockopt, sockopt};
 use std::os::fd::AsFd;
@@ -90,6 +92,31 @@ impl Error {
             Error::Service(_) => 3,
             Error::Ipc { .. } | Error::MissingFd(_) | Error::PassCred(_) => 4,
             Error::Poll(_) => 5,
+        }
+    }
+}
+
+/// Answers one request on a peer's channel; a channel that fails is dropped (the
+/// peer is gone until init restarts the set).
+fn serve_one<C: ChannelSpec>(
+    ch: &mut Option<Server<C>>,
+    name: &str,
+    handle: impl FnOnce(C::Request) -> C::Response,
+) {
+    let Some(s) = ch.as_mut() else {
+        return;
+    };
+    match s.recv() {
+        Ok(req) => {
+            let resp = handle(req.msg);
+            if let Err(e) = s.reply(&resp) {
+                tracing::warn!(error = %e, "{name} channel lost");
+                *ch = None;
+            }
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "{name} channel closed");
+            *ch = None;
         }
     }
 }
@@ -223,40 +250,8 @@ pub fn run(args: Args) -> Result<(), Error> {
                         }
                     }
                 }
-                Src::Execd => {
-                    if let Some(ch) = execd.as_mut() {
-                        match ch.recv() {
-                            Ok(req) => {
-                                let resp = svc.handle_execd(req.msg);
-                                if let Err(e) = ch.reply(&resp) {
-                                    tracing::warn!(error = %e, "execd channel lost");
-                                    execd = None;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "execd channel closed");
-                                execd = None;
-                            }
-                        }
-                    }
-                }
-                Src::Netd => {
-                    if let Some(ch) = netd.as_mut() {
-                        match ch.recv() {
-                            Ok(req) => {
-                                let resp = svc.handle_netd(req.msg);
-                                if let Err(e) = ch.reply(&resp) {
-                                    tracing::warn!(error = %e, "netd channel lost");
-                                    netd = None;
-                                }
-                            }
-                            Err(e) => {
-                                tracing::warn!(error = %e, "netd channel closed");
-                                netd = None;
-                            }
-                        }
-                    }
-                }
+                Src::Execd => serve_one(&mut execd, "execd", |m| svc.handle_execd(m)),
+                Src::Netd => serve_one(&mut netd, "netd", |m| svc.handle_netd(m)),
             }
         }
         if execd.is_none() && netd.is_none() && execd_pending.is_none() && netd_pending.is_none() {
