@@ -186,6 +186,23 @@ pub struct CapabilityReport {
     pub workflows: heapless::Vec<WorkflowRef, MAX_WORKFLOWS>,
 }
 
+impl CapabilityReport {
+    /// The manifest attestd signs: this report, with the node id and the bonded
+    /// stake that only attestd may fill in.
+    pub fn into_manifest(self, node: NodeId, stake_hai: u64) -> CapabilityManifest {
+        CapabilityManifest {
+            node,
+            compute_class: self.compute_class,
+            cpu_cores: self.cpu_cores,
+            ram_mib: self.ram_mib,
+            gpu_model: self.gpu_model,
+            vram_mib: self.vram_mib,
+            workflows: self.workflows,
+            stake_hai,
+        }
+    }
+}
+
 macro_rules! message {
     ($ty:ident, $name:literal, [$($variant:ident),* $(,)?]) => {
         impl Message for $ty {

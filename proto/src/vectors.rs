@@ -164,16 +164,7 @@ fn signed_self_audit() -> SignedSelfAudit {
 }
 
 fn capability_manifest() -> CapabilityManifest {
-    CapabilityManifest {
-        node: node(),
-        compute_class: ComputeClass::M,
-        cpu_cores: 16,
-        ram_mib: 131_072,
-        gpu_model: Some(s("NVIDIA H100 80GB HBM3")),
-        vram_mib: 81_559,
-        workflows: workflows(),
-        stake_hai: 5_000,
-    }
+    capability_report().into_manifest(node(), 5_000)
 }
 
 fn signed_capability_manifest() -> SignedCapabilityManifest {

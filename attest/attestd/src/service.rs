@@ -8,9 +8,9 @@ use havn_proto::ipc::{
 };
 use havn_proto::sign::{Domain, Signable};
 use havn_proto::{
-    bounded, AuditEntry, CapabilityManifest, Hash32, Heartbeat, MeasurementEvent, NodeId, PcrValue,
-    PubKey32, QuoteEvidence, SelfAudit, Sig64, SignedCapabilityManifest, SignedHeartbeat,
-    SignedReceipt, SignedSelfAudit,
+    bounded, AuditEntry, Hash32, Heartbeat, MeasurementEvent, NodeId, PcrValue, PubKey32,
+    QuoteEvidence, SelfAudit, Sig64, SignedCapabilityManifest, SignedHeartbeat, SignedReceipt,
+    SignedSelfAudit,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -384,16 +384,7 @@ impl Service {
         let (Some(node), Some(key)) = (self.node(), self.key.as_ref()) else {
             return ExecdResponse::Error(RemoteError::GateClosed);
         };
-        let manifest = CapabilityManifest {
-            node,
-            compute_class: report.compute_class,
-            cpu_cores: report.cpu_cores,
-            ram_mib: report.ram_mib,
-            gpu_model: report.gpu_model,
-            vram_mib: report.vram_mib,
-            workflows: report.workflows,
-            stake_hai: self.stake_hai,
-        };
+        let manifest = report.into_manifest(node, self.stake_hai);
         let Ok(bytes) = postcard::to_stdvec(&manifest) else {
             return ExecdResponse::Error(RemoteError::Internal);
         };
