@@ -122,6 +122,15 @@ pub fn fetch_quote(a: FetchQuoteArgs) -> anyhow::Result<()> {
 pub struct VerifyReceiptArgs {
     /// Signed receipt as JSON (as `GET /receipt/{job}` returns it).
     pub receipt: PathBuf,
+    /// The quote that vouches for the signing key.
+    #[command(flatten)]
+    pub quote: QuoteArgs,
+}
+
+/// The quote a signed record is checked against (shared by `verify-receipt` and
+/// `verify-signed`).
+#[derive(Debug, clap::Args)]
+pub struct QuoteArgs {
     /// Evidence directory of a quote from the same node (`fetch-quote`, `attest quote`).
     #[arg(long)]
     pub evidence: PathBuf,
@@ -140,24 +149,15 @@ pub fn verify_receipt(a: VerifyReceiptArgs) -> anyhow::Result<()> {
     let text =
         std::fs::read(&a.receipt).with_context(|| format!("reading {}", a.receipt.display()))?;
     let signed: SignedReceipt = serde_json::from_slice(&text).context("receipt JSON")?;
-    let (_, verdict) = verified_quote(&a.evidence, a.golden.as_ref(), a.ca.as_ref())?;
+    let (_, verdict) = verified_quote(&a.quote)?;
     let r = &signed.receipt;
-    if r.node.0 .0 != verdict.node_pubkey {
-        bail!(
-            "INVALID: receipt is signed by node {} but the quote binds {}",
-            r.node.0,
-            hex::encode(verdict.node_pubkey)
-        );
-    }
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(&r.node.0 .0).context("node key")?;
-    let digest = r.signing_digest();
-    vk.verify_strict(
-        &digest.0,
-        &ed25519_dalek::Signature::from_bytes(&signed.signature.0),
-    )
-    .map_err(|_| {
-        anyhow::anyhow!("INVALID: receipt signature does not verify (altered receipt or wrong key)")
-    })?;
+    check_node_signature(
+        "receipt",
+        r,
+        &r.node,
+        &signed.signature,
+        &verdict.node_pubkey,
+    )?;
     sanity(r)?;
     println!(
         "VALID receipt job={} workflow={} runtime_hash={} outputs={} node={} (quote: {})",
@@ -168,18 +168,14 @@ pub fn verify_receipt(a: VerifyReceiptArgs) -> anyhow::Result<()> {
 
 /// Reads an evidence directory and verifies its quote for its own nonce (plus the
 /// golden manifest / vendor CA when given).
-fn verified_quote(
-    evidence: &std::path::Path,
-    golden: Option<&PathBuf>,
-    ca: Option<&PathBuf>,
-) -> anyhow::Result<(Evidence, havn_attest::Verdict)> {
-    let (ev, j) = evidence_dir::read_dir(evidence).context("reading evidence")?;
+fn verified_quote(q: &QuoteArgs) -> anyhow::Result<(Evidence, havn_attest::Verdict)> {
+    let (ev, j) = evidence_dir::read_dir(&q.evidence).context("reading evidence")?;
     let mut policy = havn_attest::Policy::default();
-    if let Some(g) = golden {
+    if let Some(g) = &q.golden {
         let bytes = std::fs::read(g).with_context(|| format!("reading {}", g.display()))?;
         policy.golden = Some(GoldenManifest::from_json(&bytes)?);
     }
-    if let Some(ca) = ca {
+    if let Some(ca) = &q.ca {
         let bytes = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
         policy.ek_cas = Some(havn_attest::ekcert::parse_certs(&bytes)?);
     }
@@ -194,15 +190,9 @@ pub struct VerifySignedArgs {
     /// A signed self-audit (`GET /attest/audit`) or capability manifest
     /// (`GET /capabilities`), as JSON.
     pub file: PathBuf,
-    /// Evidence directory of a quote from the same node (`fetch-quote`).
-    #[arg(long)]
-    pub evidence: PathBuf,
-    /// Golden manifest the quote must match.
-    #[arg(long)]
-    pub golden: Option<PathBuf>,
-    /// Vendor CA bundle for the EK certificate.
-    #[arg(long)]
-    pub ca: Option<PathBuf>,
+    /// The quote that vouches for the signing key.
+    #[command(flatten)]
+    pub quote: QuoteArgs,
 }
 
 fn check_node_signature<T: Signable>(
@@ -236,7 +226,7 @@ fn check_node_signature<T: Signable>(
 pub fn verify_signed(a: VerifySignedArgs) -> anyhow::Result<()> {
     let text = std::fs::read(&a.file).with_context(|| format!("reading {}", a.file.display()))?;
     let v: serde_json::Value = serde_json::from_slice(&text).context("JSON")?;
-    let (ev, verdict) = verified_quote(&a.evidence, a.golden.as_ref(), a.ca.as_ref())?;
+    let (ev, verdict) = verified_quote(&a.quote)?;
     if v.get("audit").is_some() {
         let s: SignedSelfAudit = serde_json::from_value(v).context("self-audit JSON")?;
         let au = &s.audit;
