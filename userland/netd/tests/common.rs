@@ -320,6 +320,16 @@ pub struct Node {
     pub log: Arc<Mutex<ExecLog>>,
 }
 
+impl Node {
+    /// A keep-alive mTLS connection to this node with the orchestrator's certificate.
+    pub async fn orchestrator(&self) -> havn_netd::client::Conn {
+        orchestrator()
+            .connect("127.0.0.1", self.running.local_addr.port())
+            .await
+            .expect("orchestrator connects over mTLS")
+    }
+}
+
 /// Starts netd in this process on real socketpairs served by the stand-ins.
 pub async fn start_node(c: Cfg, class: ComputeClass, delay: Duration) -> Node {
     start_node_with(c, class, delay, havn_netd::StartOptions::default()).await

@@ -20,10 +20,7 @@ async fn post(c: &mut havn_netd::client::Conn, v: &Value) -> (u16, Value, Option
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accepted_job_runs_to_a_signed_receipt() {
     let node = start_node(Cfg::default(), ComputeClass::M, Duration::ZERO).await;
-    let mut c = orchestrator()
-        .connect("127.0.0.1", node.running.local_addr.port())
-        .await
-        .unwrap();
+    let mut c = node.orchestrator().await;
     let (s, v, _) = post(&mut c, &job("j1")).await;
     assert_eq!(s, 200, "{v}");
     let t = v["ticket_id"].as_u64().unwrap();
@@ -97,10 +94,7 @@ async fn accepted_job_runs_to_a_signed_receipt() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_refusal_has_its_status_and_field() {
     let node = start_node(Cfg::default(), ComputeClass::S, Duration::ZERO).await;
-    let mut c = orchestrator()
-        .connect("127.0.0.1", node.running.local_addr.port())
-        .await
-        .unwrap();
+    let mut c = node.orchestrator().await;
 
     // 400: malformed JSON names the field.
     let mut bad = job("b1");
@@ -177,10 +171,7 @@ async fn inactive_stake_is_403_for_every_class() {
         ..Cfg::default()
     };
     let node = start_node(cfg, ComputeClass::S, Duration::ZERO).await;
-    let mut c = orchestrator()
-        .connect("127.0.0.1", node.running.local_addr.port())
-        .await
-        .unwrap();
+    let mut c = node.orchestrator().await;
     let (s, v, _) = post(&mut c, &job("s1")).await;
     assert_eq!(
         (s, v["field"].as_str()),
@@ -197,10 +188,7 @@ async fn full_queue_is_429_with_retry_after() {
     };
     // execd takes 3 s per job: the first job runs, the queue fills.
     let node = start_node(cfg, ComputeClass::S, Duration::from_secs(3)).await;
-    let mut c = orchestrator()
-        .connect("127.0.0.1", node.running.local_addr.port())
-        .await
-        .unwrap();
+    let mut c = node.orchestrator().await;
     assert_eq!(post(&mut c, &job("q1")).await.0, 200);
     assert_eq!(post(&mut c, &job("q2")).await.0, 200);
     let (s, v, ra) = post(&mut c, &job("q3")).await;
@@ -277,10 +265,7 @@ async fn hung_attestd_is_a_timely_504_and_the_channel_stays_in_step() {
         ..havn_netd::StartOptions::default()
     };
     let node = start_node_with(Cfg::default(), ComputeClass::S, Duration::ZERO, opts).await;
-    let mut c = orchestrator()
-        .connect("127.0.0.1", node.running.local_addr.port())
-        .await
-        .unwrap();
+    let mut c = node.orchestrator().await;
     let t0 = std::time::Instant::now();
     let r = c
         .get(&format!("/attest/quote?nonce={}", HANG_NONCE.to_hex()))
@@ -321,10 +306,7 @@ async fn hung_attestd_is_a_timely_504_and_the_channel_stays_in_step() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_long_poll_answers_when_the_job_finishes() {
     let node = start_node(Cfg::default(), ComputeClass::S, Duration::from_millis(400)).await;
-    let mut c = orchestrator()
-        .connect("127.0.0.1", node.running.local_addr.port())
-        .await
-        .unwrap();
+    let mut c = node.orchestrator().await;
     let (s, v, _) = post(&mut c, &job("lp-1")).await;
     assert_eq!(s, 200, "{v}");
     let t = v["ticket_id"].as_u64().unwrap();

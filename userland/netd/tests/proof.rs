@@ -17,8 +17,8 @@ async fn submit(c: &mut havn_netd::client::Conn, id: &str) -> u64 {
     r.json::<Value>().unwrap()["ticket_id"].as_u64().unwrap()
 }
 
-async fn get(port: u16, path: &str) -> (u16, Value) {
-    let mut conn = orchestrator().connect("127.0.0.1", port).await.unwrap();
+async fn get(node: &Node, path: &str) -> (u16, Value) {
+    let mut conn = node.orchestrator().await;
     let r = conn.get(path).await.unwrap();
     (r.status, r.json::<Value>().unwrap_or(Value::Null))
 }
@@ -26,8 +26,7 @@ async fn get(port: u16, path: &str) -> (u16, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proof_route_serves_challenge_material() {
     let node = start_node(Cfg::default(), ComputeClass::M, Duration::from_millis(300)).await;
-    let port = node.running.local_addr.port();
-    let mut c = orchestrator().connect("127.0.0.1", port).await.unwrap();
+    let mut c = node.orchestrator().await;
     let t = submit(&mut c, "p1").await;
     assert_eq!(wait_terminal(&mut c, t).await["state"], "done");
     let receipt: SignedReceipt = c.get("/receipt/p1").await.unwrap().json().unwrap();
@@ -36,7 +35,7 @@ async fn proof_route_serves_challenge_material() {
     // shared channel and is answered once p2's Run returns.
     let t2 = submit(&mut c, "p2").await;
     tokio::time::sleep(Duration::from_millis(50)).await;
-    let mut v = orchestrator().connect("127.0.0.1", port).await.unwrap();
+    let mut v = node.orchestrator().await;
     let node_id = PROVABLE_NODES[1];
     let ch = fetch_challenge(&mut v, "p1", node_id).await.unwrap();
     assert_eq!(ch.body.runtime_hash, receipt.receipt.runtime_hash);
@@ -55,13 +54,13 @@ async fn proof_route_serves_challenge_material() {
     }
 
     // Errors: unknown job / node (404), bad ids (400), wrong method (405).
-    let (s, b) = get(port, "/job/nope/proof/n1").await;
+    let (s, b) = get(&node, "/job/nope/proof/n1").await;
     assert_eq!((s, b["field"].as_str()), (404, Some("job_id")), "{b}");
-    let (s, b) = get(port, "/job/p1/proof/nosuch").await;
+    let (s, b) = get(&node, "/job/p1/proof/nosuch").await;
     assert_eq!((s, b["field"].as_str()), (404, Some("node_id")), "{b}");
-    let (s, b) = get(port, "/job/p1/proof/bad%2Fid").await;
+    let (s, b) = get(&node, "/job/p1/proof/bad%2Fid").await;
     assert_eq!((s, b["field"].as_str()), (400, Some("node_id")), "{b}");
-    let (s, b) = get(port, &format!("/job/{}/proof/n1", "j".repeat(65))).await;
+    let (s, b) = get(&node, &format!("/job/{}/proof/n1", "j".repeat(65))).await;
     assert_eq!((s, b["field"].as_str()), (400, Some("job_id")), "{b}");
     let r = v.post("/job/p1/proof/n1", b"{}".to_vec()).await.unwrap();
     assert_eq!(r.status, 405);
