@@ -273,6 +273,15 @@ impl Node {
         (out, v)
     }
 
+    /// `havnctl <cmd> <file> --evidence <node>/evidence [extra...]`: a signed record
+    /// checked against the quote in the node's `evidence` directory.
+    pub fn verify(&self, cmd: &str, file: &str, extra: &[&str]) -> Output {
+        let evidence = self.p("evidence");
+        let mut args = vec![cmd, file, "--evidence", &evidence];
+        args.extend_from_slice(extra);
+        havnctl(&args)
+    }
+
     /// Fetches a quote for `nonce` into `dir` (relative to the node dir).
     pub fn fetch_quote(&self, nonce: &str, dir: &str) {
         let o = self.ctl(

@@ -117,14 +117,7 @@ fn orchestrator_and_validator_against_a_real_node() {
 
     for (wf, seed, path, v) in &receipts {
         let p = path.display().to_string();
-        let good = havnctl(&[
-            "verify-receipt",
-            &p,
-            "--evidence",
-            &node.p("evidence"),
-            "--golden",
-            &node.p("golden.json"),
-        ]);
+        let good = node.verify("verify-receipt", &p, &["--golden", &node.p("golden.json")]);
         assert!(
             good.status.success(),
             "{wf}: receipt rejected: {}",
@@ -139,12 +132,7 @@ fn orchestrator_and_validator_against_a_real_node() {
         text = text.replace(&rh, std::str::from_utf8(&flipped).unwrap());
         let bad_path = node.path(&format!("tampered-{wf}.json"));
         std::fs::write(&bad_path, text).unwrap();
-        let bad = havnctl(&[
-            "verify-receipt",
-            &bad_path.display().to_string(),
-            "--evidence",
-            &node.p("evidence"),
-        ]);
+        let bad = node.verify("verify-receipt", &bad_path.display().to_string(), &[]);
         assert!(!bad.status.success(), "{wf}: altered receipt accepted");
         assert!(stderr(&bad).contains("signature"), "{wf}: {}", stderr(&bad));
 
@@ -253,14 +241,11 @@ fn a_crashed_daemon_restarts_the_set_and_the_sealed_node_key_survives() {
     }
     let (path, _) = node.submit("audio", 7, "after-restart");
     node.fetch_quote(NONCE_A, "evidence");
-    let ok = havnctl(&[
+    let ok = node.verify(
         "verify-receipt",
         &path.display().to_string(),
-        "--evidence",
-        &node.p("evidence"),
-        "--golden",
-        &node.p("golden.json"),
-    ]);
+        &["--golden", &node.p("golden.json")],
+    );
     assert!(
         ok.status.success(),
         "receipt after restart rejected: {}",

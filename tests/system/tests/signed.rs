@@ -152,16 +152,16 @@ fn self_audit_and_capability_manifest_are_signed_by_the_node_key() {
         let out = node.p(file);
         let o = node.ctl("validator", &["get", path, "--out", &out]);
         assert!(o.status.success(), "{}", stderr(&o));
-        let ok = havnctl(&[
+        let ok = node.verify(
             "verify-signed",
             &out,
-            "--evidence",
-            &node.p("evidence"),
-            "--golden",
-            &node.p("golden.json"),
-            "--ca",
-            &node.p("vendor-ca.pem"),
-        ]);
+            &[
+                "--golden",
+                &node.p("golden.json"),
+                "--ca",
+                &node.p("vendor-ca.pem"),
+            ],
+        );
         assert!(ok.status.success(), "{kind} rejected: {}", stderr(&ok));
         assert!(
             String::from_utf8_lossy(&ok.stdout).starts_with(&format!("VALID {kind}")),
@@ -175,12 +175,7 @@ fn self_audit_and_capability_manifest_are_signed_by_the_node_key() {
         }
         let bad_path = node.p(&format!("tampered-{file}"));
         std::fs::write(&bad_path, serde_json::to_vec(&v).unwrap()).unwrap();
-        let bad = havnctl(&[
-            "verify-signed",
-            &bad_path,
-            "--evidence",
-            &node.p("evidence"),
-        ]);
+        let bad = node.verify("verify-signed", &bad_path, &[]);
         assert!(!bad.status.success(), "altered {kind} accepted");
         assert!(stderr(&bad).contains("signature"), "{}", stderr(&bad));
     }
