@@ -250,6 +250,12 @@ fn with_auditing_off_no_audit_is_needed_or_served() {
     assert!(gate(&mut b).unwrap_err().contains("havn-execd"));
 }
 
+/// execd's capability report, as attestd receives it.
+fn report_to(b: &mut Booted, class: ComputeClass, gpu: bool) -> ExecdResponse {
+    b.svc
+        .handle_execd(ExecdRequest::Capabilities(Box::new(report(class, gpu))))
+}
+
 fn report(class: ComputeClass, gpu: bool) -> CapabilityReport {
     let mut workflows = heapless::Vec::new();
     workflows
@@ -277,21 +283,10 @@ fn capability_manifest_is_assembled_and_signed_by_attestd_once() {
     );
     // A GPU class without a GPU is not signed.
     assert_eq!(
-        b.svc
-            .handle_execd(ExecdRequest::Capabilities(Box::new(report(
-                ComputeClass::M,
-                false
-            )))),
+        report_to(&mut b, ComputeClass::M, false),
         ExecdResponse::Error(RemoteError::BadRequest)
     );
-    assert_eq!(
-        b.svc
-            .handle_execd(ExecdRequest::Capabilities(Box::new(report(
-                ComputeClass::M,
-                true
-            )))),
-        ExecdResponse::Ack
-    );
+    assert_eq!(report_to(&mut b, ComputeClass::M, true), ExecdResponse::Ack);
     let signed = match b.svc.handle_netd(NetdAttestRequest::Capabilities) {
         NetdAttestResponse::Capabilities(m) => m,
         other => panic!("{other:?}"),
@@ -319,11 +314,7 @@ fn capability_manifest_is_assembled_and_signed_by_attestd_once() {
     ));
     // Once per start: a second report is refused and the first manifest stays.
     assert_eq!(
-        b.svc
-            .handle_execd(ExecdRequest::Capabilities(Box::new(report(
-                ComputeClass::XL,
-                true
-            )))),
+        report_to(&mut b, ComputeClass::XL, true),
         ExecdResponse::Error(RemoteError::NotPermitted)
     );
     assert_eq!(
