@@ -3,6 +3,8 @@
 //! `verify-quote`, `verify-receipt`, `verify-signed`, `run`, `challenge`) and TPM owners (`attest quote`).
 mod attest_cmd;
 mod challenge_cmd;
+mod chat_cmd;
+mod models_cmd;
 mod net_cmd;
 mod run_cmd;
 mod validate_cmd;
@@ -52,6 +54,8 @@ enum Cmd {
     ShowOutput(validate_cmd::ShowOutputArgs),
     /// List the shipped workflows with their manifest checksums (what a job names).
     Workflows(validate_cmd::WorkflowsArgs),
+    /// The model store: fetch the shipped models, add your own GGUF file, list.
+    Models(models_cmd::ModelsArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Cmd::Golden(a) => validate_cmd::golden(a),
         Cmd::ShowOutput(a) => validate_cmd::show_output(a),
         Cmd::Workflows(a) => validate_cmd::workflows(a),
+        Cmd::Models(a) => models_cmd::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

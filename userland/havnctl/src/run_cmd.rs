@@ -14,7 +14,8 @@ use std::path::PathBuf;
 /// Arguments of `havnctl run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Workflow to run: lm, diffusion or audio.
+    /// Workflow to run: chat (the real language model), or the synthetic lm, diffusion
+    /// or audio graphs.
     pub workflow: String,
     /// Override a job input: NAME=FILE, FILE a safetensors file holding tensor NAME.
     #[arg(long = "input", value_parser = parse_input_arg)]
@@ -53,6 +54,8 @@ pub struct RunArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub chat: crate::chat_cmd::ChatArgs,
 }
 
 fn backend(s: &str) -> BackendKind {
@@ -65,6 +68,16 @@ fn backend(s: &str) -> BackendKind {
 
 /// Runs `havnctl run`.
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
+    if args.workflow == "chat" {
+        return crate::chat_cmd::run(
+            &args.chat,
+            args.seed,
+            args.threads,
+            &args.backend,
+            &args.out,
+            args.json,
+        );
+    }
     let size: Size = args.size.parse().map_err(anyhow::Error::msg)?;
     if let (Some(proof), Some(inputs)) = (&args.proof, &args.node_inputs) {
         let p = verify_node_from_files(

