@@ -1,5 +1,6 @@
 # Sourced by scripts/demo and scripts/bench: bring up a whole node on this machine.
-#   node_build   scripts/setup, then build havn-init, the three daemons and havnctl
+#   node_build   scripts/setup, then build havn-init, the three daemons and havnctl, and
+#                fetch the shipped models into MODEL_STORE (default .cache/models)
 #   node_tpm     manufacture a swtpm with an EK certificate from a local vendor CA; start it
 #   node_config  operator: PKI, golden measurements, node.toml
 #   node_start   havn-init starts attestd, execd, netd; wait for GET /health
@@ -17,6 +18,9 @@ node_build() {
     fi
     HAVNCTL="$BIN/havnctl"
     ok "binaries in $BIN"
+    MODEL_STORE=${HAVN_MODEL_STORE:-$ROOT/.cache/models}
+    "$HAVNCTL" models fetch --store "$MODEL_STORE" --cache "$ROOT/.cache/pip" > /dev/null
+    ok "model store $MODEL_STORE: $("$HAVNCTL" models list --store "$MODEL_STORE" | tr -s ' ' | tr '\n' ';')"
 }
 
 node_tpm() {
@@ -73,6 +77,7 @@ userland_pcr = 14
 [execd]
 threads = 0
 backend = "auto"
+model_store = "$MODEL_STORE"
 
 [netd]
 listen = "127.0.0.1:$API_PORT"

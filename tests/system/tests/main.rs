@@ -1,5 +1,6 @@
 //! Havn system tests: one test binary. They run the real binaries of the workspace
 //! (build them first: `cargo build --workspace`, which `scripts/test` does).
+mod chat;
 mod deps;
 mod harness;
 mod node;

@@ -146,10 +146,26 @@ pub struct Execd {
     /// `auto`, `cpu` or `cuda`.
     #[serde(default = "default_backend")]
     pub backend: String,
+    /// Model store: GGUF files by CID, filled by `havnctl models fetch --store DIR`.
+    #[serde(default = "default_model_store")]
+    pub model_store: PathBuf,
+    /// The model the `chat` workflow serves (a store name or CID). The workflow is
+    /// offered only when the store holds it; a stored model that fails its CID check or
+    /// does not load stops execd at start.
+    #[serde(default = "default_chat_model")]
+    pub chat_model: String,
 }
 
 fn default_backend() -> String {
     "auto".into()
+}
+
+fn default_model_store() -> PathBuf {
+    PathBuf::from("/var/lib/havn/models")
+}
+
+fn default_chat_model() -> String {
+    "smollm2-135m-instruct".into()
 }
 
 impl Default for Execd {
@@ -158,6 +174,8 @@ impl Default for Execd {
             daemon: Daemon::default(),
             threads: 0,
             backend: default_backend(),
+            model_store: default_model_store(),
+            chat_model: default_chat_model(),
         }
     }
 }

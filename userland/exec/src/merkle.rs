@@ -58,6 +58,19 @@ pub fn merkle_path(node_hashes: &[[u8; 32]], mut index: usize) -> Vec<([u8; 32],
     path
 }
 
+/// The root a leaf's sibling path leads to (the inverse of [`merkle_path`]).
+pub fn path_root(node_hash: &[u8; 32], path: &[([u8; 32], bool)]) -> [u8; 32] {
+    let mut acc = leaf(node_hash);
+    for (sib, left) in path {
+        acc = if *left {
+            inner(sib, &acc)
+        } else {
+            inner(&acc, sib)
+        };
+    }
+    acc
+}
+
 /// The runtime hash.
 pub fn runtime_hash(checksum: &Checksum, seed: u64, root: &[u8; 32]) -> [u8; 32] {
     let mut s = Sha3_256::new();

@@ -57,6 +57,9 @@ pub enum EngineError {
     /// The requested backend is unavailable.
     #[error("backend: {0}")]
     Backend(havn_exec::ExecError),
+    /// The configured chat model is in the store but cannot be served.
+    #[error("chat model: {0}")]
+    Model(havn_lm::LmError),
     /// State directory.
     #[error("state {path}: {source}")]
     State {
@@ -79,6 +82,7 @@ pub struct Engine {
     next_seq: u64,
     artifacts: PathBuf,
     uploads: PathBuf,
+    chat: Option<crate::chat::Chat>,
 }
 
 fn refused(error: RemoteError, reason: &str) -> NetdExecResponse {
@@ -170,6 +174,7 @@ impl Engine {
             next_seq,
             artifacts,
             uploads: cfg.daemon_state("netd").join("uploads"),
+            chat: crate::chat::Chat::open(cfg)?,
         })
     }
 
@@ -190,13 +195,12 @@ impl Engine {
 
     /// The registered workflows.
     pub fn workflow_refs(&self) -> Vec<WorkflowRef> {
-        self.workflows
-            .iter()
-            .map(|(n, w)| WorkflowRef {
-                id: bounded(n),
-                checksum: Hash32(w.manifest.checksum()),
-            })
-            .collect()
+        let mut refs: Vec<WorkflowRef> = self.chat.iter().map(|c| c.workflow_ref()).collect();
+        refs.extend(self.workflows.iter().map(|(n, w)| WorkflowRef {
+            id: bounded(n),
+            checksum: Hash32(w.manifest.checksum()),
+        }));
+        refs
     }
 
     /// This node's capability report (also sent to attestd once at start, which signs
@@ -315,6 +319,9 @@ impl Engine {
                 ),
             );
         };
+        if rec.workflow == crate::chat::WORKFLOW {
+            return self.prove_chat(&dir, &rec, node_id);
+        }
         let Some(w) = self.workflows.get(&rec.workflow) else {
             return refused(RemoteError::Internal, "retained job's workflow is gone");
         };
@@ -400,6 +407,9 @@ impl Engine {
         let started = Instant::now();
         let span = tracing::info_span!("job", job = %payload.job_id, ticket = ticket_id, workflow = %payload.workflow.id);
         let _g = span.enter();
+        if payload.workflow.id.as_str() == crate::chat::WORKFLOW && self.chat.is_some() {
+            return self.run_chat_job(ticket_id, &payload, attestd, started);
+        }
         let Some(w) = self.workflows.get(payload.workflow.id.as_str()) else {
             return failed(
                 ticket_id,
@@ -429,27 +439,8 @@ impl Engine {
             Ok(x) => x,
             Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
         };
-        match attestd.call(&ExecdRequest::Gate {
-            job_id: payload.job_id.clone(),
-        }) {
-            Ok(ExecdResponse::GateOpen) => {}
-            Ok(ExecdResponse::GateClosed { reason }) => {
-                return failed(ticket_id, RemoteError::GateClosed, &reason)
-            }
-            Ok(other) => {
-                return failed(
-                    ticket_id,
-                    RemoteError::Internal,
-                    &format!("unexpected gate answer {other:?}"),
-                )
-            }
-            Err(e) => {
-                return failed(
-                    ticket_id,
-                    RemoteError::GateClosed,
-                    &format!("attestd unreachable: {e}"),
-                )
-            }
+        if let Err(r) = gate(ticket_id, &payload, attestd) {
+            return r;
         }
         let job = Job {
             checksum,
@@ -499,8 +490,8 @@ impl Engine {
             compute_class: payload.compute_class,
         };
         tracing::info!(runtime_hash = %report.runtime_hash, outputs = %report.outputs_cid, latency_ms, "executed");
-        match attestd.call(&ExecdRequest::Report(report)) {
-            Ok(ExecdResponse::Receipt(receipt)) => {
+        match sign(ticket_id, report, attestd) {
+            Ok(receipt) => {
                 let rh = receipt.receipt.runtime_hash;
                 if let Err(e) = self.retain_job(&ckpt, &payload, &rh, &job.inputs) {
                     tracing::warn!(error = %e, "cannot retain the checkpoint; Prove will not answer for this job");
@@ -508,22 +499,208 @@ impl Engine {
                 }
                 NetdExecResponse::Done { ticket_id, receipt }
             }
-            Ok(ExecdResponse::Error(e)) => failed(ticket_id, e, "attestd refused to sign"),
-            Ok(ExecdResponse::GateClosed { reason }) => failed(
+            Err(r) => r,
+        }
+    }
+}
+
+/// Asks attestd's gate; the failure is the job's answer.
+fn gate(
+    ticket_id: u64,
+    payload: &JobPayload,
+    attestd: &mut Client<ExecdAttestd>,
+) -> Result<(), NetdExecResponse> {
+    match attestd.call(&ExecdRequest::Gate {
+        job_id: payload.job_id.clone(),
+    }) {
+        Ok(ExecdResponse::GateOpen) => Ok(()),
+        Ok(ExecdResponse::GateClosed { reason }) => {
+            Err(failed(ticket_id, RemoteError::GateClosed, &reason))
+        }
+        Ok(other) => Err(failed(
+            ticket_id,
+            RemoteError::Internal,
+            &format!("unexpected gate answer {other:?}"),
+        )),
+        Err(e) => Err(failed(
+            ticket_id,
+            RemoteError::GateClosed,
+            &format!("attestd unreachable: {e}"),
+        )),
+    }
+}
+
+/// Reports a result to attestd, which assembles and signs the receipt.
+fn sign(
+    ticket_id: u64,
+    report: JobResult,
+    attestd: &mut Client<ExecdAttestd>,
+) -> Result<havn_proto::SignedReceipt, NetdExecResponse> {
+    match attestd.call(&ExecdRequest::Report(report)) {
+        Ok(ExecdResponse::Receipt(receipt)) => Ok(receipt),
+        Ok(ExecdResponse::Error(e)) => Err(failed(ticket_id, e, "attestd refused to sign")),
+        Ok(ExecdResponse::GateClosed { reason }) => Err(failed(
+            ticket_id,
+            RemoteError::GateClosed,
+            &format!("attestd refused to sign: {reason}"),
+        )),
+        Ok(other) => Err(failed(
+            ticket_id,
+            RemoteError::Internal,
+            &format!("unexpected signing answer {other:?}"),
+        )),
+        Err(e) => Err(failed(
+            ticket_id,
+            RemoteError::Internal,
+            &format!("attestd unreachable: {e}"),
+        )),
+    }
+}
+
+impl Engine {
+    /// A `chat` job: the request artifact, the gate, the warm model, the receipt.
+    fn run_chat_job(
+        &mut self,
+        ticket_id: u64,
+        payload: &JobPayload,
+        attestd: &mut Client<ExecdAttestd>,
+        started: Instant,
+    ) -> NetdExecResponse {
+        let Some(chat) = &self.chat else {
+            return failed(
                 ticket_id,
-                RemoteError::GateClosed,
-                &format!("attestd refused to sign: {reason}"),
-            ),
-            Ok(other) => failed(
+                RemoteError::UnknownWorkflow,
+                "chat is not served here",
+            );
+        };
+        let checksum = chat.checksum();
+        if checksum != payload.workflow.checksum.0 {
+            return failed(
+                ticket_id,
+                RemoteError::BadRequest,
+                "workflow checksum does not match this node's chat model",
+            );
+        }
+        if let Err(e) = self.caps.require(payload.compute_class) {
+            return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
+        }
+        let request = match self.chat_request(payload) {
+            Ok(b) => b,
+            Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
+        };
+        if let Err(r) = gate(ticket_id, payload, attestd) {
+            return r;
+        }
+        let Some(chat) = &self.chat else {
+            return failed(
+                ticket_id,
+                RemoteError::UnknownWorkflow,
+                "chat is not served here",
+            );
+        };
+        let job = match chat.execute(payload, &request, started) {
+            Ok(j) => j,
+            Err((e, reason)) => return failed(ticket_id, e, &reason),
+        };
+        let outputs_cid = Cid::of_bytes(&job.outputs);
+        if let Err(e) = havn_exec::exec::write_atomic(
+            &self.artifacts.join(outputs_cid.to_string()),
+            &job.outputs,
+        ) {
+            return failed(
                 ticket_id,
                 RemoteError::Internal,
-                &format!("unexpected signing answer {other:?}"),
-            ),
-            Err(e) => failed(
-                ticket_id,
+                &format!("storing outputs: {e}"),
+            );
+        }
+        let mut rh = [0u8; 32];
+        if hex::decode_to_slice(&job.out.runtime_hash, &mut rh).is_err() {
+            return failed(ticket_id, RemoteError::Internal, "runtime hash encoding");
+        }
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        // Energy as havn-exec models it on the CPU: 50 pJ per FLOP.
+        let energy_estimate_mj = job.flops / 20_000_000;
+        tracing::info!(runtime_hash = %job.out.runtime_hash, outputs = %outputs_cid,
+            tokens = job.out.token_ids.len(), tokens_per_s = job.out.tokens_per_s, latency_ms, "executed");
+        let report = JobResult {
+            workflow_id: payload.workflow.id.clone(),
+            job_id: payload.job_id.clone(),
+            runtime_hash: Hash32(rh),
+            outputs_cid,
+            latency_ms,
+            energy_estimate_mj,
+            manifest_checksum: Hash32(checksum),
+            seed: payload.seed,
+            gas: job.flops,
+            backend: Backend::Cpu,
+            compute_class: payload.compute_class,
+        };
+        match sign(ticket_id, report, attestd) {
+            Ok(receipt) => {
+                // Kept so that Prove can open any block of this job later.
+                let dir = self.checkpoints.join(job_dir_name(&payload.job_id));
+                let kept = mkdir(&dir).map_err(|e| e.to_string()).and_then(|()| {
+                    self.retain_job(&dir, payload, &receipt.receipt.runtime_hash, &request)
+                });
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "cannot retain the chat request; Prove will not answer for this job");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                NetdExecResponse::Done { ticket_id, receipt }
+            }
+            Err(r) => r,
+        }
+    }
+
+    /// Challenge material for one block of a retained chat job.
+    fn prove_chat(&self, dir: &Path, rec: &RetainedJob, node_id: &str) -> NetdExecResponse {
+        let Some(chat) = &self.chat else {
+            return refused(RemoteError::Internal, "the chat model is no longer loaded");
+        };
+        let request = match std::fs::read(dir.join("inputs.safetensors")) {
+            Ok(b) => b,
+            Err(e) => return refused(RemoteError::Internal, &format!("retained request: {e}")),
+        };
+        let json = match chat.prove(&request, rec.seed, &rec.runtime_hash, node_id) {
+            Ok(j) => j,
+            Err((e, reason)) => return refused(e, &reason),
+        };
+        let mut rh = [0u8; 32];
+        if hex::decode_to_slice(&rec.runtime_hash, &mut rh).is_err() {
+            return refused(RemoteError::Internal, "retained runtime hash");
+        }
+        match self.store_artifact(&json) {
+            Ok(cid) => {
+                tracing::info!(proof_cid = %cid, node = node_id, "chat challenge material stored");
+                NetdExecResponse::Proof {
+                    proof_cid: cid,
+                    inputs_cid: cid,
+                    runtime_hash: Hash32(rh),
+                }
+            }
+            Err(e) => refused(
                 RemoteError::Internal,
-                &format!("attestd unreachable: {e}"),
+                &format!("storing challenge material: {e}"),
             ),
         }
+    }
+
+    /// The request bytes named by the job's `inputs` artifact (required for chat).
+    fn chat_request(&self, payload: &JobPayload) -> Result<Vec<u8>, String> {
+        let Some(art) = payload.inputs.iter().find(|a| a.name.as_str() == "inputs") else {
+            return Err("a chat job needs its request as an input artifact named \"inputs\" (POST /artifact, then reference its CID)".into());
+        };
+        let name = art.cid.to_string();
+        for dir in [&self.uploads, &self.artifacts] {
+            if let Ok(b) = std::fs::read(dir.join(&name)) {
+                if !art.cid.verify(&b) {
+                    return Err(format!("input artifact {name} does not hash to its CID"));
+                }
+                return Ok(b);
+            }
+        }
+        Err(format!(
+            "input artifact {name} is not available on this node (upload it first)"
+        ))
     }
 }

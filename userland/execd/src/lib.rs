@@ -12,6 +12,7 @@
 //! that `Prove { job_id, node_id }` can put one node's Merkle proof and input tensors
 //! into the artifact store for a validator (see the `engine` module).
 
+mod chat;
 mod engine;
 
 pub use engine::{Engine, EngineError, RETAIN_JOBS};

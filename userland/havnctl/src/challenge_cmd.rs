@@ -42,6 +42,59 @@ pub struct ChallengeArgs {
     /// CPU threads (0 = all cores); never changes the result.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// chat jobs: the model store holding the job's model (by CID)
+    /// [default: $HAVN_MODEL_STORE, else /var/lib/havn/models].
+    #[arg(long)]
+    pub store: Option<PathBuf>,
+}
+
+/// A chat job's block (`s<call>.b<block>`): the node's openings, checked against the
+/// receipt, the block re-executed here alone.
+fn verify_chat(a: &ChallengeArgs, r: &havn_proto::Receipt, proof: &[u8]) -> anyhow::Result<()> {
+    let ch: havn_lm::challenge::BlockChallenge =
+        serde_json::from_slice(proof).context("parsing the chat challenge")?;
+    let model_cid: havn_proto::Cid = ch
+        .model_cid
+        .parse()
+        .map_err(|e| anyhow::anyhow!("model_cid: {e:?}"))?;
+    ensure!(
+        havn_lm::chat::workflow_checksum(&model_cid) == r.manifest_checksum.0,
+        "challenge FAILED: the node ran model {model_cid}, which the receipt's workflow checksum does not name"
+    );
+    ensure!(
+        ch.seed == r.seed,
+        "challenge FAILED: seed {} is not the receipt's {}",
+        ch.seed,
+        r.seed
+    );
+    ensure!(
+        havn_lm::challenge::node_id(ch.step, ch.layer) == a.node,
+        "challenge FAILED: the node opened block {} instead of {}",
+        havn_lm::challenge::node_id(ch.step, ch.layer),
+        a.node
+    );
+    let dir = a
+        .store
+        .clone()
+        .unwrap_or_else(crate::models_cmd::default_store);
+    let store = havn_lm::store::Store::open(&dir)?;
+    let m = store
+        .load(&ch.model_cid)
+        .with_context(|| format!("loading model {} from {}", ch.model_cid, dir.display()))?;
+    let pool = havn_lm::linear::pool(a.threads)?;
+    havn_lm::challenge::verify(&m, &ch, &r.runtime_hash.to_string(), &pool)
+        .context("challenge FAILED")?;
+    println!(
+        "challenge passed: job {} block {} (call {} of {}, block {} of {}) re-executed alone, committed in the receipt's runtime_hash {}",
+        a.job,
+        a.node,
+        ch.step,
+        ch.request.max_tokens,
+        ch.layer,
+        m.model.cfg.layers,
+        r.runtime_hash
+    );
+    Ok(())
 }
 
 /// Runs `havnctl challenge`.
@@ -82,6 +135,9 @@ pub fn run(a: ChallengeArgs) -> anyhow::Result<()> {
         ch.body.runtime_hash,
         r.runtime_hash
     );
+    if r.workflow_id.as_str() == "chat" {
+        return verify_chat(&a, &r, &ch.proof);
+    }
     let expected = Expected {
         workflow: r.workflow_id.to_string(),
         manifest_checksum: r.manifest_checksum.0,

@@ -3,6 +3,7 @@
 //! `verify-quote`, `verify-receipt`, `verify-signed`, `run`, `challenge`) and TPM owners (`attest quote`).
 mod attest_cmd;
 mod challenge_cmd;
+mod chat_client;
 mod chat_cmd;
 mod models_cmd;
 mod net_cmd;
@@ -32,6 +33,9 @@ enum Cmd {
     Pki(net_cmd::PkiArgs),
     /// Submit a job to a node over mTLS (orchestrator); `--wait` returns the receipt.
     Submit(net_cmd::SubmitArgs),
+    /// Ask a node's language model a question over mTLS: upload, submit, wait, print
+    /// the answer and the signed receipt's path.
+    Chat(chat_client::ChatClientArgs),
     /// GET any API path over mTLS (`/health`, `/job/N`, `/receipt/J`, `/metrics`).
     Get(net_cmd::GetArgs),
     /// TPM commands on this machine (quote with the node key bound in).
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         Cmd::Run(a) => run_cmd::run(a),
         Cmd::Pki(a) => net_cmd::run(net_cmd::NetCmd::Pki(a)),
         Cmd::Submit(a) => net_cmd::run(net_cmd::NetCmd::Submit(a)),
+        Cmd::Chat(a) => chat_client::run(a),
         Cmd::Get(a) => net_cmd::run(net_cmd::NetCmd::Get(a)),
         Cmd::Attest(a) => attest_cmd::run(a),
         Cmd::FetchQuote(a) => validate_cmd::fetch_quote(a),

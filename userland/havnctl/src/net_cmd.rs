@@ -98,14 +98,16 @@ pub struct SubmitArgs {
     /// The whole JobPayload as a JSON file (`-` for stdin); replaces the flags below.
     #[arg(long, value_name = "FILE", conflicts_with_all = ["workflow", "checksum", "inputs"])]
     pub json: Option<PathBuf>,
-    /// Registered workflow id (e.g. `lm`).
+    /// Registered workflow id (e.g. `chat`, `lm`).
     #[arg(long, required_unless_present = "json")]
     pub workflow: Option<String>,
-    /// Workflow manifest checksum (64 hex).
-    #[arg(long, required_unless_present = "json")]
+    /// Workflow manifest checksum (64 hex; `havnctl workflows` lists them). Optional for
+    /// `chat`, whose checksum follows from the shipped model's CID.
+    #[arg(long)]
     pub checksum: Option<String>,
-    /// An input artifact `NAME=CID` (fetched over IPFS); repeatable.
-    #[arg(long = "input", value_name = "NAME=CID")]
+    /// An input artifact: `NAME=CID` (already on the node), or `FILE` / `NAME=@FILE`,
+    /// which is uploaded first (`POST /artifact`; NAME defaults to `inputs`); repeatable.
+    #[arg(long = "input", value_name = "NAME=CID|FILE")]
     pub inputs: Vec<String>,
     /// Compute class: S, M, L or XL.
     #[arg(long, default_value = "S")]
@@ -169,12 +171,65 @@ pub(crate) fn client(t: &TlsArgs) -> anyhow::Result<MtlsClient> {
     MtlsClient::from_files(&t.ca, &t.cert, &t.key).context("loading TLS files")
 }
 
-async fn connect(c: &MtlsClient, url: &str) -> anyhow::Result<Conn> {
+pub(crate) async fn connect(c: &MtlsClient, url: &str) -> anyhow::Result<Conn> {
     let (host, port, _) = split_url(url)?;
     Ok(c.connect(&host, port).await?)
 }
 
-fn payload(a: &SubmitArgs) -> anyhow::Result<JobPayload> {
+/// Uploads `bytes` with `POST /artifact`; returns their CID (checked).
+pub(crate) async fn upload(conn: &mut Conn, bytes: Vec<u8>) -> anyhow::Result<havn_proto::Cid> {
+    let want = havn_proto::Cid::of_bytes(&bytes);
+    let r = conn.post("/artifact", bytes).await?;
+    if r.status != 200 {
+        bail!("upload refused ({}): {}", r.status, r.text());
+    }
+    let v: serde_json::Value = r.json().context("parsing the upload answer")?;
+    let got: havn_proto::Cid = v["cid"]
+        .as_str()
+        .unwrap_or("")
+        .parse()
+        .map_err(|e| anyhow::anyhow!("node answered a bad CID: {e:?}"))?;
+    anyhow::ensure!(got == want, "node stored the upload as {got}, not {want}");
+    Ok(got)
+}
+
+/// `--input` values as (name, CID), uploading files first.
+async fn resolve_inputs(
+    conn: &mut Conn,
+    specs: &[String],
+) -> anyhow::Result<Vec<(String, havn_proto::Cid)>> {
+    let mut out = Vec::new();
+    for i in specs {
+        let (name, rest) = i.split_once('=').unwrap_or(("inputs", i.as_str()));
+        let file = rest
+            .strip_prefix('@')
+            .or((!i.contains('=')).then_some(rest));
+        let cid = match file {
+            Some(f) => {
+                let bytes = std::fs::read(f).with_context(|| format!("--input: reading {f}"))?;
+                let cid = upload(conn, bytes)
+                    .await
+                    .with_context(|| format!("uploading {f}"))?;
+                eprintln!("uploaded {f} as {cid}");
+                cid
+            }
+            None => rest
+                .parse()
+                .map_err(|e| anyhow::anyhow!("--input {name}: bad CID: {e:?}"))?,
+        };
+        out.push((name.to_string(), cid));
+    }
+    Ok(out)
+}
+
+/// The checksum of the `chat` workflow on the shipped model.
+pub(crate) fn chat_checksum() -> anyhow::Result<String> {
+    Ok(hex::encode(havn_lm::chat::workflow_checksum(
+        &havn_lm::store::SMOLLM2.cid()?,
+    )))
+}
+
+fn payload(a: &SubmitArgs, resolved: &[(String, havn_proto::Cid)]) -> anyhow::Result<JobPayload> {
     if let Some(path) = &a.json {
         let text = if path.as_os_str() == "-" {
             std::io::read_to_string(std::io::stdin())?
@@ -183,19 +238,19 @@ fn payload(a: &SubmitArgs) -> anyhow::Result<JobPayload> {
         };
         return serde_json::from_str(&text).context("parsing the job JSON");
     }
-    let (Some(wf), Some(sum)) = (&a.workflow, &a.checksum) else {
-        bail!("--workflow and --checksum are required without --json");
+    let Some(wf) = &a.workflow else {
+        bail!("--workflow is required without --json");
     };
-    let mut inputs = Vec::new();
-    for i in &a.inputs {
-        let Some((name, cid)) = i.split_once('=') else {
-            bail!("--input wants NAME=CID, got {i:?}");
-        };
-        let cid: havn_proto::Cid = cid
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--input {name}: bad CID: {e:?}"))?;
-        inputs.push(serde_json::json!({"name": name, "cid": cid, "location": "ipfs"}));
-    }
+    let sum = match (&a.checksum, wf.as_str()) {
+        (Some(s), _) => s.clone(),
+        (None, "chat") => chat_checksum()?,
+        (None, _) => bail!("--checksum is required for workflow {wf:?} (havnctl workflows)"),
+    };
+    let sum = &sum;
+    let inputs: Vec<_> = resolved
+        .iter()
+        .map(|(name, cid)| serde_json::json!({"name": name, "cid": cid, "location": "ipfs"}))
+        .collect();
     let job_id = a.job_id.clone().unwrap_or_else(|| {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -220,11 +275,12 @@ fn payload(a: &SubmitArgs) -> anyhow::Result<JobPayload> {
 
 /// `havnctl submit`.
 pub fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
-    let p = payload(&a)?;
-    let body = serde_json::to_vec(&p)?;
     let c = client(&a.tls)?;
     runtime()?.block_on(async {
         let mut conn = connect(&c, &a.url).await?;
+        let resolved = resolve_inputs(&mut conn, &a.inputs).await?;
+        let p = payload(&a, &resolved)?;
+        let body = serde_json::to_vec(&p)?;
         let r = conn.post("/job/accept", body).await?;
         if r.status != 200 {
             bail!("refused ({}): {}", r.status, r.text());
@@ -234,40 +290,50 @@ pub fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
         if !a.wait {
             return Ok(());
         }
-        let deadline = Instant::now() + Duration::from_secs(a.timeout);
+        let text = wait_receipt(&mut conn, t.ticket_id, p.job_id.as_str(), a.timeout).await?;
+        if let Some(file) = &a.receipt_out {
+            std::fs::write(file, &text).with_context(|| format!("writing {}", file.display()))?;
+        }
+        println!("{text}");
+        Ok(())
+    })
+}
+
+/// Long-polls a ticket until the job is done (returns the receipt, pretty JSON) or
+/// failed (an error with the node's reason).
+pub(crate) async fn wait_receipt(
+    conn: &mut Conn,
+    ticket: u64,
+    job_id: &str,
+    timeout_s: u64,
+) -> anyhow::Result<String> {
+    {
+        let deadline = Instant::now() + Duration::from_secs(timeout_s);
         loop {
             // Long poll: the node answers as soon as the job is done or failed.
             let left = deadline.saturating_duration_since(Instant::now()).as_secs();
             let wait = left.clamp(1, 30);
-            let s = conn
-                .get(&format!("/job/{}?wait={wait}", t.ticket_id))
-                .await?;
+            let s = conn.get(&format!("/job/{ticket}?wait={wait}")).await?;
             if s.status != 200 {
                 bail!("job state ({}): {}", s.status, s.text());
             }
             let v: serde_json::Value = s.json().context("parsing the job state")?;
             if v["state"] == "done" {
-                let rec = conn.get(&format!("/receipt/{}", p.job_id)).await?;
+                let rec = conn.get(&format!("/receipt/{job_id}")).await?;
                 if rec.status != 200 {
                     bail!("receipt ({}): {}", rec.status, rec.text());
                 }
                 let pretty: serde_json::Value = rec.json()?;
-                let text = serde_json::to_string_pretty(&pretty)?;
-                if let Some(file) = &a.receipt_out {
-                    std::fs::write(file, &text)
-                        .with_context(|| format!("writing {}", file.display()))?;
-                }
-                println!("{text}");
-                return Ok(());
+                return Ok(serde_json::to_string_pretty(&pretty)?);
             }
             if let Some(f) = v["state"].get("failed") {
-                bail!("job {} failed: {}", p.job_id, f["reason"]);
+                bail!("job {job_id} failed: {}", f["reason"]);
             }
             if Instant::now() >= deadline {
-                bail!("timed out after {} s; state: {}", a.timeout, v["state"]);
+                bail!("timed out after {timeout_s} s; state: {}", v["state"]);
             }
         }
-    })
+    }
 }
 
 /// `havnctl get`.

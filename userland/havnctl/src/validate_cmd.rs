@@ -463,6 +463,7 @@ pub fn workflows(a: WorkflowsArgs) -> anyhow::Result<()> {
             (hex::encode(w.manifest.checksum()), w.manifest.nodes.len()),
         );
     }
+    out.insert("chat".to_string(), (crate::net_cmd::chat_checksum()?, 0));
     if a.json {
         let m: BTreeMap<_, _> = out
             .iter()
@@ -471,7 +472,14 @@ pub fn workflows(a: WorkflowsArgs) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&m)?);
     } else {
         for (name, (c, n)) in out {
-            println!("{name:<10} {c}  ({n} DAG nodes)");
+            if name == "chat" {
+                println!(
+                    "{name:<10} {c}  (SmolLM2-135M-Instruct, model {})",
+                    havn_lm::store::SMOLLM2.cid()?
+                );
+            } else {
+                println!("{name:<10} {c}  ({n} DAG nodes)");
+            }
         }
     }
     Ok(())

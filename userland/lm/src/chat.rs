@@ -3,10 +3,11 @@
 //!
 //! Commitment (sha3-256; leaves in order: for each forward call s, blocks 0..L then the
 //! token leaf):
-//! - block leaf: `H("havn-lm/block/v1\0" ‖ s ‖ l ‖ pos0 ‖ rows ‖ hidden ‖ k_new ‖ v_new)`,
-//!   integers u32le, tensors f32le — the block's output and the cache rows it appended,
-//!   which is everything a later block or step reads from it;
-//! - token leaf: `H("havn-lm/token/v1\0" ‖ s ‖ token u32le ‖ logits f32le)`;
+//! - block leaf: `H("havn-lm/block/v1\0" ‖ s ‖ l ‖ pos0 ‖ rows ‖ T(hidden) ‖ T(k_new) ‖
+//!   T(v_new))`, integers u32le, `T(x) = H(x as f32le)` — the block's output and the
+//!   cache rows it appended, which is everything a later block or step reads from it
+//!   (hashed separately so a challenge opens only the part it needs);
+//! - token leaf: `H("havn-lm/token/v1\0" ‖ s ‖ token u32le ‖ T(logits))`;
 //! - root: havn-exec's Merkle tree (`merkle_root`) over the leaves;
 //! - `runtime_hash = H("havn-lm/runtime/v1\0" ‖ model CID digest ‖ H(request JSON) ‖
 //!   seed u64le ‖ root)`, the request in its canonical JSON (struct order, compact).
@@ -60,22 +61,25 @@ impl ChatRequest {
     pub fn from_json(bytes: &[u8]) -> Result<ChatRequest> {
         let s = std::str::from_utf8(bytes)
             .map_err(|e| LmError::request("input", format!("not UTF-8: {e}")))?;
-        let r: ChatRequest = serde_json::from_str(s).map_err(|e| {
-            let msg = e.to_string();
-            let field = [
-                "messages",
-                "max_tokens",
-                "temperature",
-                "top_p",
-                "top_k",
-                "stop",
-                "role",
-                "content",
-            ]
-            .into_iter()
-            .find(|f| msg.contains(&format!("`{f}`")))
-            .unwrap_or("input");
-            LmError::request(field, msg)
+        let mut de = serde_json::Deserializer::from_str(s);
+        let r: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+            let path = e.path().to_string();
+            let msg = e.into_inner().to_string();
+            // The path names the field; a missing or unknown field is named by the message.
+            // (serde's path already ends in an unknown field's name).
+            let named = msg
+                .strip_prefix("missing field `")
+                .and_then(|m| m.split('`').next());
+            let field = match (path.as_str(), named) {
+                ("." | "", Some(n)) => n.to_string(),
+                ("." | "" | "?", None) => "input".to_string(),
+                (p, Some(n)) => format!("{p}.{n}"),
+                (p, None) => p.to_string(),
+            };
+            LmError::request(&field, msg)
+        })?;
+        de.end().map_err(|e| {
+            LmError::request("input", format!("trailing bytes after the request: {e}"))
         })?;
         r.validate()?;
         Ok(r)
@@ -175,6 +179,9 @@ pub struct ChatOutput {
     /// Logits of the first generated position (not serialised).
     #[serde(skip)]
     pub first_logits: Vec<f32>,
+    /// `T(logits)` of every step (not serialised).
+    #[serde(skip)]
+    pub logits_hashes: Vec<[u8; 32]>,
     /// Leaf hashes in commitment order (not serialised).
     #[serde(skip)]
     pub leaf_hashes: Vec<[u8; 32]>,
@@ -193,34 +200,77 @@ pub struct RunOpts<'a> {
     pub cancel: Option<&'a dyn Fn() -> Option<String>>,
 }
 
-fn f32_bytes(h: &mut Sha3_256, v: &[f32]) {
+/// `T(x)`: sha3-256 of a tensor's f32le bytes.
+pub fn tensor_hash(v: &[f32]) -> [u8; 32] {
+    let mut h = Sha3_256::new();
     for x in v {
         h.update(x.to_le_bytes());
     }
-}
-
-/// The leaf of block `layer` in forward call `step`.
-pub fn block_leaf(step: u32, layer: u32, pos0: u32, t: &BlockTrace, d: usize) -> [u8; 32] {
-    let mut h = Sha3_256::new();
-    h.update(b"havn-lm/block/v1\0");
-    h.update(step.to_le_bytes());
-    h.update(layer.to_le_bytes());
-    h.update(pos0.to_le_bytes());
-    h.update(((t.hidden.len() / d.max(1)) as u32).to_le_bytes());
-    f32_bytes(&mut h, &t.hidden);
-    f32_bytes(&mut h, &t.k_new);
-    f32_bytes(&mut h, &t.v_new);
     h.finalize().into()
 }
 
-/// The token leaf of forward call `step`.
-pub fn token_leaf(step: u32, token: u32, logits: &[f32]) -> [u8; 32] {
+/// Where a block leaf sits and what it commits to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlockLeaf {
+    pub step: u32,
+    pub layer: u32,
+    pub pos0: u32,
+    pub rows: u32,
+    pub hidden: [u8; 32],
+    pub k_new: [u8; 32],
+    pub v_new: [u8; 32],
+}
+
+impl BlockLeaf {
+    /// The leaf of a block's trace.
+    pub fn of(step: u32, layer: u32, pos0: u32, t: &BlockTrace, d: usize) -> BlockLeaf {
+        BlockLeaf {
+            step,
+            layer,
+            pos0,
+            rows: (t.hidden.len() / d.max(1)) as u32,
+            hidden: tensor_hash(&t.hidden),
+            k_new: tensor_hash(&t.k_new),
+            v_new: tensor_hash(&t.v_new),
+        }
+    }
+    /// The leaf hash.
+    pub fn hash(&self) -> [u8; 32] {
+        let mut h = Sha3_256::new();
+        h.update(b"havn-lm/block/v1\0");
+        h.update(self.step.to_le_bytes());
+        h.update(self.layer.to_le_bytes());
+        h.update(self.pos0.to_le_bytes());
+        h.update(self.rows.to_le_bytes());
+        h.update(self.hidden);
+        h.update(self.k_new);
+        h.update(self.v_new);
+        h.finalize().into()
+    }
+}
+
+/// The token leaf of forward call `step`, given `T(logits)`.
+pub fn token_leaf(step: u32, token: u32, logits_hash: &[u8; 32]) -> [u8; 32] {
     let mut h = Sha3_256::new();
     h.update(b"havn-lm/token/v1\0");
     h.update(step.to_le_bytes());
     h.update(token.to_le_bytes());
-    f32_bytes(&mut h, logits);
+    h.update(logits_hash);
     h.finalize().into()
+}
+
+/// Position of forward call `step`'s first row: 0 for the prefill, then one per token.
+pub fn step_pos0(prompt_len: usize, step: u32) -> usize {
+    if step == 0 {
+        0
+    } else {
+        prompt_len + step as usize - 1
+    }
+}
+
+/// Index of leaf (step, layer) — `layer == layers` is the step's token leaf.
+pub fn leaf_index(layers: usize, step: u32, layer: usize) -> usize {
+    step as usize * (layers + 1) + layer
 }
 
 /// The runtime hash binding model, request, seed and Merkle root.
@@ -325,6 +375,7 @@ pub fn generate(
     let mut traces_kept = Vec::new();
     let mut token_ids: Vec<u32> = Vec::new();
     let mut first_logits = Vec::new();
+    let mut logits_hashes = Vec::new();
     let mut text = String::new();
     let mut finish = Finish::Length;
     let mut input = prompt_ids.clone();
@@ -337,10 +388,12 @@ pub fn generate(
         }
         let (traces, logits) = model.forward(&input, pos0, &mut cache, opts.pool)?;
         for (l, t) in traces.iter().enumerate() {
-            leaves.push(block_leaf(step, l as u32, pos0 as u32, t, d));
+            leaves.push(BlockLeaf::of(step, l as u32, pos0 as u32, t, d).hash());
         }
         let next = sample(&logits, req, opts.seed, step);
-        leaves.push(token_leaf(step, next, &logits));
+        let lh = tensor_hash(&logits);
+        leaves.push(token_leaf(step, next, &lh));
+        logits_hashes.push(lh);
         if step == 0 {
             first_logits.clone_from(&logits);
             t_first = Some(Instant::now());
@@ -392,7 +445,28 @@ pub fn generate(
             0.0
         },
         first_logits,
+        logits_hashes,
         leaf_hashes: leaves,
         traces: traces_kept,
     })
+}
+
+/// The workflow checksum a `chat` job names: `H("havn-lm/workflow/v1\0chat\0" ‖ model
+/// CID digest)` — the model's weights are the workflow's only parameters.
+pub fn workflow_checksum(model: &Cid) -> [u8; 32] {
+    let mut h = Sha3_256::new();
+    h.update(b"havn-lm/workflow/v1\0chat\0");
+    h.update(model.digest());
+    h.finalize().into()
+}
+
+/// Rough FLOP count of a finished job (2 per weight per token, plus attention), for the
+/// receipt's gas and energy figures.
+pub fn flops(cfg: &crate::model::Config, prompt: usize, generated: usize) -> u64 {
+    let (d, kvd, f) = (cfg.d as u64, cfg.kv_dim() as u64, cfg.ffn as u64);
+    let per_token =
+        cfg.layers as u64 * (d * (d + 2 * kvd) + d * d + 3 * d * f) + d * cfg.vocab as u64;
+    let tokens = (prompt + generated) as u64;
+    let ctx = tokens * tokens / 2 * cfg.layers as u64 * 2 * d;
+    2 * per_token * tokens + 2 * ctx
 }

@@ -367,6 +367,24 @@ impl Gguf {
                 len: len as usize,
             });
         }
+        // No two tensors may share bytes: each is dequantized into its own buffer, so
+        // aliased data would let a small file ask for any amount of memory. Sorted by
+        // start, the first overlap is always between neighbours.
+        let mut spans: Vec<(usize, usize)> = tensors
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.start, i))
+            .collect();
+        spans.sort_unstable();
+        for w in spans.windows(2) {
+            let (a, b) = (&tensors[w[0].1], &tensors[w[1].1]);
+            if b.start < a.start + a.len {
+                return Err(LmError::Tensor {
+                    name: b.name.clone(),
+                    reason: format!("data overlaps tensor {:?}", a.name),
+                });
+            }
+        }
         Ok(Gguf {
             version,
             metadata,

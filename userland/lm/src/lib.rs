@@ -7,6 +7,7 @@
 //! with the job seed and commits every block of every step to a Merkle root. The model
 //! store ([`store`]) keeps weights by CID.
 
+pub mod challenge;
 pub mod chat;
 pub mod error;
 pub mod gguf;

@@ -71,7 +71,7 @@ impl Config {
         let context = u("llama.context_length", 1, 1 << 20)?;
         let rope_base = f("llama.rope.freq_base")?;
         let eps = f("llama.attention.layer_norm_rms_epsilon")?;
-        if d % heads != 0 || heads % kv_heads != 0 || (d / heads) % 2 != 0 {
+        if heads % kv_heads != 0 || (d / heads) % 2 != 0 {
             return Err(LmError::Metadata {
                 key: "llama.attention.head_count".into(),
                 reason: format!(

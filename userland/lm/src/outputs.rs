@@ -49,3 +49,21 @@ pub fn write(dir: &std::path::Path, out: &ChatOutput) -> Result<Cid> {
         .map_err(|e| LmError::io(format!("writing {}", p.display()), e))?;
     Ok(cid)
 }
+
+/// Reads back a chat job's `outputs.safetensors`: (generated token ids, text).
+pub fn parse(bytes: &[u8]) -> Result<(Vec<u32>, String)> {
+    let bad = |e: String| LmError::Store(format!("chat outputs: {e}"));
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| bad(e.to_string()))?;
+    let ids = st.tensor("token_ids").map_err(|e| bad(e.to_string()))?;
+    if ids.dtype() != Dtype::I32 {
+        return Err(bad("token_ids is not I32".into()));
+    }
+    let ids = ids
+        .data()
+        .chunks_exact(4)
+        .map(|c| i32::from_le_bytes([c[0], c[1], c[2], c[3]]) as u32)
+        .collect();
+    let text = st.tensor("text").map_err(|e| bad(e.to_string()))?;
+    let text = String::from_utf8(text.data().to_vec()).map_err(|e| bad(e.to_string()))?;
+    Ok((ids, text))
+}

@@ -37,6 +37,8 @@ pub struct Ctx {
     pub artifacts: std::path::PathBuf,
     /// Longest a request waits for attestd, queueing included.
     pub attestd_wait: Duration,
+    /// Where `POST /artifact` stores job inputs (`state_dir/netd/uploads`).
+    pub uploads: std::path::PathBuf,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -92,6 +94,8 @@ pub async fn handle(
         (Method::GET, ["job", j, "proof", n]) => proof(&ctx, &client, j, n).await,
         (Method::GET, ["receipt", id]) => receipt(&ctx, id),
         (Method::GET, ["artifact", cid]) => artifact(&ctx, cid),
+        (Method::POST, ["artifact"]) => crate::upload::upload(&ctx, &client, req).await,
+        (_, ["artifact"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
         (Method::GET, ["health"]) => health(&ctx),
         (Method::GET, ["metrics"]) => metrics(&ctx),
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
@@ -218,6 +222,21 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
     let job_id = &*sub.job_id;
     let workflow = &*sub.workflow_id;
     let class = sub.class;
+    if let Some(i) = sub
+        .inputs
+        .iter()
+        .position(|c| !crate::upload::available(ctx, c))
+    {
+        m.reject(404);
+        return error(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "input artifact {} was never uploaded (POST /artifact first)",
+                sub.inputs[i]
+            ),
+            Some(&format!("inputs[{i}].cid")),
+        );
+    }
     let result = ctx.state.admit(&sub).await;
     match result {
         Ok(a) => {

@@ -66,6 +66,8 @@ pub struct Submission<'a> {
     pub class: ComputeClass,
     /// `postcard(JobPayload)`: what the WAL stores and execd decodes.
     pub bytes: Vec<u8>,
+    /// The input artifacts' CIDs (checked to be available before the job is queued).
+    pub inputs: Vec<havn_proto::Cid>,
 }
 
 /// Why a body gave no [`Submission`].
@@ -93,6 +95,7 @@ impl<'a> Submission<'a> {
                         workflow_id: v.workflow.id,
                         checksum: v.workflow.checksum,
                         class: v.compute_class,
+                        inputs: v.inputs.iter().map(|a| a.cid).collect(),
                         bytes,
                     });
                 }
@@ -110,6 +113,7 @@ impl<'a> Submission<'a> {
             checksum: p.workflow.checksum,
             class: p.compute_class,
             bytes: postcard::to_allocvec(p)?,
+            inputs: p.inputs.iter().map(|a| a.cid).collect(),
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod pki;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod upload;
 pub mod wal;
 
 pub use server::{start, Running, StartError, StartOptions};

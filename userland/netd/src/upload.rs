@@ -1,0 +1,102 @@
+//! `POST /artifact`: an orchestrator uploads a job's input (e.g. a chat request) and
+//! gets its CID back. The bytes land in `state_dir/netd/uploads/<cid>` (netd's own
+//! directory, which execd reads), written temp → fsync → rename → fsync dir, so an
+//! acknowledged upload survives a crash. Idempotent: the same bytes give the same CID
+//! and are stored once.
+
+use crate::api::{error, Ctx};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::{Request, Response, StatusCode};
+use std::io::Write;
+use std::path::Path;
+
+/// Largest artifact accepted.
+pub const MAX_ARTIFACT_BYTES: usize = 8 << 20;
+
+type Resp = Response<Full<Bytes>>;
+
+fn store(dir: &Path, cid: &havn_proto::Cid, bytes: &[u8]) -> std::io::Result<()> {
+    let path = dir.join(cid.to_string());
+    if std::fs::read(&path).is_ok_and(|b| cid.verify(&b)) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{cid}.tmp"));
+    let mut f = std::fs::File::create(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// True when an input CID can be read by execd (uploaded, or an earlier output).
+pub fn available(ctx: &Ctx, cid: &havn_proto::Cid) -> bool {
+    let name = cid.to_string();
+    ctx.uploads.join(&name).is_file() || ctx.artifacts.join(&name).is_file()
+}
+
+/// Handles `POST /artifact`.
+pub async fn upload(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let too_big = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            &format!("artifact exceeds {MAX_ARTIFACT_BYTES} bytes"),
+            None,
+        )
+    };
+    if declared.is_some_and(|n| n > MAX_ARTIFACT_BYTES as u64) {
+        return too_big();
+    }
+    let body = match Limited::new(req.into_body(), MAX_ARTIFACT_BYTES)
+        .collect()
+        .await
+    {
+        Ok(c) => c.to_bytes(),
+        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_big(),
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                &format!("cannot read body: {e}"),
+                None,
+            )
+        }
+    };
+    if body.is_empty() {
+        return error(StatusCode::BAD_REQUEST, "empty artifact", None);
+    }
+    let cid = havn_proto::Cid::of_bytes(&body);
+    let dir = ctx.uploads.clone();
+    let c = cid;
+    let r = tokio::task::spawn_blocking(move || store(&dir, &c, &body)).await;
+    match r {
+        Ok(Ok(())) => {
+            tracing::info!(client, %cid, "artifact uploaded");
+            let mut resp = Response::new(Full::new(Bytes::from(format!("{{\"cid\":\"{cid}\"}}"))));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        Ok(Err(e)) => {
+            tracing::error!(client, %cid, error = %e, "cannot store an uploaded artifact");
+            let status = if e.raw_os_error() == Some(28) {
+                StatusCode::INSUFFICIENT_STORAGE
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            error(status, "cannot store the artifact", None)
+        }
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "upload task failed",
+            None,
+        ),
+    }
+}
