@@ -428,6 +428,12 @@ pub fn show_output(a: ShowOutputArgs) -> anyhow::Result<()> {
             );
         }
     }
+    // A chat job's outputs: token ids and UTF-8 text.
+    if let Ok((ids, text)) = havn_lm::outputs::parse(&bytes) {
+        println!("token_ids: {ids:?}");
+        println!("text: {text}");
+        return Ok(());
+    }
     for (name, t) in havn_exec::tensor::load_safetensors(&bytes, "outputs")? {
         println!("{name}: {:?} {:?}", t.dtype(), t.shape);
         if name == "tokens" {

@@ -14,6 +14,7 @@ pub mod gguf;
 pub mod linear;
 pub mod model;
 pub mod outputs;
+pub mod qlinear;
 pub mod quant;
 pub mod store;
 pub mod tokenizer;
@@ -37,6 +38,16 @@ pub struct LoadedModel {
 impl LoadedModel {
     /// Loads a GGUF file's bytes; when `expect` is given the bytes must have that CID.
     pub fn from_bytes(bytes: &[u8], expect: Option<&Cid>) -> Result<LoadedModel> {
+        Self::from_bytes_with(bytes, expect, false)
+    }
+
+    /// Like [`LoadedModel::from_bytes`]; `force_f32` keeps every weight as f32 panels
+    /// (the reference path; the same bits as the quantized kernels).
+    pub fn from_bytes_with(
+        bytes: &[u8],
+        expect: Option<&Cid>,
+        force_f32: bool,
+    ) -> Result<LoadedModel> {
         let t0 = std::time::Instant::now();
         let cid = Cid::of_bytes(bytes);
         if let Some(e) = expect {
@@ -49,7 +60,7 @@ impl LoadedModel {
         }
         let g = gguf::Gguf::parse(bytes)?;
         let tokenizer = ChatTokenizer::from_gguf(&g)?;
-        let model = model::Model::load(&g, bytes)?;
+        let model = model::Model::load_with(&g, bytes, force_f32)?;
         if tokenizer.vocab != model.cfg.vocab {
             return Err(LmError::Metadata {
                 key: "tokenizer.ggml.tokens".into(),

@@ -58,6 +58,13 @@ impl Packed {
         self.panels.len() * 4
     }
 
+    /// Output `j`'s weights `w[j][..]`.
+    pub fn row(&self, j: usize) -> Vec<f32> {
+        let (p, c) = (j / NR, j % NR);
+        let panel = &self.panels[p * self.k * NR..(p + 1) * self.k * NR];
+        (0..self.k).map(|kk| panel[kk * NR + c]).collect()
+    }
+
     /// `y = x · wᵀ` for `x[m, k]`, returning `[m, n]`.
     pub fn apply(&self, x: &[f32], m: usize, pool: &rayon::ThreadPool) -> Vec<f32> {
         assert_eq!(x.len(), m * self.k, "input size");

@@ -16,6 +16,7 @@
 use crate::error::{LmError, Result};
 use crate::gguf::Gguf;
 use crate::linear::Packed;
+use crate::qlinear::{Linear, QKind, QPacked};
 use crate::quant::dequantize;
 use havn_exec::detmath;
 
@@ -71,7 +72,7 @@ impl Config {
         let context = u("llama.context_length", 1, 1 << 20)?;
         let rope_base = f("llama.rope.freq_base")?;
         let eps = f("llama.attention.layer_norm_rms_epsilon")?;
-        if heads % kv_heads != 0 || (d / heads) % 2 != 0 {
+        if d % heads != 0 || heads % kv_heads != 0 || (d / heads) % 2 != 0 {
             return Err(LmError::Metadata {
                 key: "llama.attention.head_count".into(),
                 reason: format!(
@@ -111,21 +112,23 @@ impl Config {
 pub struct Block {
     attn_norm: Vec<f32>,
     /// q, k, v stacked: `d + 2·kv_dim` outputs.
-    qkv: Packed,
-    o: Packed,
+    qkv: Linear,
+    o: Linear,
     ffn_norm: Vec<f32>,
     /// gate, up stacked: `2·ffn` outputs.
-    gate_up: Packed,
-    down: Packed,
+    gate_up: Linear,
+    down: Linear,
 }
 
 /// A loaded model: weights dequantized once and packed, kept for every job.
 pub struct Model {
     pub cfg: Config,
-    embd: Vec<f32>,
+    /// `token_embd`: embedding rows, and the output head when it is tied.
+    embd: Linear,
     blocks: Vec<Block>,
     out_norm: Vec<f32>,
-    head: Packed,
+    /// A separate output head (`output.weight`); None when tied to `token_embd`.
+    head: Option<Linear>,
     inv_freq: Vec<f32>,
 }
 
@@ -175,6 +178,49 @@ fn weights(g: &Gguf, file: &[u8], name: &str, dims: &[usize]) -> Result<Vec<f32>
     Ok(w)
 }
 
+/// A linear layer of stacked `[rows, k]` tensors (GGUF dims `[k, rows]`): kept
+/// quantized when they all share a kept kind, else dequantized into f32 panels.
+fn linear(
+    g: &Gguf,
+    file: &[u8],
+    parts: &[(&str, usize)],
+    k: usize,
+    force_f32: bool,
+) -> Result<Linear> {
+    let mut infos = Vec::new();
+    for &(name, rows) in parts {
+        let t = g.tensor(name)?;
+        if t.dims != [k as u64, rows as u64] {
+            return Err(LmError::Tensor {
+                name: name.into(),
+                reason: format!("dims {:?}, expected {:?}", t.dims, [k, rows]),
+            });
+        }
+        infos.push((t, rows));
+    }
+    let kind = QKind::of(infos[0].0.ty);
+    if let (Some(kind), false) = (kind, force_f32) {
+        if infos.iter().all(|(t, _)| QKind::of(t.ty) == Some(kind)) {
+            let raws: Vec<(&[u8], usize)> = infos
+                .iter()
+                .map(|(t, rows)| (&file[t.start..t.start + t.len], *rows))
+                .collect();
+            return QPacked::from_raw(kind, &raws, k)
+                .map(Linear::Quantized)
+                .map_err(|e| LmError::Tensor {
+                    name: parts[0].0.into(),
+                    reason: e.to_string(),
+                });
+        }
+    }
+    let mut ws = Vec::new();
+    for &(name, rows) in parts {
+        ws.push((weights(g, file, name, &[k, rows])?, rows));
+    }
+    let refs: Vec<(&[f32], usize)> = ws.iter().map(|(w, r)| (w.as_slice(), *r)).collect();
+    Ok(Linear::F32(Packed::from_stacked(&refs, k)))
+}
+
 /// `x · rsqrt(mean(x²) + eps) · w` for each row.
 pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
     let d = w.len();
@@ -195,34 +241,40 @@ pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
 impl Model {
     /// Loads a llama-architecture model from a parsed GGUF file and its bytes.
     pub fn load(g: &Gguf, file: &[u8]) -> Result<Model> {
+        Self::load_with(g, file, false)
+    }
+
+    /// Like [`Model::load`]; `force_f32` dequantizes every linear layer into f32 panels
+    /// instead of keeping Q4_1 / Q8_0 weights quantized (the same bits, more memory:
+    /// the reference the quantized kernels are tested against).
+    pub fn load_with(g: &Gguf, file: &[u8], force_f32: bool) -> Result<Model> {
         let cfg = Config::from_gguf(g)?;
         let (d, kvd, f) = (cfg.d, cfg.kv_dim(), cfg.ffn);
-        let embd = weights(g, file, "token_embd.weight", &[d, cfg.vocab])?;
+        let embd = linear(g, file, &[("token_embd.weight", cfg.vocab)], d, force_f32)?;
         let mut blocks = Vec::with_capacity(cfg.layers);
         for l in 0..cfg.layers {
             let n = |s: &str| format!("blk.{l}.{s}.weight");
-            let q = weights(g, file, &n("attn_q"), &[d, d])?;
-            let k = weights(g, file, &n("attn_k"), &[d, kvd])?;
-            let v = weights(g, file, &n("attn_v"), &[d, kvd])?;
-            let gate = weights(g, file, &n("ffn_gate"), &[d, f])?;
-            let up = weights(g, file, &n("ffn_up"), &[d, f])?;
+            let (q, k, v) = (n("attn_q"), n("attn_k"), n("attn_v"));
+            let (gate, up) = (n("ffn_gate"), n("ffn_up"));
             blocks.push(Block {
                 attn_norm: weights(g, file, &n("attn_norm"), &[d])?,
-                qkv: Packed::from_stacked(&[(&q, d), (&k, kvd), (&v, kvd)], d),
-                o: Packed::from_rows(&weights(g, file, &n("attn_output"), &[d, d])?, d, d),
+                qkv: linear(g, file, &[(&q, d), (&k, kvd), (&v, kvd)], d, force_f32)?,
+                o: linear(g, file, &[(&n("attn_output"), d)], d, force_f32)?,
                 ffn_norm: weights(g, file, &n("ffn_norm"), &[d])?,
-                gate_up: Packed::from_stacked(&[(&gate, f), (&up, f)], d),
-                down: Packed::from_rows(&weights(g, file, &n("ffn_down"), &[f, d])?, d, f),
+                gate_up: linear(g, file, &[(&gate, f), (&up, f)], d, force_f32)?,
+                down: linear(g, file, &[(&n("ffn_down"), d)], f, force_f32)?,
             });
         }
         let out_norm = weights(g, file, "output_norm.weight", &[d])?;
         let head = match g.tensor("output.weight") {
-            Ok(_) => Packed::from_rows(
-                &weights(g, file, "output.weight", &[d, cfg.vocab])?,
-                cfg.vocab,
+            Ok(_) => Some(linear(
+                g,
+                file,
+                &[("output.weight", cfg.vocab)],
                 d,
-            ),
-            Err(_) => Packed::from_rows(&embd, cfg.vocab, d),
+                force_f32,
+            )?),
+            Err(_) => None,
         };
         let inv_freq = havn_exec::cpu::rope_inv_freq(cfg.head_dim, cfg.rope_base);
         Ok(Model {
@@ -242,7 +294,7 @@ impl Model {
             .iter()
             .map(|b| b.qkv.bytes() + b.o.bytes() + b.gate_up.bytes() + b.down.bytes())
             .sum();
-        b + self.head.bytes() + self.embd.len() * 4
+        b + self.head.as_ref().map_or(0, Linear::bytes) + self.embd.bytes()
     }
 
     /// Embedding rows of `ids` (`[ids.len(), d]`).
@@ -257,7 +309,7 @@ impl Model {
                     format!("token {id} is outside the vocabulary"),
                 ));
             }
-            x.extend_from_slice(&self.embd[id * d..(id + 1) * d]);
+            x.extend_from_slice(&self.embd.row(id));
         }
         Ok(x)
     }
@@ -383,7 +435,7 @@ impl Model {
         let d = self.cfg.d;
         let last = &hidden[hidden.len() - d..];
         let h = rmsnorm(last, &self.out_norm, self.cfg.eps);
-        self.head.apply(&h, 1, pool)
+        self.head.as_ref().unwrap_or(&self.embd).apply(&h, 1, pool)
     }
 
     /// One forward call over `ids` at positions `cache.len()..`: every block's trace and

@@ -1,0 +1,375 @@
+//! Linear layers that keep Q4_1 / Q8_0 weights quantized in memory and dequantize each
+//! weight inside the kernel, with exactly the operation of [`crate::quant`]
+//! (`fma(d, q, m)` for Q4_1, `d · q` for Q8_0). So `y[i, j]` is the same fma chain over
+//! the same f32 weights as [`crate::linear::Packed`] — the same bits — while a decode
+//! step streams ~0.6 byte per weight instead of 4.
+//!
+//! Layout, per 16-column panel `p` and 32-element block `b`:
+//! - Q4_1: scales `d[16], m[16]` (f32), then for each `kk` of the block 8 bytes, byte `i`
+//!   holding column `i` in its low nibble and column `i + 8` in its high nibble;
+//! - Q8_0: scales `d[16]`, then for each `kk` 16 bytes (column order, i8).
+//!
+//! Padding columns have `d = m = 0` (their outputs are discarded).
+
+use crate::error::{LmError, Result};
+use crate::gguf::GgmlType;
+use crate::linear::NR;
+use half::f16;
+use havn_exec::cpu::simd_available;
+use rayon::prelude::*;
+
+const QK: usize = 32;
+/// Rows of x per register tile.
+const MR: usize = 4;
+/// Panels per parallel task.
+const PANELS_PER_TASK: usize = 4;
+
+/// Quantization kinds kept in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QKind {
+    Q4_1,
+    Q8_0,
+}
+
+impl QKind {
+    /// The kind for a ggml type, if it is kept quantized.
+    pub fn of(ty: GgmlType) -> Option<QKind> {
+        match ty {
+            GgmlType::Q4_1 => Some(QKind::Q4_1),
+            GgmlType::Q8_0 => Some(QKind::Q8_0),
+            _ => None,
+        }
+    }
+    fn scales(self) -> usize {
+        match self {
+            QKind::Q4_1 => 2 * NR,
+            QKind::Q8_0 => NR,
+        }
+    }
+    fn qbytes(self) -> usize {
+        match self {
+            QKind::Q4_1 => NR / 2,
+            QKind::Q8_0 => NR,
+        }
+    }
+    fn raw_block(self) -> usize {
+        match self {
+            QKind::Q4_1 => 20,
+            QKind::Q8_0 => 34,
+        }
+    }
+}
+
+/// A quantized `[n, k]` weight matrix in panels.
+#[derive(Debug, Clone)]
+pub struct QPacked {
+    pub k: usize,
+    pub n: usize,
+    pub kind: QKind,
+    scales: Vec<f32>,
+    quants: Vec<u8>,
+}
+
+fn h(b: &[u8]) -> f32 {
+    f16::from_le_bytes([b[0], b[1]]).to_f32()
+}
+
+fn not_finite(row: usize, block: usize) -> LmError {
+    LmError::Tensor {
+        name: "<linear>".into(),
+        reason: format!("row {row} block {block}: a scale is not finite"),
+    }
+}
+
+/// A linear layer: quantized in memory when the file's type allows, else f32 panels.
+#[derive(Debug, Clone)]
+pub enum Linear {
+    F32(crate::linear::Packed),
+    Quantized(QPacked),
+}
+
+impl Linear {
+    /// `y = x · wᵀ` (the same bits either way).
+    pub fn apply(&self, x: &[f32], m: usize, pool: &rayon::ThreadPool) -> Vec<f32> {
+        match self {
+            Linear::F32(p) => p.apply(x, m, pool),
+            Linear::Quantized(q) => q.apply(x, m, pool),
+        }
+    }
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        match self {
+            Linear::F32(p) => p.bytes(),
+            Linear::Quantized(q) => q.bytes(),
+        }
+    }
+    /// Output `j`'s weights `w[j][..]` (an embedding row, for a tied table).
+    pub fn row(&self, j: usize) -> Vec<f32> {
+        match self {
+            Linear::F32(p) => p.row(j),
+            Linear::Quantized(q) => q.row(j),
+        }
+    }
+}
+
+impl QPacked {
+    /// Packs raw ggml blocks of several `[rows, k]` matrices stacked by output.
+    pub fn from_raw(kind: QKind, parts: &[(&[u8], usize)], k: usize) -> Result<QPacked> {
+        if k % QK != 0 {
+            return Err(LmError::Tensor {
+                name: "<linear>".into(),
+                reason: format!("row length {k} is not a multiple of {QK}"),
+            });
+        }
+        let nb = k / QK;
+        let n: usize = parts.iter().map(|p| p.1).sum();
+        let np = n.div_ceil(NR);
+        let mut scales = vec![0.0f32; np * nb * kind.scales()];
+        let mut quants = vec![0u8; np * nb * QK * kind.qbytes()];
+        let mut j = 0;
+        for (raw, rows) in parts {
+            if raw.len() != rows * nb * kind.raw_block() {
+                return Err(LmError::Tensor {
+                    name: "<linear>".into(),
+                    reason: format!("{} bytes for {rows} rows of {k}", raw.len()),
+                });
+            }
+            for row in raw.chunks_exact(nb * kind.raw_block()) {
+                let (p, c) = (j / NR, j % NR);
+                for (b, blk) in row.chunks_exact(kind.raw_block()).enumerate() {
+                    let pb = p * nb + b;
+                    let sc = &mut scales[pb * kind.scales()..(pb + 1) * kind.scales()];
+                    let q = &mut quants[pb * QK * kind.qbytes()..(pb + 1) * QK * kind.qbytes()];
+                    match kind {
+                        QKind::Q4_1 => {
+                            sc[c] = h(&blk[0..2]);
+                            sc[NR + c] = h(&blk[2..4]);
+                            if !(sc[c].is_finite() && sc[NR + c].is_finite()) {
+                                return Err(not_finite(j, b));
+                            }
+                            let (byte, shift) = (c % 8, if c < 8 { 0 } else { 4 });
+                            for e in 0..QK {
+                                let nib = if e < 16 {
+                                    blk[4 + e] & 0x0f
+                                } else {
+                                    blk[4 + e - 16] >> 4
+                                };
+                                q[e * 8 + byte] |= nib << shift;
+                            }
+                        }
+                        QKind::Q8_0 => {
+                            sc[c] = h(&blk[0..2]);
+                            if !sc[c].is_finite() {
+                                return Err(not_finite(j, b));
+                            }
+                            for e in 0..QK {
+                                q[e * NR + c] = blk[2 + e];
+                            }
+                        }
+                    }
+                }
+                j += 1;
+            }
+        }
+        Ok(QPacked {
+            k,
+            n,
+            kind,
+            scales,
+            quants,
+        })
+    }
+
+    /// Bytes held.
+    pub fn bytes(&self) -> usize {
+        self.scales.len() * 4 + self.quants.len()
+    }
+
+    /// Output `j`'s weights, dequantized exactly as the kernel does.
+    pub fn row(&self, j: usize) -> Vec<f32> {
+        let nb = self.k / QK;
+        let (ss, qs) = (self.kind.scales(), QK * self.kind.qbytes());
+        let (p, c) = (j / NR, j % NR);
+        let mut out = Vec::with_capacity(self.k);
+        for b in 0..nb {
+            let pb = p * nb + b;
+            let (sc, q) = (
+                &self.scales[pb * ss..(pb + 1) * ss],
+                &self.quants[pb * qs..(pb + 1) * qs],
+            );
+            for kk in 0..QK {
+                out.push(weight(self.kind, sc, q, kk, c));
+            }
+        }
+        out
+    }
+
+    /// `y = x · wᵀ` for `x[m, k]`, returning `[m, n]` (bits of the f32 path).
+    pub fn apply(&self, x: &[f32], m: usize, pool: &rayon::ThreadPool) -> Vec<f32> {
+        assert_eq!(x.len(), m * self.k, "input size");
+        let n = self.n;
+        let np = n.div_ceil(NR);
+        let nb = self.k / QK;
+        let avx = simd_available();
+        let tasks: Vec<usize> = (0..np.div_ceil(PANELS_PER_TASK)).collect();
+        let (ss, qs) = (nb * self.kind.scales(), nb * QK * self.kind.qbytes());
+        let parts: Vec<Vec<f32>> = pool.install(|| {
+            tasks
+                .par_iter()
+                .map(|&t| {
+                    let p0 = t * PANELS_PER_TASK;
+                    let p1 = (p0 + PANELS_PER_TASK).min(np);
+                    let mut out = vec![0.0f32; (p1 - p0) * m * NR];
+                    for p in p0..p1 {
+                        let sc = &self.scales[p * ss..(p + 1) * ss];
+                        let q = &self.quants[p * qs..(p + 1) * qs];
+                        let o = &mut out[(p - p0) * m * NR..(p - p0 + 1) * m * NR];
+                        let mut i = 0;
+                        while i < m {
+                            let rows = MR.min(m - i);
+                            let mut tile = [[0.0f32; NR]; MR];
+                            tile_kernel(
+                                avx,
+                                self.kind,
+                                &x[i * self.k..(i + rows) * self.k],
+                                rows,
+                                nb,
+                                sc,
+                                q,
+                                &mut tile,
+                            );
+                            for r in 0..rows {
+                                o[(i + r) * NR..(i + r + 1) * NR].copy_from_slice(&tile[r]);
+                            }
+                            i += rows;
+                        }
+                    }
+                    out
+                })
+                .collect()
+        });
+        let mut y = vec![0.0f32; m * n];
+        for (t, part) in parts.iter().enumerate() {
+            for pl in 0..part.len() / (m * NR) {
+                let j0 = (t * PANELS_PER_TASK + pl) * NR;
+                let w = NR.min(n - j0);
+                for i in 0..m {
+                    let src = &part[(pl * m + i) * NR..(pl * m + i) * NR + w];
+                    y[i * n + j0..i * n + j0 + w].copy_from_slice(src);
+                }
+            }
+        }
+        y
+    }
+}
+
+/// Dequantizes column block `w[kk][c]` of one panel block (the scalar reference).
+fn weight(kind: QKind, sc: &[f32], q: &[u8], kk: usize, c: usize) -> f32 {
+    match kind {
+        QKind::Q4_1 => {
+            let b = q[kk * 8 + c % 8];
+            let nib = if c < 8 { b & 0x0f } else { b >> 4 };
+            sc[c].mul_add(f32::from(nib), sc[NR + c])
+        }
+        QKind::Q8_0 => sc[c] * f32::from(q[kk * NR + c] as i8),
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn tile_kernel(
+    avx: bool,
+    kind: QKind,
+    x: &[f32],
+    rows: usize,
+    nb: usize,
+    sc: &[f32],
+    q: &[u8],
+    tile: &mut [[f32; NR]; MR],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx {
+        // SAFETY: avx2 and fma were detected at run time; the kernel checks the sizes
+        // of the slices it reads.
+        unsafe { tile_avx(kind, x, rows, nb, sc, q, tile) };
+        return;
+    }
+    let _ = avx;
+    let k = nb * QK;
+    let (ss, qs) = (kind.scales(), QK * kind.qbytes());
+    for b in 0..nb {
+        let (s, qq) = (&sc[b * ss..(b + 1) * ss], &q[b * qs..(b + 1) * qs]);
+        for kk in 0..QK {
+            for c in 0..NR {
+                let w = weight(kind, s, qq, kk, c);
+                for r in 0..rows {
+                    tile[r][c] = x[r * k + b * QK + kk].mul_add(w, tile[r][c]);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn tile_avx(
+    kind: QKind,
+    x: &[f32],
+    rows: usize,
+    nb: usize,
+    sc: &[f32],
+    q: &[u8],
+    tile: &mut [[f32; NR]; MR],
+) {
+    use std::arch::x86_64::*;
+    let k = nb * QK;
+    let (ss, qs) = (kind.scales(), QK * kind.qbytes());
+    assert!(rows <= MR && x.len() >= rows * k && sc.len() >= nb * ss && q.len() >= nb * qs);
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    let off: [usize; MR] = std::array::from_fn(|r| if r < rows { r * k } else { 0 });
+    let xp = x.as_ptr();
+    let mask = _mm_set1_epi8(0x0f);
+    for b in 0..nb {
+        // SAFETY: b < nb and sc holds nb·ss floats, q nb·qs bytes (asserted above).
+        let (sp, qp) = unsafe { (sc.as_ptr().add(b * ss), q.as_ptr().add(b * qs)) };
+        // SAFETY: each scale row holds NR = 16 floats.
+        let (d0, d1) = unsafe { (_mm256_loadu_ps(sp), _mm256_loadu_ps(sp.add(8))) };
+        let (m0, m1) = match kind {
+            // SAFETY: Q4_1 scale blocks hold d[16] then m[16].
+            QKind::Q4_1 => unsafe { (_mm256_loadu_ps(sp.add(16)), _mm256_loadu_ps(sp.add(24))) },
+            QKind::Q8_0 => (_mm256_setzero_ps(), _mm256_setzero_ps()),
+        };
+        for kk in 0..QK {
+            let (w0, w1) = match kind {
+                QKind::Q4_1 => {
+                    // SAFETY: 8 bytes per kk within the block's qs bytes.
+                    let raw = unsafe { _mm_loadl_epi64(qp.add(kk * 8).cast()) };
+                    let lo = _mm_and_si128(raw, mask);
+                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                    let q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+                    let q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+                    (_mm256_fmadd_ps(d0, q0, m0), _mm256_fmadd_ps(d1, q1, m1))
+                }
+                QKind::Q8_0 => {
+                    // SAFETY: 16 bytes per kk within the block's qs bytes.
+                    let raw = unsafe { _mm_loadu_si128(qp.add(kk * 16).cast()) };
+                    let q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
+                    let q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8)));
+                    (_mm256_mul_ps(d0, q0), _mm256_mul_ps(d1, q1))
+                }
+            };
+            for (r, a) in acc.iter_mut().enumerate().take(rows) {
+                // SAFETY: off[r] + b·QK + kk < rows·k ≤ x.len() (asserted above).
+                let xv = _mm256_set1_ps(unsafe { *xp.add(off[r] + b * QK + kk) });
+                a[0] = _mm256_fmadd_ps(xv, w0, a[0]);
+                a[1] = _mm256_fmadd_ps(xv, w1, a[1]);
+            }
+        }
+    }
+    for (r, a) in acc.iter().enumerate().take(rows) {
+        // SAFETY: each tile row holds NR = 16 floats: two 8-lane stores.
+        unsafe {
+            _mm256_storeu_ps(tile[r].as_mut_ptr(), a[0]);
+            _mm256_storeu_ps(tile[r].as_mut_ptr().add(8), a[1]);
+        }
+    }
+}
