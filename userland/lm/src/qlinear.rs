@@ -220,6 +220,29 @@ impl QPacked {
                     let p0 = t * PANELS_PER_TASK;
                     let p1 = (p0 + PANELS_PER_TASK).min(np);
                     let mut out = vec![0.0f32; (p1 - p0) * m * NR];
+                    #[cfg(target_arch = "x86_64")]
+                    if m == 1 && avx {
+                        // Decode: one row against several panels at once (independent
+                        // accumulator chains; each output's chain is unchanged).
+                        let mut tiles = [[0.0f32; NR]; PANELS_PER_TASK];
+                        // SAFETY: avx2 and fma were detected at run time; the kernel
+                        // checks the sizes of the slices it reads.
+                        unsafe {
+                            row_panels_avx(
+                                self.kind,
+                                x,
+                                nb,
+                                &self.scales[p0 * ss..p1 * ss],
+                                &self.quants[p0 * qs..p1 * qs],
+                                p1 - p0,
+                                &mut tiles,
+                            )
+                        };
+                        for (pl, t) in tiles.iter().take(p1 - p0).enumerate() {
+                            out[pl * NR..(pl + 1) * NR].copy_from_slice(t);
+                        }
+                        return out;
+                    }
                     for p in p0..p1 {
                         let sc = &self.scales[p * ss..(p + 1) * ss];
                         let q = &self.quants[p * qs..(p + 1) * qs];
@@ -370,6 +393,82 @@ unsafe fn tile_avx(
         unsafe {
             _mm256_storeu_ps(tile[r].as_mut_ptr(), a[0]);
             _mm256_storeu_ps(tile[r].as_mut_ptr().add(8), a[1]);
+        }
+    }
+}
+
+/// Decode kernel: one row of x against `np` (≤ 4) consecutive panels, 8 independent
+/// accumulator chains; per output the same fma chain as [`tile_avx`].
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn row_panels_avx(
+    kind: QKind,
+    x: &[f32],
+    nb: usize,
+    sc: &[f32],
+    q: &[u8],
+    np: usize,
+    out: &mut [[f32; NR]; PANELS_PER_TASK],
+) {
+    use std::arch::x86_64::*;
+    let (ss, qs) = (nb * kind.scales(), nb * QK * kind.qbytes());
+    assert!(
+        np <= PANELS_PER_TASK && x.len() >= nb * QK && sc.len() >= np * ss && q.len() >= np * qs
+    );
+    let mut acc = [[_mm256_setzero_ps(); 2]; PANELS_PER_TASK];
+    let mask = _mm_set1_epi8(0x0f);
+    let bs = kind.scales();
+    let bq = QK * kind.qbytes();
+    for b in 0..nb {
+        let mut d = [[_mm256_setzero_ps(); 2]; PANELS_PER_TASK];
+        let mut mm = [[_mm256_setzero_ps(); 2]; PANELS_PER_TASK];
+        let mut qp = [q.as_ptr(); PANELS_PER_TASK];
+        for p in 0..np {
+            // SAFETY: p < np and b < nb: the block's scales and quants are in bounds.
+            unsafe {
+                let sp = sc.as_ptr().add(p * ss + b * bs);
+                d[p] = [_mm256_loadu_ps(sp), _mm256_loadu_ps(sp.add(8))];
+                if kind == QKind::Q4_1 {
+                    mm[p] = [_mm256_loadu_ps(sp.add(16)), _mm256_loadu_ps(sp.add(24))];
+                }
+                qp[p] = q.as_ptr().add(p * qs + b * bq);
+            }
+        }
+        for kk in 0..QK {
+            // SAFETY: b·QK + kk < nb·QK ≤ x.len() (asserted above).
+            let xv = _mm256_set1_ps(unsafe { *x.as_ptr().add(b * QK + kk) });
+            for p in 0..np {
+                let (w0, w1) = match kind {
+                    QKind::Q4_1 => {
+                        // SAFETY: 8 bytes per kk within this panel's block.
+                        let raw = unsafe { _mm_loadl_epi64(qp[p].add(kk * 8).cast()) };
+                        let lo = _mm_and_si128(raw, mask);
+                        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
+                        let q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
+                        let q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+                        (
+                            _mm256_fmadd_ps(d[p][0], q0, mm[p][0]),
+                            _mm256_fmadd_ps(d[p][1], q1, mm[p][1]),
+                        )
+                    }
+                    QKind::Q8_0 => {
+                        // SAFETY: 16 bytes per kk within this panel's block.
+                        let raw = unsafe { _mm_loadu_si128(qp[p].add(kk * 16).cast()) };
+                        let q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
+                        let q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8)));
+                        (_mm256_mul_ps(d[p][0], q0), _mm256_mul_ps(d[p][1], q1))
+                    }
+                };
+                acc[p][0] = _mm256_fmadd_ps(xv, w0, acc[p][0]);
+                acc[p][1] = _mm256_fmadd_ps(xv, w1, acc[p][1]);
+            }
+        }
+    }
+    for p in 0..np {
+        // SAFETY: each tile row holds NR = 16 floats: two 8-lane stores.
+        unsafe {
+            _mm256_storeu_ps(out[p].as_mut_ptr(), acc[p][0]);
+            _mm256_storeu_ps(out[p].as_mut_ptr().add(8), acc[p][1]);
         }
     }
 }
