@@ -60,6 +60,17 @@ impl LoadedModel {
         }
         let g = gguf::Gguf::parse(bytes)?;
         let tokenizer = ChatTokenizer::from_gguf(&g)?;
+        // Checked before any weight is unpacked.
+        let vocab = model::Config::from_gguf(&g)?.vocab;
+        if tokenizer.vocab != vocab {
+            return Err(LmError::Metadata {
+                key: "tokenizer.ggml.tokens".into(),
+                reason: format!(
+                    "{} tokens, but the model has a vocabulary of {vocab}",
+                    tokenizer.vocab
+                ),
+            });
+        }
         let model = model::Model::load_with(&g, bytes, force_f32)?;
         if tokenizer.vocab != model.cfg.vocab {
             return Err(LmError::Metadata {

@@ -201,16 +201,11 @@ fn linear(
     let kind = QKind::of(infos[0].0.ty);
     if let (Some(kind), false) = (kind, force_f32) {
         if infos.iter().all(|(t, _)| QKind::of(t.ty) == Some(kind)) {
-            let raws: Vec<(&[u8], usize)> = infos
+            let raws: Vec<(&str, &[u8], usize)> = infos
                 .iter()
-                .map(|(t, rows)| (&file[t.start..t.start + t.len], *rows))
+                .map(|(t, rows)| (t.name.as_str(), &file[t.start..t.start + t.len], *rows))
                 .collect();
-            return QPacked::from_raw(kind, &raws, k)
-                .map(Linear::Quantized)
-                .map_err(|e| LmError::Tensor {
-                    name: parts[0].0.into(),
-                    reason: e.to_string(),
-                });
+            return QPacked::from_raw(kind, &raws, k).map(Linear::Quantized);
         }
     }
     let mut ws = Vec::new();

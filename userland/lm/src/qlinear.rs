@@ -74,9 +74,9 @@ fn h(b: &[u8]) -> f32 {
     f16::from_le_bytes([b[0], b[1]]).to_f32()
 }
 
-fn not_finite(row: usize, block: usize) -> LmError {
+fn not_finite(name: &str, row: usize, block: usize) -> LmError {
     LmError::Tensor {
-        name: "<linear>".into(),
+        name: name.into(),
         reason: format!("row {row} block {block}: a scale is not finite"),
     }
 }
@@ -114,26 +114,28 @@ impl Linear {
 
 impl QPacked {
     /// Packs raw ggml blocks of several `[rows, k]` matrices stacked by output.
-    pub fn from_raw(kind: QKind, parts: &[(&[u8], usize)], k: usize) -> Result<QPacked> {
+    /// `parts` are (tensor name, raw bytes, rows); errors name the tensor and its row.
+    pub fn from_raw(kind: QKind, parts: &[(&str, &[u8], usize)], k: usize) -> Result<QPacked> {
         if k % QK != 0 {
             return Err(LmError::Tensor {
-                name: "<linear>".into(),
+                name: parts.first().map_or("<linear>", |p| p.0).into(),
                 reason: format!("row length {k} is not a multiple of {QK}"),
             });
         }
         let nb = k / QK;
-        let n: usize = parts.iter().map(|p| p.1).sum();
+        let n: usize = parts.iter().map(|p| p.2).sum();
         let np = n.div_ceil(NR);
         let mut scales = vec![0.0f32; np * nb * kind.scales()];
         let mut quants = vec![0u8; np * nb * QK * kind.qbytes()];
         let mut j = 0;
-        for (raw, rows) in parts {
+        for &(name, raw, rows) in parts {
             if raw.len() != rows * nb * kind.raw_block() {
                 return Err(LmError::Tensor {
-                    name: "<linear>".into(),
+                    name: name.into(),
                     reason: format!("{} bytes for {rows} rows of {k}", raw.len()),
                 });
             }
+            let j0 = j;
             for row in raw.chunks_exact(nb * kind.raw_block()) {
                 let (p, c) = (j / NR, j % NR);
                 for (b, blk) in row.chunks_exact(kind.raw_block()).enumerate() {
@@ -145,7 +147,7 @@ impl QPacked {
                             sc[c] = h(&blk[0..2]);
                             sc[NR + c] = h(&blk[2..4]);
                             if !(sc[c].is_finite() && sc[NR + c].is_finite()) {
-                                return Err(not_finite(j, b));
+                                return Err(not_finite(name, j - j0, b));
                             }
                             let (byte, shift) = (c % 8, if c < 8 { 0 } else { 4 });
                             for e in 0..QK {
@@ -160,7 +162,7 @@ impl QPacked {
                         QKind::Q8_0 => {
                             sc[c] = h(&blk[0..2]);
                             if !sc[c].is_finite() {
-                                return Err(not_finite(j, b));
+                                return Err(not_finite(name, j - j0, b));
                             }
                             for e in 0..QK {
                                 q[e * NR + c] = blk[2 + e];
@@ -322,10 +324,11 @@ fn tile_kernel(
     for b in 0..nb {
         let (s, qq) = (&sc[b * ss..(b + 1) * ss], &q[b * qs..(b + 1) * qs]);
         for kk in 0..QK {
-            for c in 0..NR {
-                let w = weight(kind, s, qq, kk, c);
-                for r in 0..rows {
-                    tile[r][c] = x[r * k + b * QK + kk].mul_add(w, tile[r][c]);
+            let w: [f32; NR] = std::array::from_fn(|c| weight(kind, s, qq, kk, c));
+            for (r, t) in tile.iter_mut().enumerate().take(rows) {
+                let xv = x[r * k + b * QK + kk];
+                for (tc, &wc) in t.iter_mut().zip(&w) {
+                    *tc = xv.mul_add(wc, *tc);
                 }
             }
         }

@@ -8,6 +8,9 @@ use crate::error::{LmError, Result};
 use crate::gguf::{Gguf, Value};
 use serde_json::json;
 
+/// Instructions a chat template may execute per rendering.
+pub const TEMPLATE_FUEL: u64 = 1_000_000;
+
 /// Most vocabulary entries accepted.
 pub const MAX_VOCAB: usize = 1 << 20;
 
@@ -119,6 +122,8 @@ impl ChatTokenizer {
     /// Renders the chat template for `messages`, ending with the assistant's turn.
     pub fn render(&self, messages: &[Message]) -> Result<String> {
         let mut env = minijinja::Environment::new();
+        // A hostile template in a model file cannot loop for long.
+        env.set_fuel(Some(TEMPLATE_FUEL));
         env.add_template("chat", &self.template)
             .map_err(|e| LmError::Template(e.to_string()))?;
         let t = env

@@ -51,6 +51,8 @@ fn a_block_reexecuted_alone_matches_its_commitment() {
     );
 }
 
+type Tamper = Box<dyn Fn(&mut BlockChallenge)>;
+
 #[test]
 fn tampered_openings_are_refused() {
     let Some(m) = model() else { return };
@@ -58,7 +60,7 @@ fn tampered_openings_are_refused() {
     let p = pool(1);
     let base = prove(m, &req, 5, &out, 2, 3).expect("prove");
     verify(m, &base, &out.runtime_hash, &p).expect("the untampered challenge verifies");
-    let cases: Vec<(&str, Box<dyn Fn(&mut BlockChallenge)>)> = vec![
+    let cases: Vec<(&str, Tamper)> = vec![
         (
             "input hidden row",
             Box::new(|c| c.input.as_mut().unwrap().hidden[5] += 1e-3),

@@ -372,8 +372,17 @@ pub const IM_START: u32 = 256 + MERGES.len() as u32;
 pub const IM_END: u32 = IM_START + 1;
 pub const VOCAB: usize = 300;
 
+/// Types of each block's attn_q, attn_k, attn_v, attn_output, ffn_gate, ffn_up, ffn_down:
+/// every supported type, and both ways of loading a linear layer — kept quantized (all
+/// its stacked tensors Q4_1, or all Q8_0) and dequantized to f32 (mixed or other types).
+pub const LAYER_TYPES: [[u32; 7]; LAYERS] = [
+    [Q4_1, Q4_1, Q4_1, F16, Q8_0, Q4_1, F32],
+    [F32, Q4_1, Q4_0, Q8_0, Q4_1, Q4_1, Q4_0],
+];
+
 /// The synthetic llama (2 blocks, d 32, 2 heads / 1 KV head, FFN 64, 300 tokens), its
-/// weights of every supported type from a fixed pattern; the output head is tied.
+/// weights of the types of [`LAYER_TYPES`] from a fixed pattern; the output head is tied
+/// (Q8_0, kept quantized).
 pub fn llama() -> Gguf {
     let (toks, types) = vocab();
     let kvd = D / HEADS * KV_HEADS;
@@ -409,15 +418,15 @@ pub fn llama() -> Gguf {
         Q8_0,
         weights(Q8_0, D * VOCAB, &mut p, 1.0),
     ));
-    for l in 0..LAYERS {
+    for (l, ty) in LAYER_TYPES.iter().enumerate() {
         let n = |s: &str| format!("blk.{l}.{s}.weight");
         let norm: Vec<f32> = (0..D).map(|_| 1.0 + p.unit() / 8.0).collect();
         g = g.tensor(Tensor::f32(&n("attn_norm"), &[d], &norm));
         for (s, dims, ty) in [
-            ("attn_q", [d, d], F32),
-            ("attn_k", [d, kvd as u64], Q4_1),
-            ("attn_v", [d, kvd as u64], Q4_0),
-            ("attn_output", [d, d], F16),
+            ("attn_q", [d, d], ty[0]),
+            ("attn_k", [d, kvd as u64], ty[1]),
+            ("attn_v", [d, kvd as u64], ty[2]),
+            ("attn_output", [d, d], ty[3]),
         ] {
             let data = weights(ty, (dims[0] * dims[1]) as usize, &mut p, 0.25);
             g = g.tensor(Tensor::new(&n(s), &dims, ty, data));
@@ -425,9 +434,9 @@ pub fn llama() -> Gguf {
         let norm: Vec<f32> = (0..D).map(|_| 1.0 + p.unit() / 8.0).collect();
         g = g.tensor(Tensor::f32(&n("ffn_norm"), &[d], &norm));
         for (s, dims, ty) in [
-            ("ffn_gate", [d, f], Q8_0),
-            ("ffn_up", [d, f], Q4_1),
-            ("ffn_down", [f, d], F32),
+            ("ffn_gate", [d, f], ty[4]),
+            ("ffn_up", [d, f], ty[5]),
+            ("ffn_down", [f, d], ty[6]),
         ] {
             let data = weights(ty, (dims[0] * dims[1]) as usize, &mut p, 0.25);
             g = g.tensor(Tensor::new(&n(s), &dims, ty, data));

@@ -17,7 +17,11 @@ fuzz_target!(|data: &[u8]| {
     for t in &g.tensors {
         let n = t.numel();
         assert!(n > 0 && t.start + t.len <= data.len(), "{t:?}");
-        assert_eq!(t.len as u64, n / t.ty.block_len() * t.ty.block_bytes(), "{t:?}");
+        assert_eq!(
+            t.len as u64,
+            n / t.ty.block_len() * t.ty.block_bytes(),
+            "{t:?}"
+        );
         spans.push((t.start, t.start + t.len));
         if n <= MAX_ELEMENTS {
             let v = dequantize(data, t).expect("a parsed tensor dequantizes");
@@ -25,7 +29,10 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     spans.sort_unstable();
-    assert!(spans.windows(2).all(|w| w[0].1 <= w[1].0), "tensors overlap");
+    assert!(
+        spans.windows(2).all(|w| w[0].1 <= w[1].0),
+        "tensors overlap"
+    );
     let cfg = Config::from_gguf(&g);
     if let Ok(tok) = ChatTokenizer::from_gguf(&g) {
         let msg = Message {
