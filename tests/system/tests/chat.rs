@@ -279,5 +279,35 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
         "{}",
         stderr(&o)
     );
+
+    // timeout_ms is enforced: the job is cancelled and fails with that reason.
+    let req = node.path("long.json");
+    std::fs::write(
+        &req,
+        br#"{"messages":[{"role":"user","content":"Write a long essay."}],"max_tokens":400}"#,
+    )
+    .unwrap();
+    let o = node.ctl(
+        "orchestrator",
+        &[
+            "submit",
+            "--workflow",
+            "chat",
+            "--input",
+            &req.display().to_string(),
+            "--job-id",
+            "chat-slow",
+            "--timeout-ms",
+            "300",
+            "--wait",
+            "--timeout",
+            "120",
+        ],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("timeout_ms"),
+        "{}",
+        stderr(&o)
+    );
     node.stop();
 }

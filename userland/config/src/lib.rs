@@ -289,6 +289,17 @@ impl NodeConfig {
     pub fn daemon_state(&self, daemon: &str) -> PathBuf {
         self.node.state_dir.join(daemon)
     }
+
+    /// Where netd stores uploaded job inputs and execd reads them.
+    pub fn uploads_dir(&self) -> PathBuf {
+        uploads_dir(&self.node.state_dir)
+    }
+}
+
+/// `state_dir/uploads`: job inputs by CID, written by netd (`POST /artifact`, which
+/// owns the directory), read by execd; created by havn-init, mode 0755.
+pub fn uploads_dir(state_dir: &Path) -> PathBuf {
+    state_dir.join("uploads")
 }
 
 #[cfg(test)]

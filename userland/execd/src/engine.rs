@@ -173,7 +173,7 @@ impl Engine {
             retain: RETAIN_JOBS,
             next_seq,
             artifacts,
-            uploads: cfg.daemon_state("netd").join("uploads"),
+            uploads: cfg.uploads_dir(),
             chat: crate::chat::Chat::open(cfg)?,
         })
     }

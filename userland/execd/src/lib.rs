@@ -5,7 +5,7 @@
 //!
 //! Inputs: a job with no inputs runs the workflow's default inputs; a job whose
 //! `inputs` names an artifact `inputs` reads those bytes from the upload area netd
-//! writes (`state_dir/netd/uploads/<cid>`) or the archival store, and preflight
+//! writes (`state_dir/uploads/<cid>`) or the archival store, and preflight
 //! refuses them unless they hash to the CID the orchestrator gave.
 //!
 //! Challenges: the checkpoints of the last [`RETAIN_JOBS`] finished jobs are kept so

@@ -85,11 +85,10 @@ fn verify_chat(a: &ChallengeArgs, r: &havn_proto::Receipt, proof: &[u8]) -> anyh
     havn_lm::challenge::verify(&m, &ch, &r.runtime_hash.to_string(), &pool)
         .context("challenge FAILED")?;
     println!(
-        "challenge passed: job {} block {} (call {} of {}, block {} of {}) re-executed alone, committed in the receipt's runtime_hash {}",
+        "challenge passed: job {} block {} (forward call {}, block {} of {}) re-executed alone, committed in the receipt's runtime_hash {}",
         a.job,
         a.node,
         ch.step,
-        ch.request.max_tokens,
         ch.layer,
         m.model.cfg.layers,
         r.runtime_hash

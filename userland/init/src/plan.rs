@@ -153,6 +153,19 @@ impl Plan {
             std::fs::create_dir_all(&dir).map_err(io)?;
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io)?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+            // Job inputs netd receives (`POST /artifact`) and execd reads: netd's, and
+            // readable by name by the executor (which has no CAP_DAC_OVERRIDE).
+            if d.kind == DaemonKind::Netd {
+                let up = havn_config::uploads_dir(&self.state_dir);
+                let io = |source| InitError::StateDir {
+                    path: up.clone(),
+                    source,
+                };
+                std::fs::create_dir_all(&up).map_err(io)?;
+                std::os::unix::fs::chown(&up, Some(uid), Some(gid)).map_err(io)?;
+                std::fs::set_permissions(&up, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io)?;
+            }
         }
         Ok(())
     }

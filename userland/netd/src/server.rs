@@ -262,7 +262,7 @@ pub async fn start(
         fatal: fatal_tx.clone(),
         artifacts: cfg.node.state_dir.join("artifacts"),
         attestd_wait: opts.attestd_wait,
-        uploads: cfg.daemon_state("netd").join("uploads"),
+        uploads: cfg.uploads_dir(),
     });
     let mut tasks = Vec::new();
     critical(

@@ -1,6 +1,6 @@
 //! `POST /artifact`: an orchestrator uploads a job's input (e.g. a chat request) and
-//! gets its CID back. The bytes land in `state_dir/netd/uploads/<cid>` (netd's own
-//! directory, which execd reads), written temp → fsync → rename → fsync dir, so an
+//! gets its CID back. The bytes land in `state_dir/uploads/<cid>` (netd's directory,
+//! created by havn-init, readable by execd), written temp → fsync → rename → fsync dir, so an
 //! acknowledged upload survives a crash. Idempotent: the same bytes give the same CID
 //! and are stored once.
 
@@ -11,6 +11,7 @@ use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
 
 /// Largest artifact accepted.
@@ -25,7 +26,12 @@ fn store(dir: &Path, cid: &havn_proto::Cid, bytes: &[u8]) -> std::io::Result<()>
     }
     std::fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(".{cid}.tmp"));
-    let mut f = std::fs::File::create(&tmp)?;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o644)
+        .open(&tmp)?;
     f.write_all(bytes)?;
     f.sync_all()?;
     std::fs::rename(&tmp, &path)?;
