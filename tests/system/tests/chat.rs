@@ -108,11 +108,10 @@ fn run_chat_is_bit_identical_across_threads_and_processes_and_seeds_matter() {
         &tmp.path().join("bad").display().to_string(),
         "--prompt",
         "hi",
-        "--temperature",
-        "-1",
+        "--temperature=-1",
     ]);
     assert!(
-        !o.status.success() && stderr(&o).contains("temperature"),
+        !o.status.success() && stderr(&o).contains("temperature: -1"),
         "{}",
         stderr(&o)
     );
