@@ -440,7 +440,7 @@ impl Engine {
             Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
         };
         if let Err(r) = gate(ticket_id, &payload, attestd) {
-            return r;
+            return *r;
         }
         let job = Job {
             checksum,
@@ -499,7 +499,7 @@ impl Engine {
                 }
                 NetdExecResponse::Done { ticket_id, receipt }
             }
-            Err(r) => r,
+            Err(r) => *r,
         }
     }
 }
@@ -509,24 +509,26 @@ fn gate(
     ticket_id: u64,
     payload: &JobPayload,
     attestd: &mut Client<ExecdAttestd>,
-) -> Result<(), NetdExecResponse> {
+) -> Result<(), Box<NetdExecResponse>> {
     match attestd.call(&ExecdRequest::Gate {
         job_id: payload.job_id.clone(),
     }) {
         Ok(ExecdResponse::GateOpen) => Ok(()),
-        Ok(ExecdResponse::GateClosed { reason }) => {
-            Err(failed(ticket_id, RemoteError::GateClosed, &reason))
-        }
-        Ok(other) => Err(failed(
+        Ok(ExecdResponse::GateClosed { reason }) => Err(Box::new(failed(
+            ticket_id,
+            RemoteError::GateClosed,
+            &reason,
+        ))),
+        Ok(other) => Err(Box::new(failed(
             ticket_id,
             RemoteError::Internal,
             &format!("unexpected gate answer {other:?}"),
-        )),
-        Err(e) => Err(failed(
+        ))),
+        Err(e) => Err(Box::new(failed(
             ticket_id,
             RemoteError::GateClosed,
             &format!("attestd unreachable: {e}"),
-        )),
+        ))),
     }
 }
 
@@ -535,25 +537,27 @@ fn sign(
     ticket_id: u64,
     report: JobResult,
     attestd: &mut Client<ExecdAttestd>,
-) -> Result<havn_proto::SignedReceipt, NetdExecResponse> {
+) -> Result<havn_proto::SignedReceipt, Box<NetdExecResponse>> {
     match attestd.call(&ExecdRequest::Report(report)) {
         Ok(ExecdResponse::Receipt(receipt)) => Ok(receipt),
-        Ok(ExecdResponse::Error(e)) => Err(failed(ticket_id, e, "attestd refused to sign")),
-        Ok(ExecdResponse::GateClosed { reason }) => Err(failed(
+        Ok(ExecdResponse::Error(e)) => {
+            Err(Box::new(failed(ticket_id, e, "attestd refused to sign")))
+        }
+        Ok(ExecdResponse::GateClosed { reason }) => Err(Box::new(failed(
             ticket_id,
             RemoteError::GateClosed,
             &format!("attestd refused to sign: {reason}"),
-        )),
-        Ok(other) => Err(failed(
+        ))),
+        Ok(other) => Err(Box::new(failed(
             ticket_id,
             RemoteError::Internal,
             &format!("unexpected signing answer {other:?}"),
-        )),
-        Err(e) => Err(failed(
+        ))),
+        Err(e) => Err(Box::new(failed(
             ticket_id,
             RemoteError::Internal,
             &format!("attestd unreachable: {e}"),
-        )),
+        ))),
     }
 }
 
@@ -589,15 +593,8 @@ impl Engine {
             Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
         };
         if let Err(r) = gate(ticket_id, payload, attestd) {
-            return r;
+            return *r;
         }
-        let Some(chat) = &self.chat else {
-            return failed(
-                ticket_id,
-                RemoteError::UnknownWorkflow,
-                "chat is not served here",
-            );
-        };
         let job = match chat.execute(payload, &request, started) {
             Ok(j) => j,
             Err((e, reason)) => return failed(ticket_id, e, &reason),
@@ -648,7 +645,7 @@ impl Engine {
                 }
                 NetdExecResponse::Done { ticket_id, receipt }
             }
-            Err(r) => r,
+            Err(r) => *r,
         }
     }
 
