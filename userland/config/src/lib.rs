@@ -325,13 +325,20 @@ mod tests {
 
     #[test]
     fn omitted_execd_section_gets_serde_defaults() {
-        let text = EXAMPLE.replace("[execd]\nthreads = 0          # 0 = all cores; never changes a bit of any result\nbackend = \"auto\"     # auto | cpu | cuda\n", "");
+        let section = EXAMPLE
+            .split("[execd]\n")
+            .nth(1)
+            .and_then(|rest| rest.split("\n\n").next())
+            .expect("the example has an [execd] section");
+        let text = EXAMPLE.replace(&format!("[execd]\n{section}\n"), "");
         assert!(
             !text.contains("[execd]"),
             "example changed: update this test"
         );
         let c = NodeConfig::parse(&text, Path::new("x")).unwrap();
         assert_eq!(c.execd.backend, "auto");
+        assert_eq!(c.execd.model_store, Path::new("/var/lib/havn/models"));
+        assert_eq!(c.execd.chat_model, "smollm2-135m-instruct");
     }
 
     #[test]

@@ -72,6 +72,7 @@ consts! {
 }
 
 /// e^x.
+#[inline]
 pub fn exp(x: f32) -> f32 {
     if x.is_nan() {
         return x;
@@ -102,6 +103,7 @@ pub fn exp(x: f32) -> f32 {
 }
 
 /// tanh(x).
+#[inline]
 pub fn tanh(x: f32) -> f32 {
     if x.is_nan() {
         return x;
@@ -128,6 +130,7 @@ pub fn tanh(x: f32) -> f32 {
 }
 
 /// 1/sqrt(x) for x > 0: bit-trick seed and four Newton steps.
+#[inline]
 pub fn rsqrt(x: f32) -> f32 {
     let i = 0x5f37_59dfu32.wrapping_sub(x.to_bits() >> 1);
     let mut y = f32::from_bits(i);
@@ -139,6 +142,7 @@ pub fn rsqrt(x: f32) -> f32 {
     y
 }
 
+#[inline]
 fn reduce(x: f32) -> (f32, i32) {
     let k = rint(x * TWO_OVER_PI);
     let r = fma(-k, PIO2_1, x);
@@ -147,6 +151,7 @@ fn reduce(x: f32) -> (f32, i32) {
     (r, k as i32)
 }
 
+#[inline]
 fn sin_poly(r: f32) -> f32 {
     let z = r * r;
     let mut p = S9;
@@ -156,6 +161,7 @@ fn sin_poly(r: f32) -> f32 {
     fma(p * z, r, r)
 }
 
+#[inline]
 fn cos_poly(r: f32) -> f32 {
     let z = r * r;
     let mut p = C10;
@@ -167,6 +173,7 @@ fn cos_poly(r: f32) -> f32 {
 }
 
 /// sin(x), accurate for |x| up to about 1e4.
+#[inline]
 pub fn sin(x: f32) -> f32 {
     let (r, k) = reduce(x);
     match k & 3 {
@@ -178,6 +185,7 @@ pub fn sin(x: f32) -> f32 {
 }
 
 /// cos(x), accurate for |x| up to about 1e4.
+#[inline]
 pub fn cos(x: f32) -> f32 {
     let (r, k) = reduce(x);
     match k & 3 {
@@ -219,11 +227,13 @@ pub fn log(x: f32) -> f32 {
 }
 
 /// SiLU: x · sigmoid(x) = x / (1 + e^-x).
+#[inline]
 pub fn silu(x: f32) -> f32 {
     x / (1.0 + exp(-x))
 }
 
 /// GELU, tanh approximation.
+#[inline]
 pub fn gelu(x: f32) -> f32 {
     let x3 = x * x * x;
     let inner = GELU_C * (x + GELU_K * x3);

@@ -11,6 +11,7 @@ pub mod challenge;
 pub mod chat;
 pub mod error;
 pub mod gguf;
+pub mod kernels;
 pub mod linear;
 pub mod model;
 pub mod outputs;

@@ -15,10 +15,10 @@
 
 use crate::error::{LmError, Result};
 use crate::gguf::Gguf;
+use crate::kernels::{self, AttnDims};
 use crate::linear::Packed;
 use crate::qlinear::{Linear, QKind, QPacked};
 use crate::quant::dequantize;
-use havn_exec::detmath;
 
 /// Hyper-parameters read from the GGUF metadata.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
@@ -216,22 +216,7 @@ fn linear(
     Ok(Linear::F32(Packed::from_stacked(&refs, k)))
 }
 
-/// `x · rsqrt(mean(x²) + eps) · w` for each row.
-pub fn rmsnorm(x: &[f32], w: &[f32], eps: f32) -> Vec<f32> {
-    let d = w.len();
-    let mut out = vec![0.0f32; x.len()];
-    for (o, xr) in out.chunks_exact_mut(d).zip(x.chunks_exact(d)) {
-        let mut ss = 0.0f32;
-        for &v in xr {
-            ss = v.mul_add(v, ss);
-        }
-        let r = detmath::rsqrt(ss / d as f32 + eps);
-        for ((ov, &xv), &wv) in o.iter_mut().zip(xr).zip(w) {
-            *ov = (xv * r) * wv;
-        }
-    }
-    out
-}
+pub use crate::kernels::rmsnorm;
 
 impl Model {
     /// Loads a llama-architecture model from a parsed GGUF file and its bytes.
@@ -309,23 +294,6 @@ impl Model {
         Ok(x)
     }
 
-    fn rope(&self, x: &mut [f32], heads: usize, pos0: usize) {
-        let hd = self.cfg.head_dim;
-        let w = heads * hd;
-        for (r, row) in x.chunks_exact_mut(w).enumerate() {
-            let pos = (pos0 + r) as f32;
-            for head in row.chunks_exact_mut(hd) {
-                for (i, &f) in self.inv_freq.iter().enumerate() {
-                    let th = pos * f;
-                    let (c, s) = (detmath::cos(th), detmath::sin(th));
-                    let (x0, x1) = (head[2 * i], head[2 * i + 1]);
-                    head[2 * i] = x0.mul_add(c, -(x1 * s));
-                    head[2 * i + 1] = x0.mul_add(s, x1 * c);
-                }
-            }
-        }
-    }
-
     /// Runs block `l` on hidden rows `x` (`[rows, d]`, positions `pos0..`), reading and
     /// extending that layer's K/V rows. Used by generation and, alone, by a validator.
     pub fn block(
@@ -365,57 +333,23 @@ impl Model {
             k_new.extend_from_slice(&r[d..d + kvd]);
             v_new.extend_from_slice(&r[d + kvd..]);
         }
-        self.rope(&mut q, c.heads, pos0);
-        self.rope(&mut k_new, c.kv_heads, pos0);
+        kernels::rope(&mut q, d, hd, &self.inv_freq, pos0);
+        kernels::rope(&mut k_new, kvd, hd, &self.inv_freq, pos0);
         cache_k.extend_from_slice(&k_new);
         cache_v.extend_from_slice(&v_new);
-        let group = c.heads / c.kv_heads;
-        let scale = 1.0 / (hd as f32).sqrt();
-        let mut att = vec![0.0f32; rows * d];
-        let mut scores = Vec::new();
-        for r in 0..rows {
-            let n = pos0 + r + 1;
-            for head in 0..c.heads {
-                let kh = head / group;
-                let qv = &q[r * d + head * hd..r * d + (head + 1) * hd];
-                scores.clear();
-                let mut m = f32::NEG_INFINITY;
-                for t in 0..n {
-                    let kv = &cache_k[t * kvd + kh * hd..t * kvd + (kh + 1) * hd];
-                    let mut s = 0.0f32;
-                    for (a, bb) in qv.iter().zip(kv) {
-                        s = a.mul_add(*bb, s);
-                    }
-                    let s = s * scale;
-                    m = m.max(s);
-                    scores.push(s);
-                }
-                let mut sum = 0.0f32;
-                for s in scores.iter_mut() {
-                    *s = detmath::exp(*s - m);
-                    sum += *s;
-                }
-                let out = &mut att[r * d + head * hd..r * d + (head + 1) * hd];
-                for (t, &e) in scores.iter().enumerate() {
-                    let p = e / sum;
-                    let vv = &cache_v[t * kvd + kh * hd..t * kvd + (kh + 1) * hd];
-                    for (o, &vx) in out.iter_mut().zip(vv) {
-                        *o = p.mul_add(vx, *o);
-                    }
-                }
-            }
-        }
+        let dims = AttnDims {
+            d,
+            kv_dim: kvd,
+            head_dim: hd,
+            heads: c.heads,
+            kv_heads: c.kv_heads,
+        };
+        let att = kernels::attention(&q, cache_k, cache_v, pos0, dims);
         let o = b.o.apply(&att, rows, pool);
         let x1: Vec<f32> = x.iter().zip(&o).map(|(a, b)| a + b).collect();
         let h2 = rmsnorm(&x1, &b.ffn_norm, c.eps);
         let gu = b.gate_up.apply(&h2, rows, pool);
-        let f = c.ffn;
-        let mut act = Vec::with_capacity(rows * f);
-        for r in gu.chunks_exact(2 * f) {
-            for j in 0..f {
-                act.push(detmath::silu(r[j]) * r[f + j]);
-            }
-        }
+        let act = kernels::swiglu(&gu, c.ffn);
         let dn = b.down.apply(&act, rows, pool);
         let hidden = x1.iter().zip(&dn).map(|(a, b)| a + b).collect();
         Ok(BlockTrace {

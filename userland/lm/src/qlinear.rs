@@ -5,8 +5,10 @@
 //! step streams ~0.6 byte per weight instead of 4.
 //!
 //! Layout, per 16-column panel `p` and 32-element block `b`:
-//! - Q4_1: scales `d[16], m[16]` (f32), then for each `kk` of the block 8 bytes, byte `i`
-//!   holding column `i` in its low nibble and column `i + 8` in its high nibble;
+//! - Q4_1: scales `d[16], m[16]` (f32), then for each `kk` of the block two u32 words
+//!   (little-endian), word `w` holding column `8w + i` in bits `4i..4i+4` — so one
+//!   broadcast load and a variable shift put eight columns' nibbles in eight lanes
+//!   without any shuffle;
 //! - Q8_0: scales `d[16]`, then for each `kk` 16 bytes (column order, i8).
 //!
 //! Padding columns have `d = m = 0` (their outputs are discarded).
@@ -149,7 +151,7 @@ impl QPacked {
                             if !(sc[c].is_finite() && sc[NR + c].is_finite()) {
                                 return Err(not_finite(name, j - j0, b));
                             }
-                            let (byte, shift) = (c % 8, if c < 8 { 0 } else { 4 });
+                            let (byte, shift) = ((c / 8) * 4 + (c % 8) / 2, (c % 2) * 4);
                             for e in 0..QK {
                                 let nib = if e < 16 {
                                     blk[4 + e] & 0x0f
@@ -292,8 +294,8 @@ impl QPacked {
 fn weight(kind: QKind, sc: &[f32], q: &[u8], kk: usize, c: usize) -> f32 {
     match kind {
         QKind::Q4_1 => {
-            let b = q[kk * 8 + c % 8];
-            let nib = if c < 8 { b & 0x0f } else { b >> 4 };
+            let b = q[kk * 8 + (c / 8) * 4 + (c % 8) / 2];
+            let nib = if c % 2 == 0 { b & 0x0f } else { b >> 4 };
             sc[c].mul_add(f32::from(nib), sc[NR + c])
         }
         QKind::Q8_0 => sc[c] * f32::from(q[kk * NR + c] as i8),
@@ -353,7 +355,8 @@ unsafe fn tile_avx(
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     let off: [usize; MR] = std::array::from_fn(|r| if r < rows { r * k } else { 0 });
     let xp = x.as_ptr();
-    let mask = _mm_set1_epi8(0x0f);
+    let mask = _mm256_set1_epi32(0x0f);
+    let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
     for b in 0..nb {
         // SAFETY: b < nb and sc holds nb·ss floats, q nb·qs bytes (asserted above).
         let (sp, qp) = unsafe { (sc.as_ptr().add(b * ss), q.as_ptr().add(b * qs)) };
@@ -368,11 +371,7 @@ unsafe fn tile_avx(
             let (w0, w1) = match kind {
                 QKind::Q4_1 => {
                     // SAFETY: 8 bytes per kk within the block's qs bytes.
-                    let raw = unsafe { _mm_loadl_epi64(qp.add(kk * 8).cast()) };
-                    let lo = _mm_and_si128(raw, mask);
-                    let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-                    let q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-                    let q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+                    let (q0, q1) = unsafe { nibbles(qp.add(kk * 8), shifts, mask) };
                     (_mm256_fmadd_ps(d0, q0, m0), _mm256_fmadd_ps(d1, q1, m1))
                 }
                 QKind::Q8_0 => {
@@ -419,7 +418,8 @@ unsafe fn row_panels_avx(
         np <= PANELS_PER_TASK && x.len() >= nb * QK && sc.len() >= np * ss && q.len() >= np * qs
     );
     let mut acc = [[_mm256_setzero_ps(); 2]; PANELS_PER_TASK];
-    let mask = _mm_set1_epi8(0x0f);
+    let mask = _mm256_set1_epi32(0x0f);
+    let shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
     let bs = kind.scales();
     let bq = QK * kind.qbytes();
     for b in 0..nb {
@@ -444,11 +444,7 @@ unsafe fn row_panels_avx(
                 let (w0, w1) = match kind {
                     QKind::Q4_1 => {
                         // SAFETY: 8 bytes per kk within this panel's block.
-                        let raw = unsafe { _mm_loadl_epi64(qp[p].add(kk * 8).cast()) };
-                        let lo = _mm_and_si128(raw, mask);
-                        let hi = _mm_and_si128(_mm_srli_epi16(raw, 4), mask);
-                        let q0 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(lo));
-                        let q1 = _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(hi));
+                        let (q0, q1) = unsafe { nibbles(qp[p].add(kk * 8), shifts, mask) };
                         (
                             _mm256_fmadd_ps(d[p][0], q0, mm[p][0]),
                             _mm256_fmadd_ps(d[p][1], q1, mm[p][1]),
@@ -474,4 +470,30 @@ unsafe fn row_panels_avx(
             _mm256_storeu_ps(out[p].as_mut_ptr().add(8), acc[p][1]);
         }
     }
+}
+
+/// The 16 columns' nibbles of one `kk` as two 8-lane f32 vectors: each u32 word is
+/// broadcast (a plain load), shifted per lane and masked — no shuffle.
+///
+/// # Safety
+/// `p` must point to 8 readable bytes; the caller has AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn nibbles(
+    p: *const u8,
+    shifts: std::arch::x86_64::__m256i,
+    mask: std::arch::x86_64::__m256i,
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    // SAFETY: the caller guarantees 8 readable bytes at p.
+    let (w0, w1) = unsafe {
+        (
+            std::ptr::read_unaligned(p.cast::<i32>()),
+            std::ptr::read_unaligned(p.add(4).cast::<i32>()),
+        )
+    };
+    let q0 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w0), shifts), mask);
+    let q1 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w1), shifts), mask);
+    (_mm256_cvtepi32_ps(q0), _mm256_cvtepi32_ps(q1))
 }
