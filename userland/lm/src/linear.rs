@@ -72,30 +72,25 @@ impl Packed {
         let np = n.div_ceil(NR);
         let avx = simd_available();
         let tasks: Vec<usize> = (0..np.div_ceil(PANELS_PER_TASK)).collect();
-        let parts: Vec<Vec<f32>> = pool.install(|| {
-            tasks
-                .par_iter()
-                .map(|&t| {
-                    let p0 = t * PANELS_PER_TASK;
-                    let p1 = (p0 + PANELS_PER_TASK).min(np);
-                    let mut out = vec![0.0f32; (p1 - p0) * m * NR];
-                    for p in p0..p1 {
-                        let panel = &self.panels[p * k * NR..(p + 1) * k * NR];
-                        let o = &mut out[(p - p0) * m * NR..(p - p0 + 1) * m * NR];
-                        let mut i = 0;
-                        while i < m {
-                            let rows = MR.min(m - i);
-                            let mut tile = [[0.0f32; NR]; MR];
-                            tile_kernel(avx, &x[i * k..(i + rows) * k], rows, k, panel, &mut tile);
-                            for r in 0..rows {
-                                o[(i + r) * NR..(i + r + 1) * NR].copy_from_slice(&tile[r]);
-                            }
-                            i += rows;
-                        }
+        let parts: Vec<Vec<f32>> = crate::linear::run_tasks(pool, &tasks, |&t| {
+            let p0 = t * PANELS_PER_TASK;
+            let p1 = (p0 + PANELS_PER_TASK).min(np);
+            let mut out = vec![0.0f32; (p1 - p0) * m * NR];
+            for p in p0..p1 {
+                let panel = &self.panels[p * k * NR..(p + 1) * k * NR];
+                let o = &mut out[(p - p0) * m * NR..(p - p0 + 1) * m * NR];
+                let mut i = 0;
+                while i < m {
+                    let rows = MR.min(m - i);
+                    let mut tile = [[0.0f32; NR]; MR];
+                    tile_kernel(avx, &x[i * k..(i + rows) * k], rows, k, panel, &mut tile);
+                    for r in 0..rows {
+                        o[(i + r) * NR..(i + r + 1) * NR].copy_from_slice(&tile[r]);
                     }
-                    out
-                })
-                .collect()
+                    i += rows;
+                }
+            }
+            out
         });
         let mut y = vec![0.0f32; m * n];
         for (t, part) in parts.iter().enumerate() {
@@ -172,6 +167,20 @@ unsafe fn tile_avx(x: &[f32], rows: usize, k: usize, panel: &[f32], tile: &mut [
             _mm256_storeu_ps(tile[r].as_mut_ptr(), a[0]);
             _mm256_storeu_ps(tile[r].as_mut_ptr().add(8), a[1]);
         }
+    }
+}
+
+/// Runs `f` on every task: on this thread when the pool has one thread (no hand-off
+/// to a worker and back for each matmul), else spread over the pool. Results are in
+/// task order either way.
+pub(crate) fn run_tasks<F>(pool: &rayon::ThreadPool, tasks: &[usize], f: F) -> Vec<Vec<f32>>
+where
+    F: Fn(&usize) -> Vec<f32> + Sync + Send,
+{
+    if pool.current_num_threads() <= 1 {
+        tasks.iter().map(f).collect()
+    } else {
+        pool.install(|| tasks.par_iter().map(f).collect())
     }
 }
 

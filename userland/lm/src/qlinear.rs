@@ -18,7 +18,6 @@ use crate::gguf::GgmlType;
 use crate::linear::NR;
 use half::f16;
 use havn_exec::cpu::simd_available;
-use rayon::prelude::*;
 
 const QK: usize = 32;
 /// Rows of x per register tile.
@@ -217,63 +216,58 @@ impl QPacked {
         let avx = simd_available();
         let tasks: Vec<usize> = (0..np.div_ceil(PANELS_PER_TASK)).collect();
         let (ss, qs) = (nb * self.kind.scales(), nb * QK * self.kind.qbytes());
-        let parts: Vec<Vec<f32>> = pool.install(|| {
-            tasks
-                .par_iter()
-                .map(|&t| {
-                    let p0 = t * PANELS_PER_TASK;
-                    let p1 = (p0 + PANELS_PER_TASK).min(np);
-                    let mut out = vec![0.0f32; (p1 - p0) * m * NR];
-                    #[cfg(target_arch = "x86_64")]
-                    if m == 1 && avx {
-                        // Decode: one row against several panels at once (independent
-                        // accumulator chains; each output's chain is unchanged).
-                        let mut tiles = [[0.0f32; NR]; PANELS_PER_TASK];
-                        // SAFETY: avx2 and fma were detected at run time; the kernel
-                        // checks the sizes of the slices it reads.
-                        unsafe {
-                            row_panels_avx(
-                                self.kind,
-                                x,
-                                nb,
-                                &self.scales[p0 * ss..p1 * ss],
-                                &self.quants[p0 * qs..p1 * qs],
-                                p1 - p0,
-                                &mut tiles,
-                            )
-                        };
-                        for (pl, t) in tiles.iter().take(p1 - p0).enumerate() {
-                            out[pl * NR..(pl + 1) * NR].copy_from_slice(t);
-                        }
-                        return out;
+        let parts: Vec<Vec<f32>> = crate::linear::run_tasks(pool, &tasks, |&t| {
+            let p0 = t * PANELS_PER_TASK;
+            let p1 = (p0 + PANELS_PER_TASK).min(np);
+            let mut out = vec![0.0f32; (p1 - p0) * m * NR];
+            #[cfg(target_arch = "x86_64")]
+            if m == 1 && avx {
+                // Decode: one row against several panels at once (independent
+                // accumulator chains; each output's chain is unchanged).
+                let mut tiles = [[0.0f32; NR]; PANELS_PER_TASK];
+                // SAFETY: avx2 and fma were detected at run time; the kernel
+                // checks the sizes of the slices it reads.
+                unsafe {
+                    row_panels_avx(
+                        self.kind,
+                        x,
+                        nb,
+                        &self.scales[p0 * ss..p1 * ss],
+                        &self.quants[p0 * qs..p1 * qs],
+                        p1 - p0,
+                        &mut tiles,
+                    )
+                };
+                for (pl, t) in tiles.iter().take(p1 - p0).enumerate() {
+                    out[pl * NR..(pl + 1) * NR].copy_from_slice(t);
+                }
+                return out;
+            }
+            for p in p0..p1 {
+                let sc = &self.scales[p * ss..(p + 1) * ss];
+                let q = &self.quants[p * qs..(p + 1) * qs];
+                let o = &mut out[(p - p0) * m * NR..(p - p0 + 1) * m * NR];
+                let mut i = 0;
+                while i < m {
+                    let rows = MR.min(m - i);
+                    let mut tile = [[0.0f32; NR]; MR];
+                    tile_kernel(
+                        avx,
+                        self.kind,
+                        &x[i * self.k..(i + rows) * self.k],
+                        rows,
+                        nb,
+                        sc,
+                        q,
+                        &mut tile,
+                    );
+                    for r in 0..rows {
+                        o[(i + r) * NR..(i + r + 1) * NR].copy_from_slice(&tile[r]);
                     }
-                    for p in p0..p1 {
-                        let sc = &self.scales[p * ss..(p + 1) * ss];
-                        let q = &self.quants[p * qs..(p + 1) * qs];
-                        let o = &mut out[(p - p0) * m * NR..(p - p0 + 1) * m * NR];
-                        let mut i = 0;
-                        while i < m {
-                            let rows = MR.min(m - i);
-                            let mut tile = [[0.0f32; NR]; MR];
-                            tile_kernel(
-                                avx,
-                                self.kind,
-                                &x[i * self.k..(i + rows) * self.k],
-                                rows,
-                                nb,
-                                sc,
-                                q,
-                                &mut tile,
-                            );
-                            for r in 0..rows {
-                                o[(i + r) * NR..(i + r + 1) * NR].copy_from_slice(&tile[r]);
-                            }
-                            i += rows;
-                        }
-                    }
-                    out
-                })
-                .collect()
+                    i += rows;
+                }
+            }
+            out
         });
         let mut y = vec![0.0f32; m * n];
         for (t, part) in parts.iter().enumerate() {
