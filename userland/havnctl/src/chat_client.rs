@@ -4,7 +4,6 @@
 
 use crate::net_cmd::{chat_checksum, client, connect, runtime, upload, wait_receipt, TlsArgs};
 use anyhow::{bail, Context};
-use havn_lm::{ChatRequest, Message};
 use std::path::PathBuf;
 
 /// Arguments of `havnctl chat`.
@@ -18,15 +17,8 @@ pub struct ChatClientArgs {
     /// TLS files.
     #[command(flatten)]
     pub tls: TlsArgs,
-    /// A system message.
-    #[arg(long)]
-    pub system: Option<String>,
-    /// Most tokens to generate.
-    #[arg(long, default_value_t = 64)]
-    pub max_tokens: u32,
-    /// Sampling temperature (0 = greedy).
-    #[arg(long, default_value_t = 0.0)]
-    pub temperature: f32,
+    #[command(flatten)]
+    pub sampling: crate::chat_cmd::SamplingArgs,
     /// Job seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
@@ -46,26 +38,7 @@ pub struct ChatClientArgs {
 
 /// Runs `havnctl chat`.
 pub fn run(a: ChatClientArgs) -> anyhow::Result<()> {
-    let mut messages = Vec::new();
-    if let Some(s) = &a.system {
-        messages.push(Message {
-            role: "system".into(),
-            content: s.clone(),
-        });
-    }
-    messages.push(Message {
-        role: "user".into(),
-        content: a.question.clone(),
-    });
-    let req = ChatRequest {
-        messages,
-        max_tokens: a.max_tokens,
-        temperature: a.temperature,
-        top_p: 1.0,
-        top_k: 0,
-        stop: Vec::new(),
-    };
-    req.validate()?;
+    let req = a.sampling.request(a.question.clone())?;
     let job_id = a.job_id.clone().unwrap_or_else(|| {
         let ms = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -7,12 +7,10 @@ use havn_lm::store::{Store, DEFAULT_MODEL};
 use havn_lm::{ChatRequest, Message, RunOpts};
 use std::path::{Path, PathBuf};
 
-/// The chat-specific options of `havnctl run`.
+/// What a chat request says besides the user's message (shared by `havnctl run chat`
+/// and `havnctl chat`).
 #[derive(Debug, Clone, clap::Args)]
-pub struct ChatArgs {
-    /// chat: the user's message.
-    #[arg(long)]
-    pub prompt: Option<String>,
+pub struct SamplingArgs {
     /// chat: a system message (the model's template supplies a default one).
     #[arg(long)]
     pub system: Option<String>,
@@ -31,6 +29,43 @@ pub struct ChatArgs {
     /// chat: stop when this string appears (repeatable).
     #[arg(long = "stop")]
     pub stop: Vec<String>,
+}
+
+impl SamplingArgs {
+    /// The validated request for `prompt`.
+    pub fn request(&self, prompt: String) -> anyhow::Result<ChatRequest> {
+        let mut messages = Vec::new();
+        if let Some(s) = &self.system {
+            messages.push(Message {
+                role: "system".into(),
+                content: s.clone(),
+            });
+        }
+        messages.push(Message {
+            role: "user".into(),
+            content: prompt,
+        });
+        let r = ChatRequest {
+            messages,
+            max_tokens: self.max_tokens,
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            stop: self.stop.clone(),
+        };
+        r.validate()?;
+        Ok(r)
+    }
+}
+
+/// The chat-specific options of `havnctl run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ChatArgs {
+    /// chat: the user's message.
+    #[arg(long)]
+    pub prompt: Option<String>,
+    #[command(flatten)]
+    pub sampling: SamplingArgs,
     /// chat: the whole request as a JSON file (the job's input artifact) instead of
     /// --prompt/--system/--max-tokens/...
     #[arg(long, conflicts_with = "prompt")]
@@ -53,27 +88,7 @@ impl ChatArgs {
             .prompt
             .clone()
             .context("chat needs --prompt TEXT (or --request FILE)")?;
-        let mut messages = Vec::new();
-        if let Some(s) = &self.system {
-            messages.push(Message {
-                role: "system".into(),
-                content: s.clone(),
-            });
-        }
-        messages.push(Message {
-            role: "user".into(),
-            content: prompt,
-        });
-        let r = ChatRequest {
-            messages,
-            max_tokens: self.max_tokens,
-            temperature: self.temperature,
-            top_p: self.top_p,
-            top_k: self.top_k,
-            stop: self.stop.clone(),
-        };
-        r.validate()?;
-        Ok(r)
+        self.sampling.request(prompt)
     }
 }
 

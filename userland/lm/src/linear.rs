@@ -12,9 +12,9 @@ use rayon::prelude::*;
 /// Output columns per panel.
 pub const NR: usize = 16;
 /// Rows of x per register tile.
-const MR: usize = 4;
+pub(crate) const MR: usize = 4;
 /// Panels per parallel task.
-const PANELS_PER_TASK: usize = 4;
+pub(crate) const PANELS_PER_TASK: usize = 4;
 
 /// A `[n, k]` weight matrix (n outputs of k inputs), packed into panels.
 #[derive(Debug, Clone)]
@@ -79,32 +79,13 @@ impl Packed {
             for p in p0..p1 {
                 let panel = &self.panels[p * k * NR..(p + 1) * k * NR];
                 let o = &mut out[(p - p0) * m * NR..(p - p0 + 1) * m * NR];
-                let mut i = 0;
-                while i < m {
-                    let rows = MR.min(m - i);
-                    let mut tile = [[0.0f32; NR]; MR];
-                    tile_kernel(avx, &x[i * k..(i + rows) * k], rows, k, panel, &mut tile);
-                    for r in 0..rows {
-                        o[(i + r) * NR..(i + r + 1) * NR].copy_from_slice(&tile[r]);
-                    }
-                    i += rows;
-                }
+                row_tiles(o, m, |i, rows, tile| {
+                    tile_kernel(avx, &x[i * k..(i + rows) * k], rows, k, panel, tile);
+                });
             }
             out
         });
-        let mut y = vec![0.0f32; m * n];
-        for (t, part) in parts.iter().enumerate() {
-            for pl in 0..part.len() / (m * NR) {
-                let p = t * PANELS_PER_TASK + pl;
-                let j0 = p * NR;
-                let w = NR.min(n - j0);
-                for i in 0..m {
-                    let src = &part[(pl * m + i) * NR..(pl * m + i) * NR + w];
-                    y[i * n + j0..i * n + j0 + w].copy_from_slice(src);
-                }
-            }
-        }
-        y
+        gather(&parts, m, n)
     }
 }
 
@@ -168,6 +149,41 @@ unsafe fn tile_avx(x: &[f32], rows: usize, k: usize, panel: &[f32], tile: &mut [
             _mm256_storeu_ps(tile[r].as_mut_ptr().add(8), a[1]);
         }
     }
+}
+
+/// Fills one panel's output `o` (`[m, NR]`) tile by tile: `f(first_row, rows, tile)`
+/// computes up to [`MR`] rows.
+pub(crate) fn row_tiles<F>(o: &mut [f32], m: usize, mut f: F)
+where
+    F: FnMut(usize, usize, &mut [[f32; NR]; MR]),
+{
+    let mut i = 0;
+    while i < m {
+        let rows = MR.min(m - i);
+        let mut tile = [[0.0f32; NR]; MR];
+        f(i, rows, &mut tile);
+        for (r, t) in tile.iter().enumerate().take(rows) {
+            o[(i + r) * NR..(i + r + 1) * NR].copy_from_slice(t);
+        }
+        i += rows;
+    }
+}
+
+/// Row-major `y[m, n]` from the tasks' panel-major outputs ([`PANELS_PER_TASK`] panels
+/// of `[m, NR]` each, in task order).
+pub(crate) fn gather(parts: &[Vec<f32>], m: usize, n: usize) -> Vec<f32> {
+    let mut y = vec![0.0f32; m * n];
+    for (t, part) in parts.iter().enumerate() {
+        for pl in 0..part.len() / (m * NR) {
+            let j0 = (t * PANELS_PER_TASK + pl) * NR;
+            let w = NR.min(n - j0);
+            for i in 0..m {
+                let src = &part[(pl * m + i) * NR..(pl * m + i) * NR + w];
+                y[i * n + j0..i * n + j0 + w].copy_from_slice(src);
+            }
+        }
+    }
+    y
 }
 
 /// Runs `f` on every task: on this thread when the pool has one thread (no hand-off

@@ -19,11 +19,9 @@ use crate::linear::NR;
 use half::f16;
 use havn_exec::cpu::simd_available;
 
+use crate::linear::{gather, row_tiles, MR, PANELS_PER_TASK};
+
 const QK: usize = 32;
-/// Rows of x per register tile.
-const MR: usize = 4;
-/// Panels per parallel task.
-const PANELS_PER_TASK: usize = 4;
 
 /// Quantization kinds kept in memory.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -247,40 +245,14 @@ impl QPacked {
                 let sc = &self.scales[p * ss..(p + 1) * ss];
                 let q = &self.quants[p * qs..(p + 1) * qs];
                 let o = &mut out[(p - p0) * m * NR..(p - p0 + 1) * m * NR];
-                let mut i = 0;
-                while i < m {
-                    let rows = MR.min(m - i);
-                    let mut tile = [[0.0f32; NR]; MR];
-                    tile_kernel(
-                        avx,
-                        self.kind,
-                        &x[i * self.k..(i + rows) * self.k],
-                        rows,
-                        nb,
-                        sc,
-                        q,
-                        &mut tile,
-                    );
-                    for r in 0..rows {
-                        o[(i + r) * NR..(i + r + 1) * NR].copy_from_slice(&tile[r]);
-                    }
-                    i += rows;
-                }
+                row_tiles(o, m, |i, rows, tile| {
+                    let xs = &x[i * self.k..(i + rows) * self.k];
+                    tile_kernel(avx, self.kind, xs, rows, nb, sc, q, tile);
+                });
             }
             out
         });
-        let mut y = vec![0.0f32; m * n];
-        for (t, part) in parts.iter().enumerate() {
-            for pl in 0..part.len() / (m * NR) {
-                let j0 = (t * PANELS_PER_TASK + pl) * NR;
-                let w = NR.min(n - j0);
-                for i in 0..m {
-                    let src = &part[(pl * m + i) * NR..(pl * m + i) * NR + w];
-                    y[i * n + j0..i * n + j0 + w].copy_from_slice(src);
-                }
-            }
-        }
-        y
+        gather(&parts, m, n)
     }
 }
 

@@ -37,7 +37,7 @@ pub struct Ctx {
     pub artifacts: std::path::PathBuf,
     /// Longest a request waits for attestd, queueing included.
     pub attestd_wait: Duration,
-    /// Where `POST /artifact` stores job inputs (`state_dir/netd/uploads`).
+    /// Where `POST /artifact` stores job inputs (`state_dir/uploads`).
     pub uploads: std::path::PathBuf,
 }
 
