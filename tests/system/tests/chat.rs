@@ -255,7 +255,8 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
         "a block that does not exist was served"
     );
 
-    // submit --input FILE uploads the request; a malformed one fails the job naming the field.
+    // submit --input FILE uploads the request; a malformed one is refused at intake
+    // (400) naming the field inside the request.
     let req = node.path("bad.json");
     std::fs::write(&req, br#"{"messages":[{"role":"robot","content":"hi"}]}"#).unwrap();
     let o = node.ctl(
@@ -274,7 +275,38 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
         ],
     );
     assert!(
-        !o.status.success() && stderr(&o).contains("role"),
+        !o.status.success()
+            && stderr(&o).contains("refused (400)")
+            && stderr(&o).contains("inputs[0].messages[0].role"),
+        "{}",
+        stderr(&o)
+    );
+
+    // A prompt beyond the model's context (each digit is a token) fails the job before
+    // any forward pass, naming the field.
+    let req = node.path("long-prompt.json");
+    let long = format!(
+        r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#,
+        "7".repeat(9000)
+    );
+    std::fs::write(&req, long).unwrap();
+    let o = node.ctl(
+        "orchestrator",
+        &[
+            "submit",
+            "--workflow",
+            "chat",
+            "--input",
+            &req.display().to_string(),
+            "--job-id",
+            "chat-long",
+            "--wait",
+            "--timeout",
+            "120",
+        ],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("messages") && stderr(&o).contains("context"),
         "{}",
         stderr(&o)
     );

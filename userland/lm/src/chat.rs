@@ -14,137 +14,22 @@
 
 use crate::error::{LmError, Result};
 use crate::model::{BlockTrace, KvCache, Model};
-use crate::tokenizer::{ChatTokenizer, Message};
+use crate::tokenizer::ChatTokenizer;
 use havn_exec::rng::Stream;
 use havn_proto::Cid;
 use sha3::{Digest, Sha3_256};
 use std::time::Instant;
 
-/// Most tokens one job may generate.
-pub const MAX_TOKENS: u32 = 4096;
-/// Most messages in a request.
-pub const MAX_MESSAGES: usize = 256;
-/// Most bytes of message content in a request.
-pub const MAX_CONTENT: usize = 64 * 1024;
-/// Most stop strings, and the longest.
-pub const MAX_STOPS: usize = 4;
-pub const MAX_STOP_LEN: usize = 64;
+pub use havn_proto::chat::{
+    ChatRequest, RequestError, MAX_CONTENT, MAX_MESSAGES, MAX_STOPS, MAX_STOP_LEN, MAX_TOKENS,
+};
 
-fn default_max_tokens() -> u32 {
-    64
-}
-fn default_top_p() -> f32 {
-    1.0
-}
-
-/// A chat job's input artifact (JSON).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChatRequest {
-    pub messages: Vec<Message>,
-    #[serde(default = "default_max_tokens")]
-    pub max_tokens: u32,
-    /// 0 = greedy.
-    #[serde(default)]
-    pub temperature: f32,
-    #[serde(default = "default_top_p")]
-    pub top_p: f32,
-    /// 0 = no top-k cut.
-    #[serde(default)]
-    pub top_k: u32,
-    #[serde(default)]
-    pub stop: Vec<String>,
-}
-
-impl ChatRequest {
-    /// Parses and validates a request; errors name the field.
-    pub fn from_json(bytes: &[u8]) -> Result<ChatRequest> {
-        let s = std::str::from_utf8(bytes)
-            .map_err(|e| LmError::request("input", format!("not UTF-8: {e}")))?;
-        let mut de = serde_json::Deserializer::from_str(s);
-        let r: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-            let path = e.path().to_string();
-            let msg = e.into_inner().to_string();
-            // The path names the field; a missing or unknown field is named by the message.
-            // (serde's path already ends in an unknown field's name).
-            let named = msg
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next());
-            let field = match (path.as_str(), named) {
-                ("." | "", Some(n)) => n.to_string(),
-                ("." | "" | "?", None) => "input".to_string(),
-                (p, Some(n)) => format!("{p}.{n}"),
-                (p, None) => p.to_string(),
-            };
-            LmError::request(&field, msg)
-        })?;
-        de.end().map_err(|e| {
-            LmError::request("input", format!("trailing bytes after the request: {e}"))
-        })?;
-        r.validate()?;
-        Ok(r)
-    }
-
-    /// Checks every bound.
-    pub fn validate(&self) -> Result<()> {
-        if self.messages.is_empty() || self.messages.len() > MAX_MESSAGES {
-            return Err(LmError::request(
-                "messages",
-                format!("{} messages (1..={MAX_MESSAGES})", self.messages.len()),
-            ));
+impl From<RequestError> for LmError {
+    fn from(e: RequestError) -> Self {
+        LmError::Request {
+            field: e.field,
+            reason: e.reason,
         }
-        let mut total = 0;
-        for (i, m) in self.messages.iter().enumerate() {
-            if !matches!(m.role.as_str(), "system" | "user" | "assistant") {
-                return Err(LmError::request(
-                    &format!("messages[{i}].role"),
-                    format!("{:?} is not system, user or assistant", m.role),
-                ));
-            }
-            total += m.content.len();
-        }
-        if total > MAX_CONTENT {
-            return Err(LmError::request(
-                "messages",
-                format!("{total} bytes of content (limit {MAX_CONTENT})"),
-            ));
-        }
-        if !(1..=MAX_TOKENS).contains(&self.max_tokens) {
-            return Err(LmError::request(
-                "max_tokens",
-                format!("{} (1..={MAX_TOKENS})", self.max_tokens),
-            ));
-        }
-        if !self.temperature.is_finite() || !(0.0..=100.0).contains(&self.temperature) {
-            return Err(LmError::request(
-                "temperature",
-                format!("{} (a number in 0..=100; 0 is greedy)", self.temperature),
-            ));
-        }
-        if !self.top_p.is_finite() || self.top_p <= 0.0 || self.top_p > 1.0 {
-            return Err(LmError::request(
-                "top_p",
-                format!("{} (in (0, 1])", self.top_p),
-            ));
-        }
-        if self.stop.len() > MAX_STOPS
-            || self
-                .stop
-                .iter()
-                .any(|s| s.is_empty() || s.len() > MAX_STOP_LEN)
-        {
-            return Err(LmError::request(
-                "stop",
-                format!("at most {MAX_STOPS} non-empty strings of at most {MAX_STOP_LEN} bytes"),
-            ));
-        }
-        Ok(())
-    }
-
-    /// sha3-256 of the canonical JSON.
-    pub fn digest(&self) -> [u8; 32] {
-        let json = serde_json::to_vec(self).unwrap_or_default();
-        Sha3_256::digest(json).into()
     }
 }
 

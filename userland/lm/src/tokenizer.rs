@@ -14,13 +14,7 @@ pub const TEMPLATE_FUEL: u64 = 1_000_000;
 /// Most vocabulary entries accepted.
 pub const MAX_VOCAB: usize = 1 << 20;
 
-/// A chat message.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Message {
-    pub role: String,
-    pub content: String,
-}
+pub use havn_proto::chat::Message;
 
 /// Tokenizer, chat template and special ids of one model.
 pub struct ChatTokenizer {

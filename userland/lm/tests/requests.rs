@@ -4,10 +4,10 @@
 use crate::common::{model, pool};
 use havn_lm::{ChatRequest, Finish, LmError, RunOpts};
 
-fn field_of(r: Result<ChatRequest, LmError>) -> String {
+fn field_of(r: Result<ChatRequest, havn_lm::chat::RequestError>) -> String {
     match r {
-        Err(LmError::Request { field, .. }) => field,
-        other => panic!("expected a request error, got {other:?}"),
+        Err(e) => e.field,
+        Ok(r) => panic!("expected a request error, got {r:?}"),
     }
 }
 
@@ -67,7 +67,7 @@ fn bad_requests_name_their_field() {
     }
     let mut r = ChatRequest::from_json(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap();
     r.temperature = f32::NAN;
-    assert!(matches!(r.validate(), Err(LmError::Request { field, .. }) if field == "temperature"));
+    assert!(matches!(r.validate(), Err(e) if e.field == "temperature"));
 }
 
 fn opts(p: &rayon::ThreadPool, seed: u64) -> RunOpts<'_> {

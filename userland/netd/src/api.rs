@@ -237,6 +237,19 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
             Some(&format!("inputs[{i}].cid")),
         );
     }
+    if workflow == "chat" {
+        let checked = match sub.inputs.first() {
+            Some(c) => crate::upload::check_chat_request(ctx, c),
+            None => Err((
+                "inputs".to_string(),
+                "a chat job needs its request as an input artifact (POST /artifact, then name its CID)".to_string(),
+            )),
+        };
+        if let Err((field, msg)) = checked {
+            m.reject(400);
+            return error(StatusCode::BAD_REQUEST, &msg, Some(&field));
+        }
+    }
     let result = ctx.state.admit(&sub).await;
     match result {
         Ok(a) => {

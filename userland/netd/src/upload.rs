@@ -44,6 +44,28 @@ pub fn available(ctx: &Ctx, cid: &havn_proto::Cid) -> bool {
     ctx.uploads.join(&name).is_file() || ctx.artifacts.join(&name).is_file()
 }
 
+/// For a `chat` job: its request artifact must parse and be within bounds, checked at
+/// intake so that a bad request is a 400 naming the field, not a failed job later.
+/// (That the prompt fits the model's context needs the tokenizer: execd checks it.)
+/// The error is (field, message), the field as `inputs[0].<field of the request>`.
+pub fn check_chat_request(ctx: &Ctx, cid: &havn_proto::Cid) -> Result<(), (String, String)> {
+    let name = cid.to_string();
+    let bytes = std::fs::read(ctx.uploads.join(&name))
+        .or_else(|_| std::fs::read(ctx.artifacts.join(&name)))
+        .map_err(|_| {
+            (
+                "inputs[0]".to_string(),
+                "the request artifact is not readable".to_string(),
+            )
+        })?;
+    havn_proto::chat::ChatRequest::from_json(&bytes)
+        .map(|_| ())
+        .map_err(|e| {
+            let msg = format!("chat request: {}: {}", e.field, e.reason);
+            (format!("inputs[0].{}", e.field), msg)
+        })
+}
+
 /// Handles `POST /artifact`.
 pub async fn upload(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
     let declared = req
