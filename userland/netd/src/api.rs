@@ -222,6 +222,30 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
     let job_id = &*sub.job_id;
     let workflow = &*sub.workflow_id;
     let class = sub.class;
+    // One job-id grammar (havn-proto's): ids appear in URL paths, file names and
+    // challenges, so an empty, `..`, `/` or space-carrying id is refused here.
+    if !havn_proto::is_ref_id(job_id) {
+        m.reject(400);
+        return error(
+            StatusCode::BAD_REQUEST,
+            "job_id must be 1-64 characters of [A-Za-z0-9._:-]",
+            Some("job_id"),
+        );
+    }
+    // Privacy flags this node cannot honour yet are refused, not ignored.
+    for (set, field) in [
+        (sub.privacy.enclave, "privacy.enclave"),
+        (sub.privacy.redact_outputs, "privacy.redact_outputs"),
+    ] {
+        if set {
+            m.reject(422);
+            return error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &format!("{field} is not supported by this node yet (encrypted payloads are not implemented); the job was not queued"),
+                Some(field),
+            );
+        }
+    }
     if let Some(i) = sub
         .inputs
         .iter()

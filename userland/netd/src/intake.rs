@@ -68,6 +68,8 @@ pub struct Submission<'a> {
     pub bytes: Vec<u8>,
     /// The input artifacts' CIDs (checked to be available before the job is queued).
     pub inputs: Vec<havn_proto::Cid>,
+    /// Its privacy flags (refused at intake while the node cannot honour them).
+    pub privacy: PrivacyFlags,
 }
 
 /// Why a body gave no [`Submission`].
@@ -96,6 +98,7 @@ impl<'a> Submission<'a> {
                         checksum: v.workflow.checksum,
                         class: v.compute_class,
                         inputs: v.inputs.iter().map(|a| a.cid).collect(),
+                        privacy: v.privacy,
                         bytes,
                     });
                 }
@@ -114,6 +117,7 @@ impl<'a> Submission<'a> {
             class: p.compute_class,
             bytes: postcard::to_allocvec(p)?,
             inputs: p.inputs.iter().map(|a| a.cid).collect(),
+            privacy: p.privacy,
         })
     }
 }

@@ -160,6 +160,23 @@ async fn each_refusal_has_its_status_and_field() {
     let (s, v, _) = post(&mut c, &l).await;
     assert_eq!(s, 403, "{v}");
     assert!(v["error"].as_str().unwrap().contains("stake"), "{v}");
+    // 400: a job id outside the grammar (it would name URL paths and files).
+    for id in ["", "../x", "a b", "x/y", &"j".repeat(65)] {
+        let (s, v, _) = post(&mut c, &job(id)).await;
+        assert_eq!(
+            (s, v["field"].as_str()),
+            (400, Some("job_id")),
+            "{id:?}: {v}"
+        );
+    }
+    // 422: privacy flags the node cannot honour yet are refused, not ignored.
+    for flag in ["enclave", "redact_outputs"] {
+        let mut p = job("b9");
+        p["privacy"] = json!({ flag: true });
+        let (s, v, _) = post(&mut c, &p).await;
+        let field = format!("privacy.{flag}");
+        assert_eq!((s, v["field"].as_str()), (422, Some(field.as_str())), "{v}");
+    }
     // Nothing was queued by any refusal.
     assert!(node.log.lock().unwrap().runs.is_empty());
 }
