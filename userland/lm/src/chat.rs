@@ -261,7 +261,7 @@ pub fn generate(
     let mut token_ids: Vec<u32> = Vec::new();
     let mut first_logits = Vec::new();
     let mut logits_hashes = Vec::new();
-    let mut text = String::new();
+    let mut stop_at = None;
     let mut finish = Finish::Length;
     let mut input = prompt_ids.clone();
     let mut pos0 = 0usize;
@@ -292,20 +292,25 @@ pub fn generate(
             finish = Finish::Eos;
             break;
         }
-        text = tok.decode(&token_ids)?;
-        if let Some(at) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
-            text.truncate(at);
-            finish = Finish::Stop;
-            break;
+        // Stop strings need the text so far (decoded only when there are any).
+        if !req.stop.is_empty() {
+            let now = tok.decode(&token_ids)?;
+            if let Some(at) = req.stop.iter().filter_map(|s| now.find(s.as_str())).min() {
+                stop_at = Some(at);
+                finish = Finish::Stop;
+                break;
+            }
         }
-        if pos0 + 1 > ctx - 1 {
+        // The next call feeds one token at position pos0: it must fit the context.
+        if pos0 + 1 > ctx {
             finish = Finish::Context;
             break;
         }
         input = vec![next];
     }
-    if finish == Finish::Eos {
-        text = tok.decode(&token_ids)?;
+    let mut text = tok.decode(&token_ids)?;
+    if let Some(at) = stop_at {
+        text.truncate(at);
     }
     let t_end = Instant::now();
     let t_first = t_first.unwrap_or(t_end);
