@@ -127,6 +127,11 @@ fn error_field(path: &str, msg: &str) -> Option<String> {
     let missing = msg
         .strip_prefix("missing field `")
         .and_then(|m| m.split('`').next());
+    // serde_path_to_error ends the path in "?" when the body ended before the next
+    // field: name the enclosing one ("workflow.?" → "workflow"), or none at the top.
+    let path = path
+        .strip_suffix('?')
+        .map_or(path, |p| p.trim_end_matches('.'));
     let path = if path == "." { "" } else { path };
     match (path, missing) {
         ("", None) => None,

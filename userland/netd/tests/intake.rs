@@ -125,6 +125,23 @@ async fn each_refusal_has_its_status_and_field() {
         .contains("line 1"));
     let r = c.post("/job/accept", Vec::new()).await.unwrap();
     assert_eq!(r.status, 400);
+    // A truncated body names no field (it used to say "?").
+    for body in [
+        &br#"{"job_id":"t1","workflow":"#[..],
+        br#"{"job_id":"t1""#,
+        br#"{"job_id":"#,
+        br#"{"job_id":"t1","workflow":{"id":"lm""#,
+        br#"{"#,
+    ] {
+        let r = c.post("/job/accept", body.to_vec()).await.unwrap();
+        assert_eq!(r.status, 400);
+        let v = r.json::<Value>().unwrap();
+        assert!(
+            !v["field"].as_str().unwrap_or("").contains('?'),
+            "{}: {v}",
+            String::from_utf8_lossy(body)
+        );
+    }
 
     // 413: over max_body_bytes (4096).
     let mut big = job("b4");
