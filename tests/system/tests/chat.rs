@@ -209,7 +209,40 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
 
     // One block at one call, opened by the node and re-executed alone.
     let out = node.p("challenge");
-    for block in ["s0.b0", "s3.b29"] {
+    // The request the orchestrator sent (havnctl chat's defaults), to check the node
+    // ran exactly it; and another one, which must be refused.
+    let sent = node.p("sent.json");
+    std::fs::write(&sent, br#"{"messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":24}"#).unwrap();
+    let other = node.p("other.json");
+    std::fs::write(
+        &other,
+        br#"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":24}"#,
+    )
+    .unwrap();
+    let o = node.ctl(
+        "validator",
+        &[
+            "challenge",
+            "--job",
+            "chat1",
+            "--node",
+            "s1.b3",
+            "--receipt",
+            &receipt,
+            "--store",
+            &store,
+            "--out",
+            &out,
+            "--request",
+            &other,
+        ],
+    );
+    assert!(
+        !o.status.success() && stderr(&o).contains("another request"),
+        "{}",
+        stderr(&o)
+    );
+    for block in ["s0.b0", "s3.b29", "s2.head"] {
         let o = node.ctl(
             "validator",
             &[
@@ -224,6 +257,8 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
                 &store,
                 "--out",
                 &out,
+                "--request",
+                &sent,
             ],
         );
         assert!(

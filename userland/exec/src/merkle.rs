@@ -58,6 +58,47 @@ pub fn merkle_path(node_hashes: &[[u8; 32]], mut index: usize) -> Vec<([u8; 32],
     path
 }
 
+/// The sibling sides (`true` = sibling on the left) that leaf `index` of a tree of `n`
+/// leaves must have, bottom up: a path of another shape opens another position.
+pub fn path_shape(mut index: usize, mut n: usize) -> Vec<bool> {
+    let mut out = Vec::new();
+    while n > 1 {
+        let sib = index ^ 1;
+        if sib < n {
+            out.push(sib < index);
+        }
+        index /= 2;
+        n = n.div_ceil(2);
+    }
+    out
+}
+
+/// Every level of the tree, leaves first (for taking many paths from one tree).
+pub fn merkle_levels(node_hashes: &[[u8; 32]]) -> Vec<Vec<[u8; 32]>> {
+    let mut levels = vec![node_hashes.iter().map(leaf).collect::<Vec<_>>()];
+    while levels.last().is_some_and(|l| l.len() > 1) {
+        let next = levels[levels.len() - 1]
+            .chunks(2)
+            .map(|c| if let [l, r] = c { inner(l, r) } else { c[0] })
+            .collect();
+        levels.push(next);
+    }
+    levels
+}
+
+/// The sibling path of leaf `index` from [`merkle_levels`] (equal to [`merkle_path`]).
+pub fn path_from_levels(levels: &[Vec<[u8; 32]>], mut index: usize) -> Vec<([u8; 32], bool)> {
+    let mut path = Vec::new();
+    for level in levels.iter().take(levels.len().saturating_sub(1)) {
+        let sib = index ^ 1;
+        if let Some(h) = level.get(sib) {
+            path.push((*h, sib < index));
+        }
+        index /= 2;
+    }
+    path
+}
+
 /// The root a leaf's sibling path leads to (the inverse of [`merkle_path`]).
 pub fn path_root(node_hash: &[u8; 32], path: &[([u8; 32], bool)]) -> [u8; 32] {
     let mut acc = leaf(node_hash);

@@ -133,6 +133,16 @@ impl Chat {
         };
         let req = ChatRequest::from_json(request)
             .map_err(|e| (RemoteError::Internal, format!("retained request: {e}")))?;
+        let layers = self.model.model.cfg.layers as u32;
+        if step >= req.max_tokens || (layer != havn_lm::challenge::HEAD && layer >= layers) {
+            return Err((
+                RemoteError::UnknownNode,
+                format!(
+                    "no block {node_id} in this job ({} calls at most, blocks 0..{layers} or head)",
+                    req.max_tokens
+                ),
+            ));
+        }
         let out = self
             .model
             .chat(

@@ -42,6 +42,10 @@ pub struct ChallengeArgs {
     /// CPU threads (0 = all cores); never changes the result.
     #[arg(long, default_value_t = 0)]
     pub threads: usize,
+    /// chat jobs: the request the orchestrator submitted (JSON); the node must have run
+    /// exactly it (the receipt does not name its input yet).
+    #[arg(long, value_name = "FILE")]
+    pub request: Option<PathBuf>,
     /// chat jobs: the model store holding the job's model (by CID)
     /// [default: $HAVN_MODEL_STORE, else /var/lib/havn/models].
     #[arg(long)]
@@ -50,7 +54,12 @@ pub struct ChallengeArgs {
 
 /// A chat job's block (`s<call>.b<block>`): the node's openings, checked against the
 /// receipt, the block re-executed here alone.
-fn verify_chat(a: &ChallengeArgs, r: &havn_proto::Receipt, proof: &[u8]) -> anyhow::Result<()> {
+fn verify_chat(
+    a: &ChallengeArgs,
+    r: &havn_proto::Receipt,
+    proof: &[u8],
+    outputs: &[u8],
+) -> anyhow::Result<()> {
     let ch: havn_lm::challenge::BlockChallenge =
         serde_json::from_slice(proof).context("parsing the chat challenge")?;
     let model_cid: havn_proto::Cid = ch
@@ -84,6 +93,16 @@ fn verify_chat(a: &ChallengeArgs, r: &havn_proto::Receipt, proof: &[u8]) -> anyh
     let pool = havn_lm::linear::pool(a.threads)?;
     havn_lm::challenge::verify(&m, &ch, &r.runtime_hash.to_string(), &pool)
         .context("challenge FAILED")?;
+    havn_lm::challenge::check_outputs(&m, &ch, outputs).context("challenge FAILED: outputs")?;
+    if let Some(file) = &a.request {
+        let bytes = std::fs::read(file).with_context(|| file.display().to_string())?;
+        let want = havn_lm::ChatRequest::from_json(&bytes)?;
+        ensure!(
+            want.digest() == ch.request.digest(),
+            "challenge FAILED: the node ran another request than {}",
+            file.display()
+        );
+    }
     println!(
         "challenge passed: job {} block {} (forward call {}, block {} of {}) re-executed alone, committed in the receipt's runtime_hash {}",
         a.job,
@@ -114,9 +133,17 @@ pub fn run(a: ChallengeArgs) -> anyhow::Result<()> {
     let ch = crate::net_cmd::runtime()?
         .block_on(async {
             let mut conn = client.connect(&host, port).await?;
-            havn_netd::client::fetch_challenge(&mut conn, &a.job, &a.node).await
+            let ch = havn_netd::client::fetch_challenge(&mut conn, &a.job, &a.node).await?;
+            // A chat job's outputs are checked against the committed token ids too.
+            let outputs = if r.workflow_id.as_str() == "chat" {
+                Some(havn_netd::client::fetch_artifact(&mut conn, &r.outputs_cid).await?)
+            } else {
+                None
+            };
+            Ok::<_, havn_netd::client::ClientError>((ch, outputs))
         })
         .with_context(|| format!("fetching the challenge material for {}/{}", a.job, a.node))?;
+    let (ch, outputs) = ch;
     std::fs::create_dir_all(&a.out).with_context(|| a.out.display().to_string())?;
     let proof_file = a.out.join(format!("proof-{}.json", a.node));
     let inputs_file = a.out.join(format!("proof-{}.inputs.safetensors", a.node));
@@ -135,7 +162,7 @@ pub fn run(a: ChallengeArgs) -> anyhow::Result<()> {
         r.runtime_hash
     );
     if r.workflow_id.as_str() == "chat" {
-        return verify_chat(&a, &r, &ch.proof);
+        return verify_chat(&a, &r, &ch.proof, outputs.as_deref().unwrap_or_default());
     }
     let expected = Expected {
         workflow: r.workflow_id.to_string(),

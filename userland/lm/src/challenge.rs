@@ -8,17 +8,21 @@
 //! - its K/V cache: the rows block `l` appended at every earlier call;
 //! - the request, model CID and seed, which with the root give the runtime hash.
 //!
-//! The validator checks every opening's leaf hash and Merkle path, re-runs the block
-//! alone ([`crate::model::Model::block`]) and checks that its output leaf is committed.
-//! That costs one block of one call — about 1/(layers · calls) of the job.
+//! The validator checks every opening's leaf hash and Merkle path — whose shape must be
+//! that of the leaf's position, which the runtime hash fixes through the call count —
+//! re-runs the block alone ([`crate::model::Model::block`]) and checks that its output
+//! leaf is committed. That costs one block of one call — about 1/(layers · calls) of
+//! the job. `s{call}.head` challenges the output head and the sampler instead: from
+//! the last block's opened output it recomputes the logits and the sampled token,
+//! which must be the committed token leaf and the receipt's token id.
 
 use crate::chat::{
-    leaf_index, runtime_hash, step_pos0, tensor_hash, token_leaf, BlockLeaf, ChatOutput,
+    leaf_index, runtime_hash, sample, step_pos0, tensor_hash, token_leaf, BlockLeaf, ChatOutput,
     ChatRequest,
 };
 use crate::error::{LmError, Result};
 use crate::LoadedModel;
-use havn_exec::merkle::{merkle_path, path_root};
+use havn_exec::merkle::{merkle_levels, path_from_levels, path_root, path_shape};
 use havn_proto::Cid;
 use serde::{Deserialize, Serialize};
 
@@ -60,29 +64,51 @@ pub struct BlockChallenge {
     pub seed: u64,
     pub merkle_root: String,
     pub runtime_hash: String,
+    /// Every generated token id (bound by the runtime hash; their count is the number
+    /// of forward calls).
+    pub token_ids: Vec<u32>,
     pub step: u32,
+    /// The block, or [`HEAD`] for the output head and sampler.
     pub layer: u32,
     /// Tokens fed at this call.
     pub input_ids: Vec<u32>,
     /// Call `step − 1`'s token leaf (the token fed now), for `step > 0`.
     pub prev_token: Option<TokenOpening>,
-    /// Block `layer − 1` at this call (its output is the input), for `layer > 0`.
+    /// Block `layer − 1` at this call (its output is the input), for `layer > 0`; for
+    /// [`HEAD`], the last block at this call.
     pub input: Option<BlockOpening>,
+    /// For [`HEAD`]: this call's token leaf.
+    pub token: Option<TokenOpening>,
     /// Block `layer` at every earlier call (its cache rows), in call order.
     pub cache: Vec<BlockOpening>,
     /// The challenged leaf's path (its contents are what the validator recomputes).
     pub path: Path,
 }
 
-/// The node id a chat challenge names: `s{step}.b{layer}`.
+/// The `layer` of a head-and-sampler challenge.
+pub const HEAD: u32 = u32::MAX;
+
+/// The node id a chat challenge names: `s{step}.b{layer}`, or `s{step}.head`.
 pub fn node_id(step: u32, layer: u32) -> String {
-    format!("s{step}.b{layer}")
+    if layer == HEAD {
+        format!("s{step}.head")
+    } else {
+        format!("s{step}.b{layer}")
+    }
 }
 
-/// Parses `s{step}.b{layer}`.
+/// Parses `s{step}.b{layer}` or `s{step}.head` (layer [`HEAD`]).
 pub fn parse_node_id(id: &str) -> Option<(u32, u32)> {
-    let (s, b) = id.strip_prefix('s')?.split_once(".b")?;
-    Some((s.parse().ok()?, b.parse().ok()?))
+    let (s, rest) = id.strip_prefix('s')?.split_once('.')?;
+    let layer = if rest == "head" {
+        HEAD
+    } else {
+        rest.strip_prefix('b')?
+            .parse()
+            .ok()
+            .filter(|&l| l != HEAD)?
+    };
+    Some((s.parse().ok()?, layer))
 }
 
 fn hex_path(p: Vec<([u8; 32], bool)>) -> Path {
@@ -124,18 +150,20 @@ pub fn prove(
     if out.traces.is_empty() {
         return Err(bad("the run kept no traces".into()));
     }
-    if step >= steps || layer as usize >= layers {
+    let head = layer == HEAD;
+    if step >= steps || (!head && layer as usize >= layers) {
         return Err(LmError::request(
             "node",
             format!(
-                "no block {} (calls 0..{steps}, blocks 0..{layers})",
+                "no block {} (calls 0..{steps}, blocks 0..{layers} or head)",
                 node_id(step, layer)
             ),
         ));
     }
+    let levels = merkle_levels(&out.leaf_hashes);
     let plen = out.prompt_ids.len();
     let pos = |s: u32| step_pos0(plen, s) as u32;
-    let path = |s: u32, l: usize| hex_path(merkle_path(&out.leaf_hashes, leaf_index(layers, s, l)));
+    let path = |s: u32, l: usize| hex_path(path_from_levels(&levels, leaf_index(layers, s, l)));
     let opening = |s: u32, l: usize, with_hidden: bool| -> BlockOpening {
         let t = &out.traces[s as usize][l];
         let leaf = BlockLeaf::of(s, l as u32, pos(s), t, d);
@@ -180,33 +208,80 @@ pub fn prove(
         seed,
         merkle_root: out.merkle_root.clone(),
         runtime_hash: out.runtime_hash.clone(),
+        token_ids: out.token_ids.clone(),
         step,
         layer,
         input_ids,
         prev_token,
-        input: (layer > 0).then(|| opening(step, layer as usize - 1, true)),
-        cache: (0..step)
-            .map(|s| opening(s, layer as usize, false))
-            .collect(),
-        path: path(step, layer as usize),
+        input: if head {
+            Some(opening(step, layers - 1, true))
+        } else {
+            (layer > 0).then(|| opening(step, layer as usize - 1, true))
+        },
+        token: head.then(|| TokenOpening {
+            step,
+            token: out.token_ids[step as usize],
+            logits_hash: hex::encode(out.logits_hashes[step as usize]),
+            path: path(step, layers),
+        }),
+        cache: if head {
+            Vec::new()
+        } else {
+            (0..step)
+                .map(|s| opening(s, layer as usize, false))
+                .collect()
+        },
+        path: path(step, if head { layers } else { layer as usize }),
     })
 }
 
-/// Checks an opening's leaf against the root. `reads_hidden`: the challenged block
+/// The committed tree a challenge is checked against.
+struct Tree {
+    root: [u8; 32],
+    /// Leaves: calls × (layers + 1).
+    n: usize,
+    layers: usize,
+}
+
+impl Tree {
+    /// Checks that `leaf` sits at the position of (call, layer) — `layer == layers` is
+    /// the token leaf — under the root: the path must have that position's shape.
+    fn check(
+        &self,
+        leaf: &[u8; 32],
+        call: u32,
+        layer: usize,
+        path: &Path,
+        what: &str,
+    ) -> Result<()> {
+        let p = parse_path(path)?;
+        let index = leaf_index(self.layers, call, layer);
+        let shape: Vec<bool> = p.iter().map(|x| x.1).collect();
+        if index >= self.n || shape != path_shape(index, self.n) || path_root(leaf, &p) != self.root
+        {
+            return Err(bad(format!(
+                "{what} is not committed at its position under the root"
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Checks an opening's leaf against the tree. `reads_hidden`: the challenged block
 /// reads its hidden rows (so they must be opened, not given by hash); otherwise it
 /// reads its K/V rows (likewise).
 fn check_opening(
     o: &BlockOpening,
     layer: u32,
-    root: &[u8; 32],
+    tree: &Tree,
     dims: (usize, usize),
     reads_hidden: bool,
 ) -> Result<()> {
     let (d, kvd) = dims;
+    let name = node_id(o.step, layer);
     if reads_hidden == o.hidden_hash.is_some() || reads_hidden != o.kv_hashes.is_some() {
         return Err(bad(format!(
-            "block {}: the opening must carry the {} it is read for",
-            node_id(o.step, layer),
+            "block {name}: the opening must carry the {} it is read for",
             if reads_hidden {
                 "hidden rows"
             } else {
@@ -214,15 +289,14 @@ fn check_opening(
             }
         )));
     }
+    let rows = o.rows as usize;
     let hidden = match &o.hidden_hash {
         Some(h) => unhex(h, "hidden_hash")?,
         None => {
-            if o.hidden.len() != o.rows as usize * d {
+            if o.hidden.len() != rows.saturating_mul(d) {
                 return Err(bad(format!(
-                    "call {} block {layer}: {} hidden floats for {} rows",
-                    o.step,
-                    o.hidden.len(),
-                    o.rows
+                    "block {name}: {} hidden floats for {rows} rows",
+                    o.hidden.len()
                 )));
             }
             tensor_hash(&o.hidden)
@@ -231,10 +305,11 @@ fn check_opening(
     let (k_new, v_new) = match &o.kv_hashes {
         Some((k, v)) => (unhex(k, "k hash")?, unhex(v, "v hash")?),
         None => {
-            if o.k_new.len() != o.rows as usize * kvd || o.v_new.len() != o.rows as usize * kvd {
+            if o.k_new.len() != rows.saturating_mul(kvd)
+                || o.v_new.len() != rows.saturating_mul(kvd)
+            {
                 return Err(bad(format!(
-                    "call {} block {layer}: cache rows do not match {} rows",
-                    o.step, o.rows
+                    "block {name}: cache rows do not match {rows} rows"
                 )));
             }
             (tensor_hash(&o.k_new), tensor_hash(&o.v_new))
@@ -249,18 +324,18 @@ fn check_opening(
         k_new,
         v_new,
     };
-    if path_root(&leaf.hash(), &parse_path(&o.path)?) != *root {
-        return Err(bad(format!(
-            "the opening of block {} is not committed under the root",
-            node_id(o.step, layer)
-        )));
-    }
-    Ok(())
+    tree.check(
+        &leaf.hash(),
+        o.step,
+        layer as usize,
+        &o.path,
+        &format!("the opening of block {name}"),
+    )
 }
 
 /// Verifies a challenge against the runtime hash of a signed receipt, re-executing the
-/// challenged block on `m`. Ok means: the block's recomputed output is what the node
-/// committed to.
+/// challenged block (or the head and sampler) on `m`. Ok means: what the validator
+/// recomputed is what the node committed to, at its position.
 pub fn verify(
     m: &LoadedModel,
     ch: &BlockChallenge,
@@ -268,7 +343,7 @@ pub fn verify(
     pool: &rayon::ThreadPool,
 ) -> Result<()> {
     let cfg = m.model.cfg;
-    let (d, kvd) = (cfg.d, cfg.kv_dim());
+    let (d, kvd, layers) = (cfg.d, cfg.kv_dim(), cfg.layers);
     let cid: Cid = ch
         .model_cid
         .parse()
@@ -281,23 +356,44 @@ pub fn verify(
     }
     ch.request.validate()?;
     let root = unhex(&ch.merkle_root, "merkle_root")?;
-    let rh = hex::encode(runtime_hash(&cid, &ch.request.digest(), ch.seed, &root));
+    let rh = hex::encode(runtime_hash(
+        &cid,
+        &ch.request.digest(),
+        ch.seed,
+        &root,
+        &ch.token_ids,
+    ));
     if rh != ch.runtime_hash || rh != receipt_runtime_hash {
         return Err(bad(format!(
-            "model, request, seed and root give runtime hash {rh}; the receipt signed {receipt_runtime_hash}"
+            "model, request, seed, root and token ids give runtime hash {rh}; the receipt signed {receipt_runtime_hash}"
         )));
     }
-    if ch.layer as usize >= cfg.layers || ch.cache.len() != ch.step as usize {
+    let calls = ch.token_ids.len();
+    let head = ch.layer == HEAD;
+    if ch.step as usize >= calls || (!head && ch.layer as usize >= layers) {
         return Err(bad(format!(
-            "block {} is out of range or its cache is incomplete",
+            "block {} is outside the job ({calls} calls, {layers} blocks)",
             node_id(ch.step, ch.layer)
         )));
+    }
+    let tree = Tree {
+        root,
+        n: calls.saturating_mul(layers + 1),
+        layers,
+    };
+    // No call follows the end-of-sequence token.
+    if ch.token_ids[..calls - 1].contains(&m.tokenizer.eos) {
+        return Err(bad("a call follows the end-of-sequence token".into()));
     }
     // The tokens fed at this call.
     let prompt = m
         .tokenizer
         .encode(&m.tokenizer.render(&ch.request.messages)?)?;
     let prompt_len = prompt.len();
+    let pos0 = step_pos0(prompt_len, ch.step);
+    if pos0 + ch.input_ids.len() > cfg.context {
+        return Err(bad("the call does not fit the model's context".into()));
+    }
     if ch.step == 0 {
         if prompt != ch.input_ids {
             return Err(bad("input ids are not the request's prompt".into()));
@@ -307,42 +403,78 @@ pub fn verify(
             .prev_token
             .as_ref()
             .ok_or_else(|| bad("call > 0 needs the previous token's opening".into()))?;
-        let leaf = token_leaf(t.step, t.token, &unhex(&t.logits_hash, "logits_hash")?);
-        if t.step + 1 != ch.step
-            || path_root(&leaf, &parse_path(&t.path)?) != root
-            || ch.input_ids != [t.token]
-        {
+        let fed = ch.token_ids[ch.step as usize - 1];
+        if t.step.checked_add(1) != Some(ch.step) || t.token != fed || ch.input_ids != [fed] {
             return Err(bad(
                 "the fed token is not the one committed by the previous call".into(),
             ));
         }
+        let leaf = token_leaf(t.step, t.token, &unhex(&t.logits_hash, "logits_hash")?);
+        tree.check(
+            &leaf,
+            t.step,
+            layers,
+            &t.path,
+            "the previous call's token leaf",
+        )?;
     }
-    let pos0 = step_pos0(prompt_len, ch.step);
-    let x = if ch.layer == 0 {
-        m.model.embed(&ch.input_ids)?
-    } else {
+    let input_of = |l: u32| -> Result<Vec<f32>> {
         let o = ch
             .input
             .as_ref()
-            .ok_or_else(|| bad("block > 0 needs its input opening".into()))?;
+            .ok_or_else(|| bad("the challenge lacks its input opening".into()))?;
         if o.step != ch.step || o.pos0 as usize != pos0 || o.rows as usize != ch.input_ids.len() {
             return Err(bad("the input opening is for another call".into()));
         }
-        check_opening(o, ch.layer - 1, &root, (d, kvd), true)?;
-        o.hidden.clone()
+        check_opening(o, l, &tree, (d, kvd), true)?;
+        Ok(o.hidden.clone())
+    };
+    if head {
+        // The head and the sampler: logits from the last block's output, then the token.
+        let x = input_of(layers as u32 - 1)?;
+        let logits = m.model.logits(&x, pool);
+        let t = ch
+            .token
+            .as_ref()
+            .ok_or_else(|| bad("a head challenge needs the call's token leaf".into()))?;
+        let want = ch.token_ids[ch.step as usize];
+        let picked = sample(&logits, &ch.request, ch.seed, ch.step);
+        if t.step != ch.step || t.token != want || picked != want {
+            return Err(bad(format!(
+                "call {} samples token {picked} from the recomputed logits; the job says {want}",
+                ch.step
+            )));
+        }
+        let leaf = token_leaf(ch.step, want, &tensor_hash(&logits));
+        return tree.check(
+            &leaf,
+            ch.step,
+            layers,
+            &ch.path,
+            &format!("the recomputed head of call {}", ch.step),
+        );
+    }
+    let x = if ch.layer == 0 {
+        m.model.embed(&ch.input_ids)?
+    } else {
+        input_of(ch.layer - 1)?
     };
     let mut cache_k = Vec::new();
     let mut cache_v = Vec::new();
     for (s, o) in ch.cache.iter().enumerate() {
-        if o.step as usize != s || o.pos0 as usize * kvd != cache_k.len() {
-            return Err(bad(format!("cache opening {s} is out of order")));
+        let rows = if s == 0 { prompt_len } else { 1 };
+        if o.step as usize != s
+            || o.pos0 as usize != step_pos0(prompt_len, s as u32)
+            || o.rows as usize != rows
+        {
+            return Err(bad(format!("cache opening {s} is not call {s}'s")));
         }
-        check_opening(o, ch.layer, &root, (d, kvd), false)?;
+        check_opening(o, ch.layer, &tree, (d, kvd), false)?;
         cache_k.extend_from_slice(&o.k_new);
         cache_v.extend_from_slice(&o.v_new);
     }
-    if cache_k.len() != pos0 * kvd {
-        return Err(bad("the cache does not cover every earlier position".into()));
+    if ch.cache.len() != ch.step as usize || cache_k.len() != pos0 * kvd {
+        return Err(bad("the cache does not cover every earlier call".into()));
     }
     let t = m.model.block(
         ch.layer as usize,
@@ -353,10 +485,28 @@ pub fn verify(
         pool,
     )?;
     let leaf = BlockLeaf::of(ch.step, ch.layer, pos0 as u32, &t, d);
-    if path_root(&leaf.hash(), &parse_path(&ch.path)?) != root {
+    tree.check(
+        &leaf.hash(),
+        ch.step,
+        ch.layer as usize,
+        &ch.path,
+        &format!("block {} as recomputed", node_id(ch.step, ch.layer)),
+    )
+}
+
+/// Checks a job's outputs file against a verified challenge: the token ids the runtime
+/// hash binds, and the text they give.
+pub fn check_outputs(m: &LoadedModel, ch: &BlockChallenge, outputs: &[u8]) -> Result<()> {
+    let (ids, text) = crate::outputs::parse(outputs)?;
+    if ids != ch.token_ids {
+        return Err(bad(
+            "the outputs' token ids are not the committed ones".into()
+        ));
+    }
+    let want = crate::chat::text_of(&m.tokenizer, &ch.request, &ids)?;
+    if text != want {
         return Err(bad(format!(
-            "block {} recomputes to a leaf the node did not commit to",
-            node_id(ch.step, ch.layer)
+            "the outputs' text {text:?} is not what the token ids give ({want:?})"
         )));
     }
     Ok(())

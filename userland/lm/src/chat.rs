@@ -9,8 +9,11 @@
 //!   (hashed separately so a challenge opens only the part it needs);
 //! - token leaf: `H("havn-lm/token/v1\0" ‖ s ‖ token u32le ‖ T(logits))`;
 //! - root: havn-exec's Merkle tree (`merkle_root`) over the leaves;
-//! - `runtime_hash = H("havn-lm/runtime/v1\0" ‖ model CID digest ‖ H(request JSON) ‖
-//!   seed u64le ‖ root)`, the request in its canonical JSON (struct order, compact).
+//! - `runtime_hash = H("havn-lm/runtime/v2\0" ‖ model CID digest ‖ H(request JSON) ‖
+//!   seed u64le ‖ root ‖ calls u32le ‖ H("havn-lm/tokens/v1\0" ‖ token ids u32le))`, the
+//!   request in its canonical JSON (struct order, compact). The number of calls fixes the
+//!   number of leaves, so a Merkle path proves a leaf's position; the token ids bind the
+//!   outputs.
 
 use crate::error::{LmError, Result};
 use crate::model::{BlockTrace, KvCache, Model};
@@ -158,15 +161,45 @@ pub fn leaf_index(layers: usize, step: u32, layer: usize) -> usize {
     step as usize * (layers + 1) + layer
 }
 
-/// The runtime hash binding model, request, seed and Merkle root.
-pub fn runtime_hash(model: &Cid, request: &[u8; 32], seed: u64, root: &[u8; 32]) -> [u8; 32] {
+/// `H("havn-lm/tokens/v1\0" ‖ ids u32le)`: the generated token ids.
+pub fn tokens_hash(ids: &[u32]) -> [u8; 32] {
     let mut h = Sha3_256::new();
-    h.update(b"havn-lm/runtime/v1\0");
+    h.update(b"havn-lm/tokens/v1\0");
+    for id in ids {
+        h.update(id.to_le_bytes());
+    }
+    h.finalize().into()
+}
+
+/// The runtime hash binding model, request, seed, Merkle root, the number of forward
+/// calls (which fixes the number of leaves, so every opening's position) and the
+/// generated token ids (so the outputs are bound too).
+pub fn runtime_hash(
+    model: &Cid,
+    request: &[u8; 32],
+    seed: u64,
+    root: &[u8; 32],
+    token_ids: &[u32],
+) -> [u8; 32] {
+    let mut h = Sha3_256::new();
+    h.update(b"havn-lm/runtime/v2\0");
     h.update(model.digest());
     h.update(request);
     h.update(seed.to_le_bytes());
     h.update(root);
+    h.update((token_ids.len() as u32).to_le_bytes());
+    h.update(tokens_hash(token_ids));
     h.finalize().into()
+}
+
+/// The text a run's token ids give: decoded (special tokens skipped) and cut at the
+/// earliest stop string.
+pub fn text_of(tok: &ChatTokenizer, req: &ChatRequest, token_ids: &[u32]) -> Result<String> {
+    let mut text = tok.decode(token_ids)?;
+    if let Some(at) = req.stop.iter().filter_map(|s| text.find(s.as_str())).min() {
+        text.truncate(at);
+    }
+    Ok(text)
 }
 
 /// Picks the next token: argmax (first maximum) at temperature 0; otherwise top-k (ties
@@ -318,7 +351,7 @@ pub fn generate(
     let decode_ms = (t_end - t_first).as_secs_f64() * 1e3;
     let decoded = token_ids.len().saturating_sub(1);
     let root = havn_exec::merkle::merkle_root(&leaves);
-    let rh = runtime_hash(model_cid, &req.digest(), opts.seed, &root);
+    let rh = runtime_hash(model_cid, &req.digest(), opts.seed, &root, &token_ids);
     Ok(ChatOutput {
         text,
         token_ids,

@@ -95,7 +95,8 @@ impl Store {
     }
 
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let tmp = path.with_extension("tmp");
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
+        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
         let mut f =
             std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
         f.write_all(bytes)

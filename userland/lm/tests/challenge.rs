@@ -37,7 +37,16 @@ fn a_block_reexecuted_alone_matches_its_commitment() {
     let p = pool(1);
     let last = m.model.cfg.layers as u32 - 1;
     let steps = out.token_ids.len() as u32;
-    for (s, l) in [(0, 0), (0, last), (1, 0), (steps - 1, 7), (steps - 1, last)] {
+    let head = havn_lm::challenge::HEAD;
+    for (s, l) in [
+        (0, 0),
+        (0, last),
+        (1, 0),
+        (steps - 1, 7),
+        (steps - 1, last),
+        (0, head),
+        (steps - 1, head),
+    ] {
         let ch = roundtrip(&prove(m, &req, 5, &out, s, l).expect("prove"));
         verify(m, &ch, &out.runtime_hash, &p).unwrap_or_else(|e| panic!("block s{s}.b{l}: {e}"));
     }
@@ -91,6 +100,27 @@ fn tampered_openings_are_refused() {
         ("the request", Box::new(|c| c.request.max_tokens += 1)),
         ("the seed", Box::new(|c| c.seed += 1)),
         ("the Merkle path", Box::new(|c| c.path[0].1 = !c.path[0].1)),
+        (
+            "a path of another position's shape",
+            Box::new(|c| {
+                c.path.pop();
+            }),
+        ),
+        ("the token ids", Box::new(|c| c.token_ids[3] ^= 1)),
+        (
+            "the call count",
+            Box::new(|c| {
+                c.token_ids.pop();
+            }),
+        ),
+        (
+            "the input opening's call",
+            Box::new(|c| c.input.as_mut().unwrap().step += 1),
+        ),
+        (
+            "a cache call's row count",
+            Box::new(|c| c.cache[1].rows += 1),
+        ),
     ];
     for (what, f) in cases {
         let mut ch = base.clone();
@@ -103,4 +133,44 @@ fn tampered_openings_are_refused() {
         verify(m, &base, &"11".repeat(32), &p).is_err(),
         "another receipt's runtime hash"
     );
+}
+
+#[test]
+fn the_head_challenge_catches_a_token_the_logits_do_not_give_and_outputs_are_bound() {
+    let Some(m) = model() else { return };
+    let (req, out) = run(m);
+    let p = pool(1);
+    let head = havn_lm::challenge::HEAD;
+    let base = prove(m, &req, 5, &out, 2, head).expect("prove head");
+    verify(m, &base, &out.runtime_hash, &p).expect("the honest head verifies");
+    // A node that commits a token the logits do not give (with an honest-looking leaf).
+    let mut lie = base.clone();
+    lie.token_ids[2] ^= 1;
+    lie.token.as_mut().unwrap().token ^= 1;
+    assert!(
+        verify(m, &lie, &out.runtime_hash, &p).is_err(),
+        "a forged token passed"
+    );
+    let mut bad_input = base.clone();
+    bad_input.input.as_mut().unwrap().hidden[0] += 1.0;
+    assert!(verify(m, &bad_input, &out.runtime_hash, &p).is_err());
+    // The outputs file must carry the committed ids and the text they give.
+    let bytes = havn_lm::outputs::safetensors_bytes(&out).unwrap();
+    havn_lm::challenge::check_outputs(m, &base, &bytes).expect("honest outputs");
+    let mut forged = out.clone();
+    forged.text = "Something else entirely.".into();
+    let bytes = havn_lm::outputs::safetensors_bytes(&forged).unwrap();
+    assert!(
+        havn_lm::challenge::check_outputs(m, &base, &bytes).is_err(),
+        "forged text passed"
+    );
+    let mut forged = out.clone();
+    forged.token_ids[0] ^= 1;
+    let bytes = havn_lm::outputs::safetensors_bytes(&forged).unwrap();
+    assert!(
+        havn_lm::challenge::check_outputs(m, &base, &bytes).is_err(),
+        "forged ids passed"
+    );
+    assert!(havn_lm::challenge::parse_node_id("s3.head") == Some((3, head)));
+    assert!(havn_lm::challenge::parse_node_id("s3.b4294967295").is_none());
 }

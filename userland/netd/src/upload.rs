@@ -25,11 +25,14 @@ fn store(dir: &Path, cid: &havn_proto::Cid, bytes: &[u8]) -> std::io::Result<()>
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{cid}.tmp"));
+    // A temp name of its own per upload: two concurrent uploads of the same bytes must
+    // not truncate each other's file before the rename.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = dir.join(format!(".{cid}.{}.{n}.tmp", std::process::id()));
     let mut f = std::fs::OpenOptions::new()
         .write(true)
-        .create(true)
-        .truncate(true)
+        .create_new(true)
         .mode(0o644)
         .open(&tmp)?;
     f.write_all(bytes)?;
@@ -50,6 +53,22 @@ pub fn available(ctx: &Ctx, cid: &havn_proto::Cid) -> bool {
 /// The error is (field, message), the field as `inputs[0].<field of the request>`.
 pub fn check_chat_request(ctx: &Ctx, cid: &havn_proto::Cid) -> Result<(), (String, String)> {
     let name = cid.to_string();
+    let path = [ctx.uploads.join(&name), ctx.artifacts.join(&name)]
+        .into_iter()
+        .find(|p| p.is_file());
+    if path
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .is_some_and(|m| m.len() > havn_proto::chat::MAX_REQUEST_BYTES as u64)
+    {
+        return Err((
+            "inputs[0]".to_string(),
+            format!(
+                "a chat request is at most {} bytes",
+                havn_proto::chat::MAX_REQUEST_BYTES
+            ),
+        ));
+    }
     let bytes = std::fs::read(ctx.uploads.join(&name))
         .or_else(|_| std::fs::read(ctx.artifacts.join(&name)))
         .map_err(|_| {
