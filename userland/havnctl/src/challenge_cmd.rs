@@ -103,13 +103,17 @@ fn verify_chat(
             file.display()
         );
     }
+    let what = if ch.layer == havn_lm::challenge::HEAD {
+        "the output head and sampler".to_string()
+    } else {
+        format!("block {} of {}", ch.layer, m.model.cfg.layers)
+    };
     println!(
-        "challenge passed: job {} block {} (forward call {}, block {} of {}) re-executed alone, committed in the receipt's runtime_hash {}",
+        "challenge passed: job {} {} (forward call {} of {}, {what}) re-executed alone; outputs match the committed token ids; committed in the receipt's runtime_hash {}",
         a.job,
         a.node,
         ch.step,
-        ch.layer,
-        m.model.cfg.layers,
+        ch.token_ids.len(),
         r.runtime_hash
     );
     Ok(())
