@@ -68,6 +68,26 @@ pub struct RequestError {
     pub reason: String,
 }
 
+/// The field a JSON decoding error is about, from `serde_path_to_error`'s path and the
+/// error message: the path, plus the name of a missing field; a path ending in `?` (the
+/// body ended before the next field) names the enclosing field (`workflow.?` →
+/// `workflow`); None for the whole body. Used for job payloads and chat requests.
+pub fn json_error_field(path: &str, msg: &str) -> Option<String> {
+    let missing = msg
+        .strip_prefix("missing field `")
+        .and_then(|m| m.split('`').next());
+    let path = path
+        .strip_suffix('?')
+        .map_or(path, |p| p.trim_end_matches('.'));
+    let path = if path == "." { "" } else { path };
+    match (path, missing) {
+        ("", None) => None,
+        ("", Some(m)) => Some(m.to_string()),
+        (p, Some(m)) => Some(format!("{p}.{m}")),
+        (p, None) => Some(p.to_string()),
+    }
+}
+
 fn bad(field: &str, reason: String) -> RequestError {
     RequestError {
         field: field.into(),
@@ -89,17 +109,7 @@ impl ChatRequest {
         let r: ChatRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
             let path = e.path().to_string();
             let msg = e.into_inner().to_string();
-            // The path names the field (it already ends in an unknown field's name); a
-            // missing field is named by the message.
-            let named = msg
-                .strip_prefix("missing field `")
-                .and_then(|m| m.split('`').next());
-            let field = match (path.as_str(), named) {
-                ("." | "", Some(n)) => n.to_string(),
-                ("." | "" | "?", None) => "input".to_string(),
-                (p, Some(n)) => format!("{p}.{n}"),
-                (p, None) => p.to_string(),
-            };
+            let field = json_error_field(&path, &msg).unwrap_or_else(|| "input".into());
             bad(&field, msg)
         })?;
         de.end()

@@ -388,10 +388,8 @@ impl Engine {
             return Ok((w.default_inputs.clone(), Cid::of_bytes(&w.default_inputs)));
         };
         let name = art.cid.to_string();
-        for dir in [&self.uploads, &self.artifacts] {
-            if let Ok(b) = std::fs::read(dir.join(&name)) {
-                return Ok((b, art.cid));
-            }
+        if let Some(b) = self.read_input(&art.cid) {
+            return Ok((b, art.cid));
         }
         Err(format!(
             "input artifact {name} is not available on this node (upload it first)"
@@ -682,19 +680,25 @@ impl Engine {
         }
     }
 
+    /// An input artifact's bytes: uploaded by an orchestrator, or an earlier output.
+    fn read_input(&self, cid: &Cid) -> Option<Vec<u8>> {
+        let name = cid.to_string();
+        [&self.uploads, &self.artifacts]
+            .into_iter()
+            .find_map(|dir| std::fs::read(dir.join(&name)).ok())
+    }
+
     /// The request bytes named by the job's `inputs` artifact (required for chat).
     fn chat_request(&self, payload: &JobPayload) -> Result<Vec<u8>, String> {
         let Some(art) = payload.inputs.iter().find(|a| a.name.as_str() == "inputs") else {
             return Err("a chat job needs its request as an input artifact named \"inputs\" (POST /artifact, then reference its CID)".into());
         };
         let name = art.cid.to_string();
-        for dir in [&self.uploads, &self.artifacts] {
-            if let Ok(b) = std::fs::read(dir.join(&name)) {
-                if !art.cid.verify(&b) {
-                    return Err(format!("input artifact {name} does not hash to its CID"));
-                }
-                return Ok(b);
+        if let Some(b) = self.read_input(&art.cid) {
+            if !art.cid.verify(&b) {
+                return Err(format!("input artifact {name} does not hash to its CID"));
             }
+            return Ok(b);
         }
         Err(format!(
             "input artifact {name} is not available on this node (upload it first)"

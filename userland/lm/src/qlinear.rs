@@ -334,20 +334,8 @@ unsafe fn tile_avx(
             QKind::Q8_0 => (_mm256_setzero_ps(), _mm256_setzero_ps()),
         };
         for kk in 0..QK {
-            let (w0, w1) = match kind {
-                QKind::Q4_1 => {
-                    // SAFETY: 8 bytes per kk within the block's qs bytes.
-                    let (q0, q1) = unsafe { nibbles(qp.add(kk * 8), shifts, mask) };
-                    (_mm256_fmadd_ps(d0, q0, m0), _mm256_fmadd_ps(d1, q1, m1))
-                }
-                QKind::Q8_0 => {
-                    // SAFETY: 16 bytes per kk within the block's qs bytes.
-                    let raw = unsafe { _mm_loadu_si128(qp.add(kk * 16).cast()) };
-                    let q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
-                    let q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8)));
-                    (_mm256_mul_ps(d0, q0), _mm256_mul_ps(d1, q1))
-                }
-            };
+            // SAFETY: kk < QK within the block's quant bytes.
+            let (w0, w1) = unsafe { dequant_avx(kind, qp, kk, [d0, d1], [m0, m1], shifts, mask) };
             for (r, a) in acc.iter_mut().enumerate().take(rows) {
                 // SAFETY: off[r] + b·QK + kk < rows·k ≤ x.len() (asserted above).
                 let xv = _mm256_set1_ps(unsafe { *xp.add(off[r] + b * QK + kk) });
@@ -407,23 +395,8 @@ unsafe fn row_panels_avx(
             // SAFETY: b·QK + kk < nb·QK ≤ x.len() (asserted above).
             let xv = _mm256_set1_ps(unsafe { *x.as_ptr().add(b * QK + kk) });
             for p in 0..np {
-                let (w0, w1) = match kind {
-                    QKind::Q4_1 => {
-                        // SAFETY: 8 bytes per kk within this panel's block.
-                        let (q0, q1) = unsafe { nibbles(qp[p].add(kk * 8), shifts, mask) };
-                        (
-                            _mm256_fmadd_ps(d[p][0], q0, mm[p][0]),
-                            _mm256_fmadd_ps(d[p][1], q1, mm[p][1]),
-                        )
-                    }
-                    QKind::Q8_0 => {
-                        // SAFETY: 16 bytes per kk within this panel's block.
-                        let raw = unsafe { _mm_loadu_si128(qp[p].add(kk * 16).cast()) };
-                        let q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
-                        let q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8)));
-                        (_mm256_mul_ps(d[p][0], q0), _mm256_mul_ps(d[p][1], q1))
-                    }
-                };
+                // SAFETY: kk < QK within this panel's block.
+                let (w0, w1) = unsafe { dequant_avx(kind, qp[p], kk, d[p], mm[p], shifts, mask) };
                 acc[p][0] = _mm256_fmadd_ps(xv, w0, acc[p][0]);
                 acc[p][1] = _mm256_fmadd_ps(xv, w1, acc[p][1]);
             }
@@ -462,4 +435,41 @@ unsafe fn nibbles(
     let q0 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w0), shifts), mask);
     let q1 = _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(w1), shifts), mask);
     (_mm256_cvtepi32_ps(q0), _mm256_cvtepi32_ps(q1))
+}
+
+/// One `kk`'s 16 weights of a panel block as two 8-lane vectors, dequantized exactly
+/// as [`weight`] does (`fma(d, q, m)` for Q4_1, `d · q` for Q8_0).
+///
+/// # Safety
+/// `qp` points to the block's quant bytes and `kk < QK`; the caller has AVX2+FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+#[inline]
+unsafe fn dequant_avx(
+    kind: QKind,
+    qp: *const u8,
+    kk: usize,
+    d: [std::arch::x86_64::__m256; 2],
+    m: [std::arch::x86_64::__m256; 2],
+    shifts: std::arch::x86_64::__m256i,
+    mask: std::arch::x86_64::__m256i,
+) -> (std::arch::x86_64::__m256, std::arch::x86_64::__m256) {
+    use std::arch::x86_64::*;
+    match kind {
+        QKind::Q4_1 => {
+            // SAFETY: 8 bytes per kk within the block (the caller's contract).
+            let (q0, q1) = unsafe { nibbles(qp.add(kk * 8), shifts, mask) };
+            (
+                _mm256_fmadd_ps(d[0], q0, m[0]),
+                _mm256_fmadd_ps(d[1], q1, m[1]),
+            )
+        }
+        QKind::Q8_0 => {
+            // SAFETY: 16 bytes per kk within the block (the caller's contract).
+            let raw = unsafe { _mm_loadu_si128(qp.add(kk * 16).cast()) };
+            let q0 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(raw));
+            let q1 = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(raw, 8)));
+            (_mm256_mul_ps(d[0], q0), _mm256_mul_ps(d[1], q1))
+        }
+    }
 }

@@ -6,7 +6,6 @@
 use crate::error::{LmError, Result};
 use crate::LoadedModel;
 use havn_proto::Cid;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -94,21 +93,9 @@ impl Store {
         self.dir.join(format!("{cid}.gguf"))
     }
 
+    /// Writes temp → fsync → rename → fsync dir (havn-exec's `write_atomic`).
     fn write_atomic(&self, path: &Path, bytes: &[u8]) -> Result<()> {
-        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("file");
-        let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
-        let mut f =
-            std::fs::File::create(&tmp).map_err(io(format!("creating {}", tmp.display())))?;
-        f.write_all(bytes)
-            .and_then(|()| f.sync_all())
-            .map_err(io(format!("writing {}", tmp.display())))?;
-        std::fs::rename(&tmp, path).map_err(io(format!("renaming {}", tmp.display())))?;
-        if let Some(parent) = path.parent() {
-            std::fs::File::open(parent)
-                .and_then(|d| d.sync_all())
-                .map_err(io(format!("syncing {}", parent.display())))?;
-        }
-        Ok(())
+        havn_exec::exec::write_atomic(path, bytes).map_err(|e| LmError::Store(e.to_string()))
     }
 
     /// Adds a GGUF file's bytes under `name` (checked to parse as a model first).

@@ -41,3 +41,13 @@ pub fn model() -> Option<&'static LoadedModel> {
 pub fn pool(n: usize) -> rayon::ThreadPool {
     havn_lm::linear::pool(n).expect("thread pool")
 }
+
+/// Run options: `seed` on pool `p`, no traces, no cancellation.
+pub fn opts(p: &rayon::ThreadPool, seed: u64) -> havn_lm::RunOpts<'_> {
+    havn_lm::RunOpts {
+        seed,
+        pool: p,
+        keep_traces: false,
+        cancel: None,
+    }
+}

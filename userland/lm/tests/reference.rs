@@ -5,7 +5,7 @@
 //! logits within 1e-3 of the reference.
 
 use crate::common::{model, pool};
-use havn_lm::{ChatRequest, RunOpts};
+use havn_lm::ChatRequest;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -61,15 +61,7 @@ fn greedy_ids_and_first_logits_match_the_numpy_reference() {
     for (i, (case, want)) in cases.iter().zip(refs).enumerate() {
         let req = ChatRequest::from_json(case.to_string().as_bytes()).expect("case parses");
         let out = m
-            .chat(
-                &req,
-                &RunOpts {
-                    seed: 0,
-                    pool: &p,
-                    keep_traces: false,
-                    cancel: None,
-                },
-            )
+            .chat(&req, &crate::common::opts(&p, 0))
             .expect("generation");
         let ids = |v: &serde_json::Value| -> Vec<u32> {
             v.as_array()

@@ -1,7 +1,7 @@
 //! Chat requests: every bound refused with the field named, before any work; the
 //! thread count never changes a bit; stop strings, context and cancellation.
 
-use crate::common::{model, pool};
+use crate::common::{model, opts, pool};
 use havn_lm::{ChatRequest, Finish, LmError, RunOpts};
 
 fn field_of(r: Result<ChatRequest, havn_lm::chat::RequestError>) -> String {
@@ -68,15 +68,6 @@ fn bad_requests_name_their_field() {
     let mut r = ChatRequest::from_json(br#"{"messages":[{"role":"user","content":"x"}]}"#).unwrap();
     r.temperature = f32::NAN;
     assert!(matches!(r.validate(), Err(e) if e.field == "temperature"));
-}
-
-fn opts(p: &rayon::ThreadPool, seed: u64) -> RunOpts<'_> {
-    RunOpts {
-        seed,
-        pool: p,
-        keep_traces: false,
-        cancel: None,
-    }
 }
 
 #[test]

@@ -1,22 +1,12 @@
 use crate::common::{model, pool};
-use havn_lm::{ChatRequest, RunOpts};
+use havn_lm::ChatRequest;
 
 #[test]
 fn smoke_capital_of_france() {
     let Some(m) = model() else { return };
     let req = ChatRequest::from_json(br#"{"messages":[{"role":"user","content":"What is the capital of France?"}],"max_tokens":16}"#).unwrap();
     let p = pool(2);
-    let out = m
-        .chat(
-            &req,
-            &RunOpts {
-                seed: 0,
-                pool: &p,
-                keep_traces: false,
-                cancel: None,
-            },
-        )
-        .unwrap();
+    let out = m.chat(&req, &crate::common::opts(&p, 0)).unwrap();
     eprintln!(
         "{:?} {:?} prompt {:?} load {:.2}s prefill {:.0}ms decode {:.1} tok/s",
         out.text,
@@ -47,18 +37,7 @@ fn quantized_kernels_match_the_f32_path_bit_for_bit() {
     )
     .unwrap();
     let p = pool(2);
-    let o = |mm: &havn_lm::LoadedModel| {
-        mm.chat(
-            &req,
-            &RunOpts {
-                seed: 3,
-                pool: &p,
-                keep_traces: false,
-                cancel: None,
-            },
-        )
-        .unwrap()
-    };
+    let o = |mm: &havn_lm::LoadedModel| mm.chat(&req, &crate::common::opts(&p, 3)).unwrap();
     let (a, b) = (o(m), o(&f32m));
     assert_eq!(
         a.first_logits

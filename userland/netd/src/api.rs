@@ -122,25 +122,6 @@ pub async fn handle(
     Ok(r)
 }
 
-/// The field a serde error is about: the path, plus the name of a missing field.
-fn error_field(path: &str, msg: &str) -> Option<String> {
-    let missing = msg
-        .strip_prefix("missing field `")
-        .and_then(|m| m.split('`').next());
-    // serde_path_to_error ends the path in "?" when the body ended before the next
-    // field: name the enclosing one ("workflow.?" → "workflow"), or none at the top.
-    let path = path
-        .strip_suffix('?')
-        .map_or(path, |p| p.trim_end_matches('.'));
-    let path = if path == "." { "" } else { path };
-    match (path, missing) {
-        ("", None) => None,
-        ("", Some(m)) => Some(m.to_string()),
-        (p, Some(m)) => Some(format!("{p}.{m}")),
-        (p, None) => Some(p.to_string()),
-    }
-}
-
 fn parse_payload(body: &[u8]) -> Result<JobPayload, Box<Resp>> {
     // Plain serde_json first (no path tracking; it also rejects trailing bytes). Only a
     // body it refuses pays for the path-tracking parse that names the bad field.
@@ -152,7 +133,7 @@ fn parse_payload(body: &[u8]) -> Result<JobPayload, Box<Resp>> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         let msg = inner.to_string();
-        let field = error_field(&path, &msg);
+        let field = havn_proto::chat::json_error_field(&path, &msg);
         Box::new(error(
             StatusCode::BAD_REQUEST,
             &format!("malformed job payload: {msg}"),

@@ -53,14 +53,18 @@ pub fn available(ctx: &Ctx, cid: &havn_proto::Cid) -> bool {
 /// The error is (field, message), the field as `inputs[0].<field of the request>`.
 pub fn check_chat_request(ctx: &Ctx, cid: &havn_proto::Cid) -> Result<(), (String, String)> {
     let name = cid.to_string();
+    let unreadable = || {
+        (
+            "inputs[0]".to_string(),
+            "the request artifact is not readable".to_string(),
+        )
+    };
     let path = [ctx.uploads.join(&name), ctx.artifacts.join(&name)]
         .into_iter()
-        .find(|p| p.is_file());
-    if path
-        .as_ref()
-        .and_then(|p| std::fs::metadata(p).ok())
-        .is_some_and(|m| m.len() > havn_proto::chat::MAX_REQUEST_BYTES as u64)
-    {
+        .find(|p| p.is_file())
+        .ok_or_else(unreadable)?;
+    let len = std::fs::metadata(&path).map_err(|_| unreadable())?.len();
+    if len > havn_proto::chat::MAX_REQUEST_BYTES as u64 {
         return Err((
             "inputs[0]".to_string(),
             format!(
@@ -69,14 +73,7 @@ pub fn check_chat_request(ctx: &Ctx, cid: &havn_proto::Cid) -> Result<(), (Strin
             ),
         ));
     }
-    let bytes = std::fs::read(ctx.uploads.join(&name))
-        .or_else(|_| std::fs::read(ctx.artifacts.join(&name)))
-        .map_err(|_| {
-            (
-                "inputs[0]".to_string(),
-                "the request artifact is not readable".to_string(),
-            )
-        })?;
+    let bytes = std::fs::read(&path).map_err(|_| unreadable())?;
     havn_proto::chat::ChatRequest::from_json(&bytes)
         .map(|_| ())
         .map_err(|e| {
