@@ -71,8 +71,9 @@ pub enum RemoteError {
     /// The TPM did not answer.
     #[error("TPM unavailable")]
     TpmUnavailable,
-    /// A different receipt for this job was already signed (slashing protection).
-    #[error("a different receipt for this job was already signed")]
+    /// A different receipt for this job id was already signed (slashing protection):
+    /// the id was used before for another result.
+    #[error("this job id already has a different signed receipt")]
     AlreadySigned,
     /// The request is not allowed on this channel in this phase.
     #[error("request not permitted in this phase")]
@@ -101,6 +102,9 @@ pub enum RemoteError {
     /// What was asked for does not exist yet (e.g. no self-audit has run).
     #[error("not available yet")]
     NotYetAvailable,
+    /// The responder's disk is full: nothing was written; retry once space is freed.
+    #[error("node storage full")]
+    StorageFull,
 }
 
 /// What execd reports after running a job; attestd assembles and signs the

@@ -316,6 +316,18 @@ pub struct Receipt {
     pub node: NodeId,
 }
 
+impl Receipt {
+    /// Whether `other` states the same result: every field but the measurements of one
+    /// run (`latency_ms`, `energy_estimate_mj`) is equal. A job run twice (a crash
+    /// between signing and recording the ticket) implies the receipt signed first.
+    pub fn same_result(&self, other: &Receipt) -> bool {
+        let mut o = other.clone();
+        o.latency_ms = self.latency_ms;
+        o.energy_estimate_mj = self.energy_estimate_mj;
+        *self == o
+    }
+}
+
 /// A receipt with the node's ed25519 signature over
 /// [`crate::sign::Domain::Receipt`]'s digest of its postcard bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]

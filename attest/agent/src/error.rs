@@ -74,6 +74,14 @@ pub enum AgentError {
     Random(String),
 }
 
+impl AgentError {
+    /// Whether this is a write that failed for lack of space (`ENOSPC`, `EDQUOT`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, AgentError::Io { source, .. }
+            if matches!(source.raw_os_error(), Some(28 | 122)))
+    }
+}
+
 pub(crate) fn tpm(op: &'static str) -> impl FnOnce(tss_esapi::Error) -> AgentError {
     move |source| AgentError::Tpm { op, source }
 }

@@ -3,7 +3,6 @@
 
 use crate::error::{io, AgentError};
 use havn_attest::Event;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 pub(crate) struct EventLogFile {
@@ -39,8 +38,7 @@ impl EventLogFile {
             msg: err.to_string(),
         })?;
         line.push(b'\n');
-        self.file.write_all(&line).map_err(io(&self.path))?;
-        self.file.sync_data().map_err(io(&self.path))?;
+        crate::fsutil::append_line(&mut self.file, &self.path, before, &line)?;
         Ok(before)
     }
 

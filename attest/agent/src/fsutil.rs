@@ -51,3 +51,26 @@ pub fn open_line_log(path: &Path) -> Result<(std::fs::File, String), AgentError>
     file.seek(std::io::SeekFrom::End(0)).map_err(io(path))?;
     Ok((file, text))
 }
+
+/// Appends one complete line at `len` (the file's length of complete lines) and fsyncs
+/// it. A failed write or sync is cut back to `len` before the error returns, so nothing
+/// of a failed append remains for the next one to glue onto; if even the cut fails the
+/// error says so and the owner must reopen the file (which drops a torn tail).
+pub fn append_line(
+    file: &mut std::fs::File,
+    path: &Path,
+    len: u64,
+    line: &[u8],
+) -> Result<(), AgentError> {
+    let written = file.write_all(line).and_then(|()| file.sync_data());
+    if let Err(e) = written {
+        if let Err(cut) = file.set_len(len).and_then(|()| file.sync_data()) {
+            return Err(AgentError::State {
+                path: path.display().to_string(),
+                msg: format!("append failed ({e}) and cutting it back failed too ({cut})"),
+            });
+        }
+        return Err(io(path)(e));
+    }
+    Ok(())
+}

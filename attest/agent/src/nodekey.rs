@@ -2,7 +2,6 @@
 
 use crate::records::{NotSafe, RecordStore, Recorded};
 use ed25519_dalek::{Signer, SigningKey};
-use sha2::Digest;
 use zeroize::Zeroizing;
 
 /// The unsealed node signing key. Its seed is wiped on drop.
@@ -35,8 +34,9 @@ impl NodeKey {
             .to_bytes()
     }
 
-    /// Slashing-protected signing: record `sha256(receipt)` for `job_id` durably, refusing a
-    /// different receipt for a job already signed, then sign.
+    /// Slashing-protected signing, the one path every receipt signature takes: record
+    /// `receipt` for `job_id` durably, refusing a different receipt for a job already
+    /// signed, then sign `receipt` under `domain_tag`.
     pub fn sign_receipt(
         &self,
         store: &mut RecordStore,
@@ -44,8 +44,7 @@ impl NodeKey {
         job_id: &[u8],
         receipt: &[u8],
     ) -> Result<([u8; 64], Recorded), NotSafe> {
-        let hash: [u8; 32] = sha2::Sha256::digest(receipt).into();
-        let rec = store.check_and_record(job_id, &hash)?;
+        let rec = store.check_and_record(job_id, receipt)?;
         Ok((self.sign(domain_tag, receipt), rec))
     }
 }

@@ -1,13 +1,19 @@
-//! Slashing protection: one job id → one receipt hash, ever.
+//! Slashing protection: one job id → one receipt, ever.
 //!
-//! An append-only file of `hex(job_id) hex(receipt_hash)\n` lines; each record is
-//! fsynced before [`RecordStore::check_and_record`] returns, so a signature is only
-//! produced after the record is durable. A torn last line (crash mid-write) is
-//! dropped on open: its signature was never released.
+//! An append-only file of `hex(job_id) hex(sha256(receipt)) hex(receipt)\n` lines. The
+//! record is the one durable step before a signature exists: [`RecordStore::check_and_record`]
+//! fsyncs the line before it returns, and [`crate::NodeKey::sign_receipt`] signs only
+//! after it. The receipt's bytes are in the record, so a receipt can always be signed
+//! again identically (ed25519 is deterministic) and never differently.
+//!
+//! A torn last line (crash mid-write) is dropped on open: its signature was never
+//! released. A failed append (a full disk) is cut back before anything else is written,
+//! so the next append never glues onto a partial line.
 
 use crate::error::{io, AgentError};
+use sha2::Digest;
 use std::collections::HashMap;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// Outcome of a check-and-record that allows signing.
@@ -35,9 +41,25 @@ pub enum NotSafe {
     /// The job id is empty or longer than 256 bytes.
     #[error("job id length {0} outside 1..=256")]
     BadJobId(usize),
-    /// The store could not be read or written.
+    /// The store could not be read or written (the append was cut back: nothing of it
+    /// remains, and nothing was signed).
     #[error(transparent)]
     Store(#[from] AgentError),
+}
+
+impl NotSafe {
+    /// Whether the refusal is for lack of disk space (retry once space is freed).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, NotSafe::Store(e) if e.is_disk_full())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Entry {
+    hash: [u8; 32],
+    /// Byte offset of the line's receipt field, and its hex length.
+    offset: u64,
+    hex_len: usize,
 }
 
 /// The durable job → receipt record (exclusive to one owner: take `&mut`).
@@ -45,73 +67,123 @@ pub enum NotSafe {
 pub struct RecordStore {
     path: PathBuf,
     file: std::fs::File,
-    map: HashMap<Vec<u8>, [u8; 32]>,
+    /// Length of the file's complete lines.
+    len: u64,
+    map: HashMap<Vec<u8>, Entry>,
 }
 
+/// The longest receipt a record holds.
+pub const MAX_RECEIPT: usize = 4096;
+
 impl RecordStore {
-    /// Open (or create) the store at `path`, loading every record.
+    /// Open (or create) the store at `path`, loading every record's job id and hash.
     pub fn open(path: &Path) -> Result<Self, AgentError> {
-        // A torn tail is a crash mid-append: never acknowledged, so no signature left.
         let (file, text) = crate::fsutil::open_line_log(path)?;
         let mut map = HashMap::new();
-        for (n, line) in text.lines().enumerate() {
-            let bad = || AgentError::State {
+        let mut offset = 0u64;
+        for (n, line) in text.split_inclusive('\n').enumerate() {
+            let bad = |why: &str| AgentError::State {
                 path: path.display().to_string(),
-                msg: format!("bad record line {}", n + 1),
+                msg: format!("bad record line {}: {why}", n + 1),
             };
-            let (j, h) = line.split_once(' ').ok_or_else(bad)?;
-            let job = hex::decode(j).map_err(|_| bad())?;
+            let body = line.strip_suffix('\n').unwrap_or(line);
+            let mut parts = body.splitn(3, ' ');
+            let (Some(j), Some(h), Some(r)) = (parts.next(), parts.next(), parts.next()) else {
+                return Err(bad("expected `job hash receipt`"));
+            };
+            let job = hex::decode(j).map_err(|_| bad("job id is not hex"))?;
             let mut hash = [0u8; 32];
-            hex::decode_to_slice(h, &mut hash).map_err(|_| bad())?;
-            if let Some(prev) = map.insert(job, hash) {
-                if prev != hash {
-                    return Err(bad());
+            hex::decode_to_slice(h, &mut hash).map_err(|_| bad("hash is not 32 hex bytes"))?;
+            let receipt = hex::decode(r).map_err(|_| bad("receipt is not hex"))?;
+            if receipt.len() > MAX_RECEIPT {
+                return Err(bad("receipt longer than the limit"));
+            }
+            let digest: [u8; 32] = sha2::Sha256::digest(&receipt).into();
+            if digest != hash {
+                return Err(bad("receipt does not hash to its recorded hash"));
+            }
+            let entry = Entry {
+                hash,
+                offset: offset + (j.len() + h.len() + 2) as u64,
+                hex_len: r.len(),
+            };
+            if let Some(prev) = map.insert(job, entry) {
+                if prev.hash != hash {
+                    return Err(bad("a second, different receipt for a job"));
                 }
             }
+            offset += line.len() as u64;
         }
         Ok(Self {
             path: path.to_path_buf(),
             file,
+            len: offset,
             map,
         })
     }
 
-    /// Atomically check that `job_id` has no other receipt, and record `receipt_hash` for it.
-    pub fn check_and_record(
-        &mut self,
-        job_id: &[u8],
-        receipt_hash: &[u8; 32],
-    ) -> Result<Recorded, NotSafe> {
+    /// Atomically check that `job_id` has no other receipt, and record `receipt` for it
+    /// (durably, before this returns).
+    pub fn check_and_record(&mut self, job_id: &[u8], receipt: &[u8]) -> Result<Recorded, NotSafe> {
         if job_id.is_empty() || job_id.len() > 256 {
             return Err(NotSafe::BadJobId(job_id.len()));
         }
+        if receipt.len() > MAX_RECEIPT {
+            return Err(NotSafe::Store(AgentError::State {
+                path: self.path.display().to_string(),
+                msg: format!("receipt of {} bytes exceeds {MAX_RECEIPT}", receipt.len()),
+            }));
+        }
+        let hash: [u8; 32] = sha2::Sha256::digest(receipt).into();
         if let Some(existing) = self.map.get(job_id) {
-            return if existing == receipt_hash {
+            return if existing.hash == hash {
                 Ok(Recorded::Repeat)
             } else {
                 Err(NotSafe::ConflictingReceipt {
                     job_id: hex::encode(job_id),
-                    existing: hex::encode(existing),
-                    attempted: hex::encode(receipt_hash),
+                    existing: hex::encode(existing.hash),
+                    attempted: hex::encode(hash),
                 })
             };
         }
-        let line = format!("{} {}\n", hex::encode(job_id), hex::encode(receipt_hash));
-        self.file
-            .write_all(line.as_bytes())
-            .map_err(io(&self.path))
-            .map_err(NotSafe::Store)?;
-        self.file
-            .sync_data()
-            .map_err(io(&self.path))
-            .map_err(NotSafe::Store)?;
-        self.map.insert(job_id.to_vec(), *receipt_hash);
+        let (j, h, r) = (hex::encode(job_id), hex::encode(hash), hex::encode(receipt));
+        let line = format!("{j} {h} {r}\n");
+        crate::fsutil::append_line(&mut self.file, &self.path, self.len, line.as_bytes())?;
+        let entry = Entry {
+            hash,
+            offset: self.len + (j.len() + h.len() + 2) as u64,
+            hex_len: r.len(),
+        };
+        self.len += line.len() as u64;
+        self.map.insert(job_id.to_vec(), entry);
         Ok(Recorded::New)
     }
 
     /// The recorded receipt hash for a job, if any.
     pub fn get(&self, job_id: &[u8]) -> Option<[u8; 32]> {
-        self.map.get(job_id).copied()
+        self.map.get(job_id).map(|e| e.hash)
+    }
+
+    /// The recorded receipt bytes for a job, if any (read back from the file and
+    /// checked against the recorded hash).
+    pub fn receipt(&self, job_id: &[u8]) -> Result<Option<Vec<u8>>, AgentError> {
+        let Some(e) = self.map.get(job_id) else {
+            return Ok(None);
+        };
+        let mut hexbuf = vec![0u8; e.hex_len];
+        self.file
+            .read_exact_at(&mut hexbuf, e.offset)
+            .map_err(io(&self.path))?;
+        let bad = |msg: &str| AgentError::State {
+            path: self.path.display().to_string(),
+            msg: format!("record of job {}: {msg}", hex::encode(job_id)),
+        };
+        let bytes = hex::decode(&hexbuf).map_err(|_| bad("receipt is not hex"))?;
+        let digest: [u8; 32] = sha2::Sha256::digest(&bytes).into();
+        if digest != e.hash {
+            return Err(bad("receipt changed on disk since it was recorded"));
+        }
+        Ok(Some(bytes))
     }
 
     /// Number of jobs recorded.

@@ -1,16 +1,16 @@
 //! The request handlers, independent of transport (so tests can drive them).
 
-use havn_attest_agent::{Agent, AgentConfig, AgentError, NodeKey, RecordStore};
+use havn_attest_agent::{Agent, AgentConfig, AgentError, NodeKey, NotSafe, RecordStore};
 use havn_config::NodeConfig;
 use havn_proto::ipc::{
     ExecdRequest, ExecdResponse, InitRequest, InitResponse, JobResult, NetdAttestRequest,
     NetdAttestResponse, RemoteError,
 };
-use havn_proto::sign::{Domain, Signable};
+use havn_proto::sign::Domain;
 use havn_proto::{
     bounded, AuditEntry, Hash32, Heartbeat, MeasurementEvent, NodeId, PcrValue, PubKey32,
-    QuoteEvidence, SelfAudit, Sig64, SignedCapabilityManifest, SignedHeartbeat, SignedReceipt,
-    SignedSelfAudit,
+    QuoteEvidence, Receipt, SelfAudit, Sig64, SignedCapabilityManifest, SignedHeartbeat,
+    SignedReceipt, SignedSelfAudit,
 };
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -122,7 +122,6 @@ pub struct Service {
     key: Option<NodeKey>,
     key_error: Option<String>,
     records: RecordStore,
-    receipts_dir: PathBuf,
     userland_pcr: u32,
     stake_hai: u64,
     audit: Audit,
@@ -133,7 +132,7 @@ impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Service")
             .field("key", &self.key)
-            .field("receipts_dir", &self.receipts_dir)
+            .field("receipts", &self.records.len())
             .finish()
     }
 }
@@ -149,8 +148,7 @@ impl Service {
     /// Opens the TPM and the state under `state_dir/attestd`.
     pub fn open(cfg: &NodeConfig) -> Result<Self, ServiceError> {
         let dir = cfg.daemon_state("attestd");
-        let receipts_dir = dir.join("receipts");
-        std::fs::create_dir_all(&receipts_dir).map_err(state_err(&receipts_dir))?;
+        std::fs::create_dir_all(&dir).map_err(state_err(&dir))?;
         let pcrs: Vec<u32> = cfg.tpm.pcrs.iter().map(|p| u32::from(*p)).collect();
         let mut acfg = AgentConfig::new(&cfg.tpm.tcti, &dir);
         acfg.seal_pcrs = pcrs.clone();
@@ -171,7 +169,6 @@ impl Service {
             key: None,
             key_error: None,
             records,
-            receipts_dir,
             userland_pcr,
             stake_hai: cfg.node.stake_hai,
             audit: Audit {
@@ -414,29 +411,11 @@ impl Service {
         }
     }
 
-    fn receipt_path(&self, job_id: &str) -> PathBuf {
-        self.receipts_dir.join(format!(
-            "{}.receipt",
-            Hash32(Domain::Receipt.digest(job_id.as_bytes()).0)
-        ))
-    }
-
-    /// Assembles the receipt from execd's result and our identity, then signs it once:
-    /// a job already signed gets the first receipt back, never a second signature.
+    /// Assembles the receipt from execd's result and our identity, records it durably,
+    /// then signs it — one path, [`NodeKey::sign_receipt`], record before signature.
+    /// A job id already signed gets its first receipt back (signed again, identically)
+    /// when execd's result implies it, and [`RemoteError::AlreadySigned`] otherwise.
     fn sign_result(&mut self, r: JobResult) -> ExecdResponse {
-        let path = self.receipt_path(&r.job_id);
-        if let Ok(bytes) = std::fs::read(&path) {
-            return match postcard::from_bytes::<SignedReceipt>(&bytes) {
-                Ok(first) => {
-                    tracing::info!(job = %r.job_id, "job already signed: returning the first receipt");
-                    ExecdResponse::Receipt(first)
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, path = %path.display(), "stored receipt unreadable");
-                    ExecdResponse::Error(RemoteError::Internal)
-                }
-            };
-        }
         if let Err(reason) = self.gate() {
             tracing::warn!(job = %r.job_id, %reason, "refusing to sign: gate closed");
             return ExecdResponse::GateClosed {
@@ -446,37 +425,57 @@ impl Service {
         let Some(key) = self.key.as_ref() else {
             return ExecdResponse::Error(RemoteError::GateClosed);
         };
-        let receipt = r.into_receipt(NodeId(PubKey32(key.public())));
+        let job_id = r.job_id.clone();
+        let mut receipt = r.into_receipt(NodeId(PubKey32(key.public())));
+        match self.records.receipt(job_id.as_bytes()) {
+            Ok(None) => {}
+            Ok(Some(bytes)) => match postcard::from_bytes::<Receipt>(&bytes) {
+                Ok(first) if first.same_result(&receipt) => {
+                    tracing::info!(job = %job_id, "job already signed: the same result, so the first receipt");
+                    receipt = first;
+                }
+                Ok(first) => {
+                    tracing::error!(job = %job_id, first = %first.runtime_hash, now = %receipt.runtime_hash,
+                        "job id already signed for a different result: refused");
+                    return ExecdResponse::Error(RemoteError::AlreadySigned);
+                }
+                Err(e) => {
+                    tracing::error!(job = %job_id, error = %e, "recorded receipt undecodable");
+                    return ExecdResponse::Error(RemoteError::Internal);
+                }
+            },
+            Err(e) => {
+                tracing::error!(job = %job_id, error = %e, "cannot read the recorded receipt");
+                return ExecdResponse::Error(RemoteError::Internal);
+            }
+        }
         let Ok(bytes) = postcard::to_stdvec(&receipt) else {
             return ExecdResponse::Error(RemoteError::Internal);
         };
-        let signature = Sig64(key.sign(Domain::Receipt.tag(), &bytes));
-        debug_assert!(havn_attest_agent::verify_node_signature(
-            &key.public(),
+        match key.sign_receipt(
+            &mut self.records,
             Domain::Receipt.tag(),
+            job_id.as_bytes(),
             &bytes,
-            &signature.0
-        ));
-        let signed = SignedReceipt { receipt, signature };
-        // Durable before it leaves: the signed receipt file, then the record.
-        let Ok(encoded) = postcard::to_stdvec(&signed) else {
-            return ExecdResponse::Error(RemoteError::Internal);
-        };
-        if let Err(e) = havn_attest_agent::fsutil::atomic_write(&path, &encoded) {
-            tracing::error!(error = %e, "cannot persist receipt");
-            return ExecdResponse::Error(RemoteError::Internal);
-        }
-        match self.records.check_and_record(
-            signed.receipt.job_id.as_bytes(),
-            &signed.receipt.signing_digest().0,
         ) {
-            Ok(_) => {
-                tracing::info!(job = %signed.receipt.job_id, runtime_hash = %signed.receipt.runtime_hash, "receipt signed");
-                ExecdResponse::Receipt(signed)
+            Ok((signature, recorded)) => {
+                tracing::info!(job = %job_id, runtime_hash = %receipt.runtime_hash, ?recorded, "receipt signed");
+                ExecdResponse::Receipt(SignedReceipt {
+                    receipt,
+                    signature: Sig64(signature),
+                })
+            }
+            Err(NotSafe::ConflictingReceipt { .. }) => {
+                tracing::error!(job = %job_id, "slashing protection refused a second receipt");
+                ExecdResponse::Error(RemoteError::AlreadySigned)
+            }
+            Err(e) if e.is_disk_full() => {
+                tracing::error!(job = %job_id, error = %e, "cannot record the receipt: disk full; nothing signed");
+                ExecdResponse::Error(RemoteError::StorageFull)
             }
             Err(e) => {
-                tracing::error!(error = %e, "slashing protection refused a second receipt");
-                ExecdResponse::Error(RemoteError::AlreadySigned)
+                tracing::error!(job = %job_id, error = %e, "cannot record the receipt; nothing signed");
+                ExecdResponse::Error(RemoteError::Internal)
             }
         }
     }

@@ -23,6 +23,7 @@ const BINARIES: [(&str, u8); 3] = [
 struct Booted {
     svc: Service,
     node: NodeId,
+    cfg: NodeConfig,
     _tpm: Swtpm,
     _dir: tempfile::TempDir,
 }
@@ -30,18 +31,40 @@ struct Booted {
 /// A service on a fresh swtpm, booted like havn-init does it: three `Measure`s, then
 /// `Status`.
 fn boot(audit_interval_ms: u64, stake_hai: u64) -> Booted {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    boot_in(dir, &state, audit_interval_ms, stake_hai)
+}
+
+/// [`boot`] with the state directory at `state`.
+fn boot_in(
+    dir: tempfile::TempDir,
+    state: &std::path::Path,
+    audit_interval_ms: u64,
+    stake_hai: u64,
+) -> Booted {
     std::env::set_var("TSS2_LOG", "all+none");
     let tpm = Swtpm::start().expect("start swtpm");
-    let dir = tempfile::tempdir().unwrap();
     let text = format!(
         "[node]\nstate_dir = {state:?}\nstake_hai = {stake_hai}\naudit_interval_ms = {audit_interval_ms}\n\
          [tpm]\ntcti = \"{tcti}\"\npcrs = [0, 1, 2, 3, 4, 5, 6, 7, 14]\nuserland_pcr = 14\n\
          [netd]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n",
-        state = dir.path().join("state"),
         tcti = tpm.tcti(),
     );
     let cfg = NodeConfig::parse(&text, std::path::Path::new("node.toml")).unwrap();
-    let mut svc = Service::open(&cfg).expect("open service");
+    let (svc, node) = start(&cfg);
+    Booted {
+        svc,
+        node,
+        cfg,
+        _tpm: tpm,
+        _dir: dir,
+    }
+}
+
+/// One start of attestd on `cfg` as havn-init drives it.
+fn start(cfg: &NodeConfig) -> (Service, NodeId) {
+    let mut svc = Service::open(cfg).expect("open service");
     for (name, b) in BINARIES {
         let r = svc.handle_init(InitRequest::Measure {
             name: bounded(name),
@@ -60,12 +83,7 @@ fn boot(audit_interval_ms: u64, stake_hai: u64) -> Booted {
         }
         other => panic!("boot: {other:?}"),
     };
-    Booted {
-        svc,
-        node,
-        _tpm: tpm,
-        _dir: dir,
-    }
+    (svc, node)
 }
 
 /// What havn-init would send for the running set; `wrong` gets another digest.
@@ -373,4 +391,99 @@ fn restarting_the_set_with_the_same_binaries_keeps_the_key_and_a_changed_one_clo
         matches!(changed, InitResponse::Error(RemoteError::GateClosed)),
         "changed binary still unsealed the key: {changed:?}"
     );
+}
+
+fn sign(b: &mut Booted, r: JobResult) -> ExecdResponse {
+    b.svc.handle_execd(ExecdRequest::Report(r))
+}
+
+#[test]
+fn one_job_id_gets_one_receipt_recorded_before_it_is_signed_across_restarts() {
+    let mut b = boot(0, 0);
+    let first = match sign(&mut b, result("job-1")) {
+        ExecdResponse::Receipt(r) => r,
+        other => panic!("first report: {other:?}"),
+    };
+    assert!(verify(
+        &b.node,
+        Domain::Receipt,
+        &first.receipt,
+        &first.signature.0
+    ));
+    // The record is durable before the signature leaves: it holds the receipt itself.
+    let log = b.cfg.daemon_state("attestd").join("signed-receipts.log");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let receipt_hex = hex::encode(postcard::to_stdvec(&first.receipt).unwrap());
+    assert!(
+        text.contains(&receipt_hex),
+        "the record must hold the signed receipt"
+    );
+
+    // The same job run again (another latency, same result) gets the first receipt,
+    // signed identically.
+    let mut again = result("job-1");
+    again.latency_ms += 17;
+    again.energy_estimate_mj += 3;
+    assert_eq!(sign(&mut b, again), ExecdResponse::Receipt(first.clone()));
+    // A different result under the same id is refused with its own error.
+    let mut other = result("job-1");
+    other.runtime_hash = Hash32([0x5a; 32]);
+    assert_eq!(
+        sign(&mut b, other.clone()),
+        ExecdResponse::Error(RemoteError::AlreadySigned)
+    );
+
+    // Across a restart of attestd, with nothing but the record on disk.
+    drop(std::mem::replace(&mut b.svc, start(&b.cfg).0));
+    assert_eq!(
+        sign(&mut b, other),
+        ExecdResponse::Error(RemoteError::AlreadySigned),
+        "a restart must not forget the first receipt"
+    );
+    assert_eq!(
+        sign(&mut b, result("job-1")),
+        ExecdResponse::Receipt(first),
+        "a restart must give back the first receipt, byte for byte"
+    );
+    assert_eq!(text.lines().count(), 1, "one record for one job");
+}
+
+#[test]
+fn a_full_disk_refuses_to_sign_and_signing_resumes_once_space_is_freed() {
+    if !havn_testkit::require_root("mounts a small tmpfs under attestd's state") {
+        return;
+    }
+    let disk = havn_testkit::SmallDisk::mount(512 * 1024);
+    let dir = tempfile::tempdir().unwrap();
+    let state = disk.path().join("state");
+    let mut b = boot_in(dir, &state, 0, 0);
+    assert!(matches!(
+        sign(&mut b, result("before")),
+        ExecdResponse::Receipt(_)
+    ));
+    disk.fill();
+    // A record is ~400 bytes: the first few fit into the page the log already holds.
+    let mut refused = 0;
+    for i in 0..32 {
+        match sign(&mut b, result(&format!("full-{i}"))) {
+            ExecdResponse::Error(RemoteError::StorageFull) => refused += 1,
+            ExecdResponse::Receipt(_) => assert_eq!(refused, 0, "signed after a refusal"),
+            other => panic!("full disk: {other:?}"),
+        }
+    }
+    assert!(refused > 0, "a full disk must refuse to sign");
+    assert!(refused > 16, "only {refused} of 32 refused");
+    disk.free();
+    for i in 0..32 {
+        match sign(&mut b, result(&format!("full-{i}"))) {
+            ExecdResponse::Receipt(r) => assert_eq!(r.receipt.job_id.as_str(), format!("full-{i}")),
+            other => panic!("after freeing space: {other:?}"),
+        }
+    }
+    // The log reopens cleanly (no glued partial line) with every signed job.
+    drop(std::mem::replace(&mut b.svc, start(&b.cfg).0));
+    assert!(matches!(
+        sign(&mut b, result("after")),
+        ExecdResponse::Receipt(_)
+    ));
 }

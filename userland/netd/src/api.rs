@@ -1,7 +1,7 @@
 //! The orchestrator API (HTTP/1.1 over mTLS). Every error is a JSON body
 //! `{"error": "...", "field": "..."?}` with the right status; no input panics.
 
-use crate::state::{Refusal, State};
+use crate::state::{NoReceipt, Refusal, State};
 use crate::Fatal;
 use bytes::Bytes;
 use havn_ipc::AsyncClient;
@@ -396,8 +396,22 @@ async fn job_status(ctx: &Ctx, t: &str, query: Option<&str>) -> Resp {
 fn receipt(ctx: &Ctx, id: &str) -> Resp {
     match ctx.state.receipt(id) {
         Ok(r) => json(StatusCode::OK, &*r),
-        Err(true) => error(StatusCode::NOT_FOUND, "job not done yet", Some("job_id")),
-        Err(false) => error(StatusCode::NOT_FOUND, "no such job", Some("job_id")),
+        Err(NoReceipt::NotDone) => error(StatusCode::NOT_FOUND, "job not done yet", Some("job_id")),
+        Err(NoReceipt::UnknownJob) => error(StatusCode::NOT_FOUND, "no such job", Some("job_id")),
+        // The node signed another result under this id before (slashing protection):
+        // the id is spent, and this job's result will never be signed.
+        Err(NoReceipt::Failed(why)) if why.starts_with(&RemoteError::AlreadySigned.to_string()) => {
+            error(
+                StatusCode::CONFLICT,
+                &format!("job id {id:?} already has a different signed receipt on this node; submit under a new id"),
+                Some("job_id"),
+            )
+        }
+        Err(NoReceipt::Failed(why)) => error(
+            StatusCode::NOT_FOUND,
+            &format!("job failed, no receipt: {why}"),
+            Some("job_id"),
+        ),
     }
 }
 

@@ -88,7 +88,12 @@ pub async fn run(
                     true
                 }
                 Ok(NetdExecResponse::Failed { error, reason, .. })
-                    if matches!(error, RemoteError::GateClosed | RemoteError::TpmUnavailable) =>
+                    if matches!(
+                        error,
+                        RemoteError::GateClosed
+                            | RemoteError::TpmUnavailable
+                            | RemoteError::StorageFull
+                    ) =>
                 {
                     tracing::warn!(ticket, job_id, %error, %reason, backoff_ms = backoff.as_millis() as u64,
                         "execd refused for now; job re-queued");

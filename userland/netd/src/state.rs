@@ -34,6 +34,17 @@ pub enum Phase {
     Failed(String),
 }
 
+/// Why [`State::receipt`] has no receipt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NoReceipt {
+    /// No such job id.
+    UnknownJob,
+    /// Queued or running.
+    NotDone,
+    /// Failed for good, with this reason.
+    Failed(String),
+}
+
 impl Phase {
     /// Done or failed: the job will not change again.
     pub fn is_terminal(&self) -> bool {
@@ -507,13 +518,14 @@ impl State {
     }
 
     /// The receipt of a job id: `Err(true)` known but not done, `Err(false)` unknown.
-    pub fn receipt(&self, job_id: &str) -> Result<Arc<SignedReceipt>, bool> {
+    pub fn receipt(&self, job_id: &str) -> Result<Arc<SignedReceipt>, NoReceipt> {
         let t = self.lock();
-        let ticket = t.by_job_id.get(job_id).ok_or(false)?;
+        let ticket = t.by_job_id.get(job_id).ok_or(NoReceipt::UnknownJob)?;
         match t.jobs.get(ticket).map(|j| &j.phase) {
             Some(Phase::Done(r)) => Ok(r.clone()),
-            Some(_) => Err(true),
-            None => Err(false),
+            Some(Phase::Failed(why)) => Err(NoReceipt::Failed(why.clone())),
+            Some(_) => Err(NoReceipt::NotDone),
+            None => Err(NoReceipt::UnknownJob),
         }
     }
 

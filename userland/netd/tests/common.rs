@@ -218,7 +218,21 @@ impl ExecdStandIn {
                             return;
                         }
                         std::thread::sleep(self.delay);
-                        if payload.job_id.starts_with("fail") {
+                        if first && id.starts_with("diskfull") {
+                            // attestd's disk is full on the first try: nothing signed.
+                            NetdExecResponse::Failed {
+                                ticket_id,
+                                error: RemoteError::StorageFull,
+                                reason: bounded("attestd refused to sign"),
+                            }
+                        } else if payload.job_id.starts_with("spent") {
+                            // attestd signed another result under this id before.
+                            NetdExecResponse::Failed {
+                                ticket_id,
+                                error: RemoteError::AlreadySigned,
+                                reason: bounded("attestd refused to sign"),
+                            }
+                        } else if payload.job_id.starts_with("fail") {
                             NetdExecResponse::Failed {
                                 ticket_id,
                                 error: RemoteError::ExecutionFailed,

@@ -84,6 +84,27 @@ async fn accepted_job_runs_to_a_signed_receipt() {
     assert_eq!(r.json::<Value>().unwrap()["field"], "nonce");
     assert_eq!(c.get("/job/999").await.unwrap().status, 404);
     assert_eq!(c.get("/job/abc").await.unwrap().status, 400);
+
+    // A job id under which the node already signed another result: 409 naming the id.
+    let (_, v, _) = post(&mut c, &job("spent-1")).await;
+    wait_terminal(&mut c, v["ticket_id"].as_u64().unwrap()).await;
+    let r = c.get("/receipt/spent-1").await.unwrap();
+    let body: Value = r.json().unwrap();
+    assert_eq!(
+        (r.status, body["field"].as_str()),
+        (409, Some("job_id")),
+        "{body}"
+    );
+    assert!(
+        body["error"].as_str().unwrap().contains("\"spent-1\""),
+        "{body}"
+    );
+
+    // attestd out of disk space: the job waits and is signed once space is back.
+    let (_, v, _) = post(&mut c, &job("diskfull-1")).await;
+    let st = wait_terminal(&mut c, v["ticket_id"].as_u64().unwrap()).await;
+    assert_eq!(st["state"], "done", "{st}");
+    assert_eq!(c.get("/receipt/diskfull-1").await.unwrap().status, 200);
     assert_eq!(c.get("/nope").await.unwrap().status, 404);
     assert_eq!(c.get("/job/accept").await.unwrap().status, 405);
     // heartbeat_ms = 100: attestd has been asked to sign heartbeats by now.

@@ -1,0 +1,110 @@
+//! Test fixtures shared by the crates' tests (dev-dependency only).
+//!
+//! - [`require_root`]: a test that needs root skips, printing why, outside CI, and
+//!   fails under `CI=true` (never passes vacuously there).
+//! - [`SmallDisk`]: a small tmpfs mounted on a temp directory, which a test fills to
+//!   `ENOSPC` and frees again (needs root: call [`require_root`] first).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Whether the tests run under CI (`CI=true`), where nothing may be skipped.
+pub fn under_ci() -> bool {
+    std::env::var("CI").as_deref() == Ok("true")
+}
+
+/// `true` when running as root. Otherwise prints `skipping: <why>` and returns `false`,
+/// or panics under `CI=true`.
+pub fn require_root(why: &str) -> bool {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    if uid == 0 {
+        return true;
+    }
+    assert!(!under_ci(), "needs root under CI=true (uid {uid}): {why}");
+    eprintln!("skipping (uid {uid}, not root): {why}");
+    false
+}
+
+/// A tmpfs of a few hundred KiB, mounted on a fresh temp directory and unmounted on drop.
+#[derive(Debug)]
+pub struct SmallDisk {
+    dir: tempfile::TempDir,
+    filler: PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a tmpfs of `bytes` (rounded up to pages) with mode 0755.
+    ///
+    /// # Panics
+    /// When the mount fails (call [`require_root`] first).
+    pub fn mount(bytes: u64) -> Self {
+        let dir = tempfile::tempdir().expect("temp dir for the tmpfs");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o"])
+            .arg(format!("size={bytes},mode=0755"))
+            .arg("tmpfs")
+            .arg(dir.path())
+            .status()
+            .expect("run mount");
+        assert!(
+            st.success(),
+            "mount tmpfs on {}: {st}",
+            dir.path().display()
+        );
+        let filler = dir.path().join(".filler");
+        Self { dir, filler }
+    }
+
+    /// The mount point.
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with one file until a write gets `ENOSPC`. Returns the bytes written.
+    pub fn fill(&self) -> u64 {
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.filler)
+            .expect("open filler");
+        let block = [0xA5u8; 4096];
+        let mut total = 0u64;
+        loop {
+            match f.write(&block) {
+                Ok(0) => break,
+                Ok(n) => total += n as u64,
+                Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
+                Err(e) => panic!("filling {}: {e}", self.filler.display()),
+            }
+        }
+        // Byte-sized leftovers too, so not even a short line fits.
+        while let Ok(n) = f.write(&[0u8]) {
+            if n == 0 {
+                break;
+            }
+            total += 1;
+        }
+        total
+    }
+
+    /// Frees what [`SmallDisk::fill`] took.
+    pub fn free(&self) {
+        match std::fs::remove_file(&self.filler) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => panic!("removing {}: {e}", self.filler.display()),
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        // Lazy: a daemon that still holds a file open must not make the test panic.
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
