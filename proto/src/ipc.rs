@@ -424,19 +424,9 @@ pub enum NetdAttestRequest {
         /// Verifier nonce.
         nonce: Hash32,
     },
-    /// Sign a heartbeat (attestd fills in the node id).
-    Heartbeat {
-        /// Sequence number.
-        seq: u64,
-        /// Unix ms.
-        unix_ms: u64,
-        /// Queue depth.
-        queue_depth: u32,
-        /// Running jobs.
-        running: u32,
-        /// Completed jobs.
-        completed: u64,
-    },
+    /// Sign a heartbeat: attestd adds the node id, its own sequence number and time;
+    /// netd gives only its queue counts, which the heartbeat labels as netd's claims.
+    Heartbeat(NetdClaims),
     /// The node's public key.
     Identity,
     /// The latest signed self-audit.

@@ -31,7 +31,7 @@ impl Domain {
     pub const fn tag(self) -> &'static [u8] {
         match self {
             Self::Receipt => b"havn/receipt/v1",
-            Self::Heartbeat => b"havn/heartbeat/v1",
+            Self::Heartbeat => b"havn/heartbeat/v2",
             Self::Capabilities => b"havn/capabilities/v1",
             Self::Verdict => b"havn/verdict/v1",
             Self::SelfAudit => b"havn/self-audit/v1",

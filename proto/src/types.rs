@@ -338,20 +338,29 @@ pub struct SignedReceipt {
     pub signature: Sig64,
 }
 
-/// A liveness heartbeat (every 5 s).
+/// A liveness heartbeat (every 5 s), assembled by attestd: the node, the sequence
+/// number and the time are attestd's own; the queue counts are what netd reported,
+/// labelled as its claims (attestd cannot check them).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Heartbeat {
     /// Who.
     pub node: NodeId,
-    /// Monotonic sequence number.
+    /// attestd's durable counter: strictly increasing across restarts of the node.
     pub seq: u64,
-    /// Unix time in milliseconds.
+    /// attestd's clock when it signed, Unix time in milliseconds.
     pub unix_ms: u64,
+    /// What netd reported about its queue (not attested).
+    pub netd_claims: NetdClaims,
+}
+
+/// Queue counts that only netd knows, carried in a heartbeat as netd's claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetdClaims {
     /// Jobs queued.
     pub queue_depth: u32,
     /// Jobs running.
     pub running: u32,
-    /// Jobs completed since start.
+    /// Jobs completed since netd started.
     pub completed: u64,
 }
 

@@ -179,6 +179,12 @@ fn heartbeat() -> Heartbeat {
         node: node(),
         seq: 7,
         unix_ms: 1_790_000_000_000,
+        netd_claims: netd_claims(),
+    }
+}
+
+fn netd_claims() -> NetdClaims {
+    NetdClaims {
         queue_depth: 3,
         running: 1,
         completed: 99,
@@ -356,13 +362,7 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
             ),
             sample(
                 "NetdAttestRequest::Heartbeat",
-                &NetdAttestRequest::Heartbeat {
-                    seq: 7,
-                    unix_ms: 1_790_000_000_000,
-                    queue_depth: 3,
-                    running: 1,
-                    completed: 99,
-                },
+                &NetdAttestRequest::Heartbeat(netd_claims()),
             ),
             sample("NetdAttestRequest::Identity", &NetdAttestRequest::Identity),
             sample(

@@ -23,6 +23,7 @@
 //! read from the TPM) and served to validators through netd. With auditing on, the
 //! gate also needs a good audit younger than 3 intervals.
 
+mod counter;
 mod service;
 
 pub use service::{Service, ServiceError};

@@ -126,6 +126,7 @@ pub struct Service {
     stake_hai: u64,
     audit: Audit,
     capabilities: Option<SignedCapabilityManifest>,
+    heartbeat_seq: crate::counter::Counter,
 }
 
 impl std::fmt::Debug for Service {
@@ -155,6 +156,7 @@ impl Service {
         acfg.quote_pcrs = pcrs;
         let agent = Agent::open(acfg)?;
         let records = RecordStore::open(&dir.join("signed-receipts.log"))?;
+        let heartbeat_seq = crate::counter::Counter::open(&dir.join("heartbeat.seq"))?;
         let userland_pcr = u32::from(cfg.tpm.userland_pcr);
         // Binaries already measured since the TPM was reset (a supervised restart of
         // the daemon set): the audit compares against these too.
@@ -178,6 +180,7 @@ impl Service {
                 ..Audit::default()
             },
             capabilities: None,
+            heartbeat_seq,
         })
     }
 
@@ -487,20 +490,25 @@ impl Service {
         };
         match req {
             NetdAttestRequest::Identity => NetdAttestResponse::Identity { node: node.0 },
-            NetdAttestRequest::Heartbeat {
-                seq,
-                unix_ms,
-                queue_depth,
-                running,
-                completed,
-            } => {
+            NetdAttestRequest::Heartbeat(netd_claims) => {
+                // Time and sequence are ours: a compromised netd cannot pre-sign
+                // future-dated heartbeats or replay a sequence number.
+                let seq = match self.heartbeat_seq.next() {
+                    Ok(s) => s,
+                    Err(e) => {
+                        tracing::error!(error = %e, "heartbeat counter not persisted: refused");
+                        return NetdAttestResponse::Error(if e.is_disk_full() {
+                            RemoteError::StorageFull
+                        } else {
+                            RemoteError::Internal
+                        });
+                    }
+                };
                 let heartbeat = Heartbeat {
                     node,
                     seq,
-                    unix_ms,
-                    queue_depth,
-                    running,
-                    completed,
+                    unix_ms: unix_ms(),
+                    netd_claims,
                 };
                 let Some(key) = self.key.as_ref() else {
                     return NetdAttestResponse::Error(RemoteError::GateClosed);

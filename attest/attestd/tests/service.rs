@@ -487,3 +487,60 @@ fn a_full_disk_refuses_to_sign_and_signing_resumes_once_space_is_freed() {
         ExecdResponse::Receipt(_)
     ));
 }
+
+fn heartbeat(b: &mut Booted, queue_depth: u32) -> havn_proto::SignedHeartbeat {
+    let claims = havn_proto::NetdClaims {
+        queue_depth,
+        running: 1,
+        completed: 42,
+    };
+    match b.svc.handle_netd(NetdAttestRequest::Heartbeat(claims)) {
+        NetdAttestResponse::Heartbeat(h) => {
+            assert_eq!(
+                h.heartbeat.netd_claims, claims,
+                "netd's claims are carried as claims"
+            );
+            assert!(verify(
+                &b.node,
+                Domain::Heartbeat,
+                &h.heartbeat,
+                &h.signature.0
+            ));
+            h
+        }
+        other => panic!("heartbeat: {other:?}"),
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
+}
+
+#[test]
+fn heartbeats_carry_attestds_own_time_and_a_sequence_that_never_repeats() {
+    let mut b = boot(0, 0);
+    let before = now_ms();
+    let first = heartbeat(&mut b, 3);
+    let second = heartbeat(&mut b, 4);
+    let after = now_ms();
+    for h in [&first, &second] {
+        assert!(
+            (before..=after).contains(&h.heartbeat.unix_ms),
+            "the time must be attestd's clock at signing: {} not in {before}..={after}",
+            h.heartbeat.unix_ms
+        );
+    }
+    assert!(second.heartbeat.seq > first.heartbeat.seq);
+    // A restart of attestd never hands out a sequence number again.
+    drop(std::mem::replace(&mut b.svc, start(&b.cfg).0));
+    let third = heartbeat(&mut b, 5);
+    assert!(
+        third.heartbeat.seq > second.heartbeat.seq,
+        "seq went from {} to {} across a restart",
+        second.heartbeat.seq,
+        third.heartbeat.seq
+    );
+}

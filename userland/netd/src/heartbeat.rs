@@ -7,9 +7,10 @@ use crate::state::State;
 use crate::Fatal;
 use havn_ipc::AsyncClient;
 use havn_proto::ipc::{NetdAttestRequest, NetdAttestResponse, NetdAttestd};
+use havn_proto::NetdClaims;
 use hyper::Method;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{mpsc, Mutex};
 
 /// Heartbeat loop settings.
@@ -31,27 +32,21 @@ pub async fn run(
 ) {
     let mut tick = tokio::time::interval(hb.every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    let mut seq = 0u64;
     loop {
         tick.tick().await;
-        seq = seq.saturating_add(1);
         let c = state.counts();
-        let unix_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        let req = NetdAttestRequest::Heartbeat {
-            seq,
-            unix_ms,
+        // attestd adds the sequence number and the time; these are only our claims.
+        let req = NetdAttestRequest::Heartbeat(NetdClaims {
             queue_depth: u32::try_from(c.queued).unwrap_or(u32::MAX),
             running: u32::try_from(c.running).unwrap_or(u32::MAX),
             completed: c.completed,
-        };
+        });
         let r = attestd.lock().await.call(&req).await;
         match r {
             Ok(NetdAttestResponse::Heartbeat(signed)) => {
                 let body = serde_json::to_vec(&signed).unwrap_or_default();
                 tracing::info!(
-                    seq,
+                    seq = signed.heartbeat.seq,
                     heartbeat = %String::from_utf8_lossy(&body),
                     "heartbeat signed"
                 );
@@ -75,9 +70,9 @@ pub async fn run(
                 }
             }
             Ok(NetdAttestResponse::Error(e)) => {
-                tracing::warn!(seq, error = %e, "attestd refused to sign a heartbeat")
+                tracing::warn!(error = %e, "attestd refused to sign a heartbeat")
             }
-            Ok(_) => tracing::warn!(seq, "attestd answered a heartbeat out of turn"),
+            Ok(_) => tracing::warn!("attestd answered a heartbeat out of turn"),
             Err(e) => {
                 tracing::error!(error = %e, "attestd channel failed");
                 let _ = fatal.send(Fatal::AttestdLost(e.to_string()));

@@ -280,22 +280,14 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
         while let Ok(r) = s.recv() {
             let resp = match r.msg {
                 NetdAttestRequest::Identity => NetdAttestResponse::Identity { node: node.0 },
-                NetdAttestRequest::Heartbeat {
-                    seq,
-                    unix_ms,
-                    queue_depth,
-                    running,
-                    completed,
-                } => {
-                    HEARTBEATS.fetch_add(1, Ordering::Relaxed);
+                NetdAttestRequest::Heartbeat(netd_claims) => {
+                    let seq = HEARTBEATS.fetch_add(1, Ordering::Relaxed) as u64 + 1;
                     NetdAttestResponse::Heartbeat(SignedHeartbeat {
                         heartbeat: Heartbeat {
                             node,
                             seq,
-                            unix_ms,
-                            queue_depth,
-                            running,
-                            completed,
+                            unix_ms: 1_790_000_000_000 + seq,
+                            netd_claims,
                         },
                         signature: Sig64([1; 64]),
                     })
