@@ -58,7 +58,6 @@ for _ in range(50):
 
 node_config() {
     "$HAVNCTL" pki init --out "$OUT/pki" > /dev/null
-    chown 65534:65534 "$OUT/pki/node.key"   # the netd service account owns its TLS key
     "$HAVNCTL" golden --pcr 14 --out "$OUT/golden.json" \
         --binary "havn-attestd=$BIN/havn-attestd" --binary "havn-execd=$BIN/havn-execd" --binary "havn-netd=$BIN/havn-netd"
     API_PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')

@@ -89,7 +89,7 @@ impl Error {
     /// Distinct exit codes for the supervisor's logs.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => 2,
+            Error::Config(_) => havn_config::EXIT_CONFIG,
             Error::Service(_) => 3,
             Error::Ipc { .. } | Error::MissingFd(_) | Error::PassCred(_) => 4,
             Error::Poll(_) => 5,

@@ -108,8 +108,8 @@ impl Node {
             .prefix("havn-system-")
             .tempdir()
             .unwrap();
-        // Let the unprivileged netd traverse into its files.
-        chmod(dir.path(), 0o755);
+        // The node's files stay under this mode-0700 directory (as in a clone in
+        // root's home): netd is handed what it needs by havn-init, never by path.
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         for b in ["havn-init"].iter().chain(DAEMONS.iter()) {
@@ -123,7 +123,6 @@ impl Node {
         .unwrap();
         let pki = dir.path().join("pki");
         havnctl_ok(&["pki", "init", "--out", &pki.display().to_string()]);
-        std::os::unix::fs::chown(pki.join("node.key"), Some(65534), Some(65534)).unwrap();
         let mut golden = vec![
             "golden".to_string(),
             "--pcr".into(),
@@ -144,7 +143,7 @@ impl Node {
             .port();
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
-        chmod(&state, 0o755);
+        chmod(&state, 0o700);
         let toml = format!(
             "[node]\nstate_dir = \"{state}\"\nstake_hai = 5000\nbin_dir = \"{bin}\"\n\n\
              [tpm]\ntcti = \"{tcti}\"\npcrs = [0, 1, 2, 3, 4, 5, 6, 7, 14]\nuserland_pcr = 14\n\n\

@@ -25,6 +25,24 @@ fn orchestrator_and_validator_against_a_real_node() {
     let mut node = Node::prepare();
     node.start();
 
+    // Operators' tools see each daemon by its own name (havn-init execs the measured
+    // file through /proc/self/fd/N, which would name it `N`).
+    for d in DAEMONS {
+        let pid = node.daemon_pid(d);
+        let out = std::process::Command::new("pgrep")
+            .args(["-x", d])
+            .output()
+            .expect("run pgrep");
+        let found: Vec<i32> = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .filter_map(|p| p.parse().ok())
+            .collect();
+        assert!(
+            found.contains(&pid),
+            "pgrep -x {d} found {found:?}, not {pid}"
+        );
+    }
+
     // netd runs unprivileged, without capabilities, with no_new_privs and seccomp.
     let netd = node.daemon_pid("havn-netd");
     let uid = status_field(netd, "Uid");

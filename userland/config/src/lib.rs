@@ -24,6 +24,64 @@ pub mod fds {
     pub const NETD_EXECD: i32 = 3;
     /// havn-netd: client end of netd → attestd.
     pub const NETD_ATTESTD: i32 = 4;
+    /// havn-netd: its view of node.toml (a sealed memfd written by havn-init; see
+    /// [`crate::netd_view`]).
+    pub const NETD_CONFIG: i32 = 5;
+    /// havn-netd: the state directory (`O_PATH`), so netd never walks the operator's
+    /// directories to reach it.
+    pub const NETD_STATE: i32 = 6;
+    /// havn-netd: the server certificate chain (memfd copy).
+    pub const NETD_TLS_CERT: i32 = 7;
+    /// havn-netd: the server key (memfd copy).
+    pub const NETD_TLS_KEY: i32 = 8;
+    /// havn-netd: the client CA bundle (memfd copy).
+    pub const NETD_CLIENT_CA: i32 = 9;
+
+    /// The path through which a process reaches its own descriptor `fd`
+    /// (`/proc/self/fd/<fd>`: no directory on the way to the file is walked).
+    pub fn path(fd: i32) -> std::path::PathBuf {
+        std::path::PathBuf::from(format!("/proc/self/fd/{fd}"))
+    }
+}
+
+/// The exit code of a daemon that stopped on a configuration error (`EX_CONFIG`):
+/// havn-init stops with that daemon's message instead of restarting the set.
+pub const EXIT_CONFIG: u8 = 78;
+
+/// netd's view of node.toml: the same text with every path netd uses replaced by the
+/// descriptor havn-init passes for it ([`fds::NETD_STATE`], [`fds::NETD_TLS_CERT`],
+/// [`fds::NETD_TLS_KEY`], [`fds::NETD_CLIENT_CA`]), so the unprivileged netd reads its
+/// configuration, keys and state wherever the operator keeps them, even under
+/// directories it cannot enter.
+pub fn netd_view(text: &str, path: &Path) -> Result<String, ConfigError> {
+    let mut table: toml::Table = text.parse().map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
+    let fd_path = |fd: i32| toml::Value::String(fds::path(fd).display().to_string());
+    let invalid = |what: &str| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        what: format!("missing [{what}] section"),
+    };
+    let node = table
+        .get_mut("node")
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| invalid("node"))?;
+    node.insert("state_dir".into(), fd_path(fds::NETD_STATE));
+    let netd = table
+        .get_mut("netd")
+        .and_then(toml::Value::as_table_mut)
+        .ok_or_else(|| invalid("netd"))?;
+    netd.insert("tls_cert".into(), fd_path(fds::NETD_TLS_CERT));
+    netd.insert("tls_key".into(), fd_path(fds::NETD_TLS_KEY));
+    netd.insert("client_ca".into(), fd_path(fds::NETD_CLIENT_CA));
+    let out = toml::to_string(&table).map_err(|e| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        what: format!("cannot write netd's view: {e}"),
+    })?;
+    // What netd will parse must still be a valid config.
+    NodeConfig::parse(&out, path)?;
+    Ok(out)
 }
 
 /// Why the config was refused.
@@ -339,6 +397,23 @@ mod tests {
         assert_eq!(c.execd.backend, "auto");
         assert_eq!(c.execd.model_store, Path::new("/var/lib/havn/models"));
         assert_eq!(c.execd.chat_model, "smollm2-135m-instruct");
+    }
+
+    #[test]
+    fn netd_view_points_every_netd_path_at_its_descriptor() {
+        let v = netd_view(EXAMPLE, Path::new("node.toml")).unwrap();
+        let c = NodeConfig::parse(&v, Path::new("x")).unwrap();
+        let orig = NodeConfig::parse(EXAMPLE, Path::new("x")).unwrap();
+        assert_eq!(c.node.state_dir, fds::path(fds::NETD_STATE));
+        assert_eq!(c.netd.tls_cert, fds::path(fds::NETD_TLS_CERT));
+        assert_eq!(c.netd.tls_key, fds::path(fds::NETD_TLS_KEY));
+        assert_eq!(c.netd.client_ca, fds::path(fds::NETD_CLIENT_CA));
+        assert_eq!(c.netd.listen, orig.netd.listen);
+        assert_eq!(c.netd.heartbeat_ms, orig.netd.heartbeat_ms);
+        assert_eq!(
+            c.daemon_state("netd"),
+            fds::path(fds::NETD_STATE).join("netd")
+        );
     }
 
     #[test]

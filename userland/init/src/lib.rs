@@ -62,8 +62,10 @@
 
 pub mod backoff;
 pub mod cli;
+pub mod netd_fds;
 pub mod pid1;
 pub mod plan;
+pub mod reach;
 pub mod spawn;
 pub mod supervise;
 
@@ -87,6 +89,24 @@ pub enum InitError {
         path: PathBuf,
         /// Cause.
         source: std::io::Error,
+    },
+    /// A file a daemon is given (node.toml, a TLS file) could not be read.
+    #[error("{what} {path}: {source}")]
+    File {
+        /// Which setting.
+        what: &'static str,
+        /// Path tried.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// A daemon stopped on a configuration error: restarting would only repeat it.
+    #[error("{daemon} stopped on a configuration error (exit {code}); its message is above. Fix node.toml and start havn-init again")]
+    DaemonConfig {
+        /// Which daemon.
+        daemon: &'static str,
+        /// Its exit code.
+        code: i32,
     },
     /// A daemon's state directory could not be prepared.
     #[error("state directory {path}: {source}")]
@@ -137,11 +157,24 @@ pub enum InitError {
 }
 
 impl InitError {
+    /// Whether the error is the operator's configuration (node.toml, a file or binary
+    /// it names, a daemon that refused its config): restarting cannot fix it.
+    pub fn is_config(&self) -> bool {
+        matches!(
+            self,
+            InitError::Config(_)
+                | InitError::File { .. }
+                | InitError::Binary { .. }
+                | InitError::DaemonConfig { .. }
+        )
+    }
+
     /// Distinct exit codes (sysexits-style) for `main`.
     pub fn exit_code(&self) -> i32 {
         match self {
             InitError::Config(_) => 78,
-            InitError::Binary { .. } => 66,
+            InitError::Binary { .. } | InitError::File { .. } => 66,
+            InitError::DaemonConfig { .. } => 78,
             InitError::Refused(_) => 77,
             InitError::Sandbox { .. } | InitError::Tpm { .. } | InitError::StateDir { .. } => 71,
             InitError::Spawn { .. } | InitError::Attestd(_) | InitError::Sys { .. } => 70,
@@ -161,7 +194,18 @@ pub fn run(args: &Args) -> Result<(), InitError> {
     let plan = plan::Plan::new(&cfg, &args.config)?;
     if args.check {
         print!("{}", plan.describe()?);
-        return Ok(());
+        let problems = reach::problems(&plan.path_uses(&cfg)?);
+        if problems.is_empty() {
+            println!("paths: every daemon reaches what it uses, as the user it runs as");
+            return Ok(());
+        }
+        for p in &problems {
+            println!("UNREACHABLE: {p}");
+        }
+        return Err(InitError::Refused(format!(
+            "{} path(s) a daemon cannot reach (listed above)",
+            problems.len()
+        )));
     }
     if !nix::unistd::geteuid().is_root() {
         return Err(InitError::Refused(

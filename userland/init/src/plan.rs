@@ -61,6 +61,8 @@ pub struct Plan {
     pub userland_pcr: u8,
     /// `node.state_dir`; each daemon owns `state_dir/<daemon>/`.
     pub state_dir: PathBuf,
+    /// What netd is handed as descriptors instead of paths.
+    pub netd_files: crate::netd_fds::NetdFiles,
 }
 
 impl Plan {
@@ -115,6 +117,7 @@ impl Plan {
             },
         ];
         let tpm_device = cfg.tpm.tcti.strip_prefix("device:").map(PathBuf::from);
+        let netd_files = crate::netd_fds::NetdFiles::new(cfg, &config);
         Ok(Self {
             config,
             daemons,
@@ -123,6 +126,7 @@ impl Plan {
             netd_user: cfg.netd.user.clone(),
             userland_pcr: cfg.tpm.userland_pcr,
             state_dir: cfg.node.state_dir.clone(),
+            netd_files,
         })
     }
 
@@ -143,6 +147,28 @@ impl Plan {
     /// the daemon runs as (netd cannot create it itself: it has no capabilities).
     pub fn prepare_state_dirs(&self) -> Result<(), InitError> {
         use std::os::unix::fs::PermissionsExt;
+        // netd reaches state_dir through a descriptor (never through the operator's
+        // directories above it), but looking up its own subdirectory in it still needs
+        // the search bit.
+        let io = |source| InitError::StateDir {
+            path: self.state_dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&self.state_dir).map_err(io)?;
+        let mode = std::fs::metadata(&self.state_dir)
+            .map_err(io)?
+            .permissions()
+            .mode()
+            & 0o7777;
+        if mode & 0o001 == 0 {
+            tracing::warn!(state_dir = %self.state_dir.display(), mode = format!("{mode:o}"),
+                "state_dir not searchable by the daemons' users: adding the search bit (o+x)");
+            std::fs::set_permissions(
+                &self.state_dir,
+                std::fs::Permissions::from_mode(mode | 0o001),
+            )
+            .map_err(io)?;
+        }
         for d in &self.daemons {
             let dir = self.state_dir.join(d.kind.name());
             let (uid, gid) = self.profile(d.kind)?.ids().unwrap_or((0, 0));
@@ -191,8 +217,52 @@ impl Plan {
             DaemonKind::Netd => vec![
                 (fds::NETD_EXECD, "netd-execd (client)"),
                 (fds::NETD_ATTESTD, "netd-attestd (client)"),
+                (fds::NETD_CONFIG, "netd's view of node.toml (sealed memfd)"),
+                (fds::NETD_STATE, "state_dir (O_PATH)"),
+                (fds::NETD_TLS_CERT, "netd.tls_cert (sealed memfd)"),
+                (fds::NETD_TLS_KEY, "netd.tls_key (sealed memfd)"),
+                (fds::NETD_CLIENT_CA, "netd.client_ca (sealed memfd)"),
             ],
         }
+    }
+
+    /// The paths each daemon itself opens (netd opens none: havn-init hands it
+    /// descriptors, and it looks up only its own names in `state_dir`), with the user
+    /// it runs as.
+    pub fn path_uses(&self, cfg: &NodeConfig) -> Result<Vec<crate::reach::Use>, InitError> {
+        use crate::reach::{Need, Use};
+        let ids = |kind| -> Result<(u32, u32), InitError> {
+            Ok(self.profile(kind)?.ids().unwrap_or_else(|| {
+                (
+                    nix::unistd::geteuid().as_raw(),
+                    nix::unistd::getegid().as_raw(),
+                )
+            }))
+        };
+        let (a, e) = (ids(DaemonKind::Attestd)?, ids(DaemonKind::Execd)?);
+        Ok(vec![
+            Use {
+                daemon: "havn-attestd",
+                ids: a,
+                setting: "node.state_dir",
+                path: self.state_dir.clone(),
+                need: Need::Search,
+            },
+            Use {
+                daemon: "havn-execd",
+                ids: e,
+                setting: "node.state_dir",
+                path: self.state_dir.clone(),
+                need: Need::Search,
+            },
+            Use {
+                daemon: "havn-execd",
+                ids: e,
+                setting: "execd.model_store",
+                path: cfg.execd.model_store.clone(),
+                need: Need::Search,
+            },
+        ])
     }
 
     /// Human-readable plan for `--check`.

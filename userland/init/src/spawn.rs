@@ -217,10 +217,16 @@ fn start_into(plan: &Plan, set: &mut Set) -> Result<(), InitError> {
         &mut set.children,
     )?;
     drop((ea_execd, ne_execd));
-    let profile = plan
+    // netd reads nothing by path: its config view, TLS files and state directory
+    // come as descriptors (see crate::netd_fds).
+    let given = crate::netd_fds::NetdFds::open(&plan.netd_files)?;
+    let mut profile = plan
         .profile(DaemonKind::Netd)?
         .fd(ne_netd.as_fd(), fds::NETD_EXECD)
         .fd(na_netd.as_fd(), fds::NETD_ATTESTD);
+    for (fd, at) in &given.fds {
+        profile = profile.fd(fd.as_fd(), *at);
+    }
     spawn_one(
         plan,
         DaemonKind::Netd,
@@ -228,7 +234,7 @@ fn start_into(plan: &Plan, set: &mut Set) -> Result<(), InitError> {
         profile,
         &mut set.children,
     )?;
-    drop((ne_netd, na_netd));
+    drop((ne_netd, na_netd, given));
     Ok(())
 }
 
@@ -256,10 +262,14 @@ fn spawn_one(
         }
         _ => d.binary.clone(),
     };
+    let config = match kind {
+        DaemonKind::Netd => fds::path(fds::NETD_CONFIG),
+        _ => plan.config.clone(),
+    };
     let mut cmd = Command::new(path);
     cmd.arg0(kind.binary())
         .arg("--config")
-        .arg(&plan.config)
+        .arg(config)
         .stdin(Stdio::null());
     profile
         .install(&mut cmd)

@@ -24,6 +24,8 @@ pub struct Supervisor {
     signals: SignalFd,
     audit_every: Option<Duration>,
     next_audit: Instant,
+    /// A daemon stopped on a configuration error: stop instead of restarting.
+    config_error: Option<InitError>,
 }
 
 impl Supervisor {
@@ -55,6 +57,7 @@ impl Supervisor {
             signals,
             audit_every: None,
             next_audit: Instant::now(),
+            config_error: None,
         })
     }
 
@@ -110,6 +113,10 @@ impl Supervisor {
                             // while execd and netd are still connecting).
                             self.next_audit = Instant::now();
                             State::Up(set)
+                        }
+                        Err(e) if e.is_config() => {
+                            tracing::error!(error = %e, "start failed on a configuration error: not retrying");
+                            return Err(e);
                         }
                         Err(e) => {
                             let delay = self.backoff.delay(Duration::ZERO);
@@ -173,6 +180,16 @@ impl Supervisor {
                 tracing::info!("shutdown complete");
                 return Ok(());
             }
+            if let Some(e) = self.config_error.take() {
+                tracing::error!(error = %e, "not restarting: stopping the set");
+                if let State::Up(mut set) = state {
+                    stop_set(&mut set, self.stop_timeout);
+                }
+                let _ = self.reap(&mut State::Down {
+                    restart_at: Instant::now(),
+                });
+                return Err(e);
+            }
             if failed {
                 if let State::Up(mut set) = state {
                     let uptime = set.started.elapsed();
@@ -191,8 +208,10 @@ impl Supervisor {
         }
     }
 
-    /// Reaps every exited child; true if one of them was a daemon of the set.
-    fn reap(&self, state: &mut State) -> bool {
+    /// Reaps every exited child; true if one of them was a daemon of the set. A
+    /// daemon that exited with [`havn_config::EXIT_CONFIG`] is remembered in
+    /// `self.config_error`.
+    fn reap(&mut self, state: &mut State) -> bool {
         let mut failed = false;
         loop {
             match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
@@ -206,6 +225,14 @@ impl Supervisor {
                     match kind {
                         Some(k) => {
                             tracing::warn!(daemon = k.binary(), pid = pid.as_raw(), status = ?st, "daemon exited");
+                            if let WaitStatus::Exited(_, code) = st {
+                                if code == i32::from(havn_config::EXIT_CONFIG) {
+                                    self.config_error.get_or_insert(InitError::DaemonConfig {
+                                        daemon: k.binary(),
+                                        code,
+                                    });
+                                }
+                            }
                             failed = true;
                         }
                         None => tracing::debug!(pid = pid.as_raw(), status = ?st, "reaped"),

@@ -8,12 +8,9 @@ use std::time::{Duration, Instant};
 
 pub const ROLES: [&str; 3] = ["attestd", "execd", "netd"];
 
+/// Root to sandbox the daemons; outside CI a skip is printed, under `CI=true` it fails.
 pub fn root() -> bool {
-    let ok = nix::unistd::geteuid().is_root();
-    if !ok {
-        eprintln!("skipped: needs root");
-    }
-    ok
+    havn_testkit::require_root("havn-init drops the daemons' privileges")
 }
 
 pub struct Node {
@@ -33,7 +30,9 @@ impl Node {
         let bin = dir.join("bin");
         std::fs::create_dir_all(&state).unwrap();
         std::fs::create_dir_all(&bin).unwrap();
-        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Private, like a clone in root's home: netd is handed its config, TLS files
+        // and state directory as descriptors and never walks this directory.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).unwrap();
         // netd runs as nobody and must write its reports.
         std::fs::set_permissions(&state, std::fs::Permissions::from_mode(0o777)).unwrap();
         let events = state.join("events.log");
@@ -49,6 +48,10 @@ impl Node {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
         std::fs::write(dir.join("faketpm"), b"").unwrap();
+        // netd's TLS files: havn-init reads them and hands netd sealed copies.
+        for f in ["cert.pem", "key.pem", "ca.pem"] {
+            std::fs::write(dir.join(f), format!("test {f}")).unwrap();
+        }
         let config = dir.join("node.toml");
         std::fs::write(
             &config,
@@ -56,8 +59,11 @@ impl Node {
                 "[node]\nstate_dir = {state:?}\nbin_dir = {bin:?}\n\
                  [tpm]\ntcti = \"device:{}\"\n\
                  [execd]\nbackend = \"cpu\"\n\
-                 [netd]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n",
-                dir.join("faketpm").display()
+                 [netd]\nlisten = \"127.0.0.1:8443\"\ntls_cert = {cert:?}\ntls_key = {key:?}\nclient_ca = {ca:?}\n",
+                dir.join("faketpm").display(),
+                cert = dir.join("cert.pem"),
+                key = dir.join("key.pem"),
+                ca = dir.join("ca.pem"),
             ),
         )
         .unwrap();
@@ -174,6 +180,24 @@ impl Node {
         let p = self.state.join(format!("{role}.crash"));
         std::fs::write(&p, b"").unwrap();
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o666)).unwrap();
+    }
+
+    /// Waits for havn-init to exit by itself; its exit status (panics after `limit`).
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let child = self.init.as_mut().expect("running");
+        let t = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                self.init = None;
+                return st;
+            }
+            assert!(
+                t.elapsed() < limit,
+                "havn-init still running after {limit:?}; log:\n{}",
+                self.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGTERM to havn-init; its exit status (panics after 10 s).

@@ -3,6 +3,7 @@
 
 use super::harness::*;
 use havn_sandbox::ProcStatus;
+use std::time::Duration;
 
 #[test]
 fn each_daemon_gets_exactly_its_fds_env_and_sandbox() {
@@ -29,8 +30,12 @@ fn each_daemon_gets_exactly_its_fds_env_and_sandbox() {
     assert_eq!(field(&e, "fds:"), "0 1 2 3 4", "{e}");
     assert_eq!(field(&e, "env:"), "LD_LIBRARY_PATH RUST_LOG");
     let n = report("netd");
-    assert_eq!(field(&n, "fds:"), "0 1 2 3 4", "{n}");
+    assert_eq!(field(&n, "fds:"), "0 1 2 3 4 5 6 7 8 9", "{n}");
     assert_eq!(field(&n, "env:"), "RUST_LOG");
+    // Each daemon carries its own name (init execs it through /proc/self/fd/N).
+    for (role, text) in [("attestd", &a), ("execd", &e), ("netd", &n)] {
+        assert_eq!(field(text, "Name:"), format!("havn-{role}"), "{role}");
+    }
 
     for (role, text) in [("attestd", &a), ("execd", &e), ("netd", &n)] {
         let st = ProcStatus::parse(text).unwrap();
@@ -101,6 +106,42 @@ fn check_prints_the_plan_and_help_explains() {
         "{text}"
     );
     assert!(text.contains("6=TPM device"), "{text}");
+    assert!(
+        text.contains("paths: every daemon reaches what it uses"),
+        "{text}"
+    );
+    if root() {
+        // A model store behind a directory execd (uid 0 without CAP_DAC_OVERRIDE)
+        // cannot search: named, as the user execd runs as, and --check fails.
+        let private = node.dir.join("private");
+        std::fs::create_dir_all(private.join("models")).unwrap();
+        std::os::unix::fs::chown(&private, Some(4242), Some(4242)).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let cfg = std::fs::read_to_string(&node.config).unwrap();
+        std::fs::write(
+            &node.config,
+            cfg.replace(
+                "[execd]\n",
+                &format!("[execd]\nmodel_store = {:?}\n", private.join("models")),
+            ),
+        )
+        .unwrap();
+        let out = node.init_cmd().arg("--check").output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert_eq!(out.status.code(), Some(77), "{out:?}");
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("UNREACHABLE"))
+            .unwrap_or_default();
+        assert!(
+            line.contains("havn-execd (uid 0")
+                && line.contains("execd.model_store")
+                && line.contains(&format!("{} is mode 0700", private.display())),
+            "{text}"
+        );
+        std::fs::write(&node.config, cfg).unwrap();
+    }
     // swtpm over TCP: attestd keeps the network namespace.
     let cfg = std::fs::read_to_string(&node.config).unwrap();
     let tcti = cfg.lines().find(|l| l.starts_with("tcti")).unwrap();
@@ -178,4 +219,45 @@ fn self_audit_hashes_each_running_daemon_through_proc_exe() {
     let first = pos(&ev, |l| role_event(l, "attestd", "audit"));
     assert!(pos(&ev, |l| role_event(l, "netd", "start")) < first);
     assert!(node.terminate().success());
+}
+
+#[test]
+fn a_daemon_that_refuses_its_config_stops_init_instead_of_a_restart_loop() {
+    if !root() {
+        return;
+    }
+    let mut node = Node::new("badconfig");
+    std::fs::write(node.state.join("netd.badconfig"), b"").unwrap();
+    node.start(&[]);
+    let st = node.wait_exit(Duration::from_secs(15));
+    assert_eq!(st.code(), Some(78), "{}", node.log_text());
+    let ev = node.events();
+    assert_eq!(
+        count(&ev, |l| role_event(l, "netd", "start")),
+        1,
+        "netd must not be restarted in a loop: {ev:#?}"
+    );
+    let log = node.log_text();
+    assert!(
+        log.contains("havn-netd stopped on a configuration error")
+            && log.contains("invalid config (test trigger)"),
+        "init must stop with the daemon's message:\n{log}"
+    );
+}
+
+#[test]
+fn a_missing_tls_file_is_named_and_init_stops() {
+    if !root() {
+        return;
+    }
+    let mut node = Node::new("notls");
+    std::fs::remove_file(node.dir.join("key.pem")).unwrap();
+    node.start(&[]);
+    let st = node.wait_exit(Duration::from_secs(15));
+    assert_eq!(st.code(), Some(66), "{}", node.log_text());
+    let log = node.log_text();
+    assert!(
+        log.contains("netd.tls_key") && log.contains("key.pem"),
+        "{log}"
+    );
 }

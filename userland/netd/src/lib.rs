@@ -29,7 +29,7 @@ pub const EXIT_OK: u8 = 0;
 /// Startup failed (TLS files, IPC handshake, bind, state dir).
 pub const EXIT_STARTUP: u8 = 1;
 /// The config file is unreadable or invalid.
-pub const EXIT_CONFIG: u8 = 78;
+pub const EXIT_CONFIG: u8 = havn_config::EXIT_CONFIG;
 /// The WAL could not be written or synced (EX_IOERR).
 pub const EXIT_WAL: u8 = 74;
 /// The execd channel failed (execd died or restarted): init must restart netd with

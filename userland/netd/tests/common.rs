@@ -281,7 +281,7 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
             let resp = match r.msg {
                 NetdAttestRequest::Identity => NetdAttestResponse::Identity { node: node.0 },
                 NetdAttestRequest::Heartbeat(netd_claims) => {
-                    let seq = HEARTBEATS.fetch_add(1, Ordering::Relaxed) as u64 + 1;
+                    let seq = HEARTBEATS.fetch_add(1, Ordering::Relaxed) + 1;
                     NetdAttestResponse::Heartbeat(SignedHeartbeat {
                         heartbeat: Heartbeat {
                             node,

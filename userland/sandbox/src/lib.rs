@@ -112,6 +112,9 @@ pub enum SandboxError {
     /// The supervisor did not drop privileges before exec: refuse to run.
     #[error("not sandboxed by havn-init: {0}")]
     NotDropped(String),
+    /// A `prctl` before the filter failed.
+    #[error("prctl {0}: {1}")]
+    Prctl(&'static str, nix::errno::Errno),
     /// Installing the seccomp filter failed.
     #[error("seccomp: {0}")]
     Seccomp(#[from] seccompiler::Error),
@@ -126,9 +129,22 @@ pub enum SandboxError {
 /// `PR_SET_NO_NEW_PRIVS`, and installs `kind`'s seccomp allow-list, whose default
 /// action kills the process. Returns an error, and installs nothing, if the
 /// process still holds privilege: the daemon must exit.
+///
+/// Before the filter: the process name becomes the daemon's own (havn-init execs the
+/// measured file through `/proc/self/fd/N`, which would leave `ps`, `top` and
+/// `pgrep -x havn-netd` seeing `N`), and attestd makes itself undumpable (no core
+/// file, no `/proc/<pid>/mem` or ptrace for a process of the same uid without
+/// `CAP_SYS_PTRACE`, i.e. execd).
 pub fn enter(kind: DaemonKind) -> Result<(), SandboxError> {
     let st = ProcStatus::read_self()?;
     st.check_dropped(kind)
         .map_err(|what| SandboxError::NotDropped(what.to_string()))?;
+    let name =
+        std::ffi::CString::new(kind.binary()).map_err(|_| SandboxError::Status("name".into()))?;
+    nix::sys::prctl::set_name(&name).map_err(|e| SandboxError::Prctl("PR_SET_NAME", e))?;
+    if kind == DaemonKind::Attestd {
+        nix::sys::prctl::set_dumpable(false)
+            .map_err(|e| SandboxError::Prctl("PR_SET_DUMPABLE", e))?;
+    }
     apply_seccomp(kind)
 }

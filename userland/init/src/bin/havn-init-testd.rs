@@ -9,7 +9,9 @@
 //!   `<state_dir>/events.log` (`<role> <pid> <event>`): `start`, `measure <name>
 //!   <sha256>`, `ready <channel>` (first answer from a peer), `peer-restarted
 //!   <channel>`, `shutdown`, `term`, `crash`;
-//! - aborts when `<state_dir>/<role>.crash` appears (the crash trigger).
+//! - aborts when `<state_dir>/<role>.crash` appears (the crash trigger);
+//! - exits with `EXIT_CONFIG` right after `start` when `<state_dir>/<role>.badconfig`
+//!   exists (a daemon refusing its configuration).
 
 use havn_config::{fds, NodeConfig};
 use havn_ipc::{Client, PeerPolicy, Server};
@@ -82,6 +84,10 @@ fn main() {
     });
     report(&ctx, fd6.as_deref());
     ctx.event("start");
+    if ctx.dir.join(format!("{}.badconfig", role.name())).exists() {
+        eprintln!("{}: invalid config (test trigger)", role.binary());
+        std::process::exit(i32::from(havn_config::EXIT_CONFIG));
+    }
     match role {
         DaemonKind::Attestd => attestd(&ctx, cfg.tpm.userland_pcr),
         DaemonKind::Execd => execd(&ctx),
