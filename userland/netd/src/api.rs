@@ -10,9 +10,9 @@ use havn_proto::ipc::{
     NetdExecd, RemoteError,
 };
 use havn_proto::{Hash32, JobPayload, Ticket};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use serde::Serialize;
 use std::convert::Infallible;
@@ -39,6 +39,8 @@ pub struct Ctx {
     pub attestd_wait: Duration,
     /// Where `POST /artifact` stores job inputs (`state_dir/uploads`).
     pub uploads: std::path::PathBuf,
+    /// Base time a request body gets (see [`crate::body::deadline`]).
+    pub body_deadline: Duration,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -153,36 +155,14 @@ fn parse_payload(body: &[u8]) -> Result<JobPayload, Box<Resp>> {
 async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
     let start = Instant::now();
     let m = &ctx.state.metrics;
-    let too_big = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "request body exceeds the limit",
-            None,
-        )
-    };
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > ctx.max_body as u64) {
-        m.reject(413);
-        return too_big();
-    }
-    // Enforced while reading: never more than max_body bytes are buffered.
-    let body = match Limited::new(req.into_body(), ctx.max_body).collect().await {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => {
-            m.reject(413);
-            return too_big();
-        }
-        Err(e) => {
-            m.reject(400);
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read body: {e}"),
-                None,
-            );
+    // Bounded while reading (never more than max_body bytes buffered), by a deadline,
+    // and JSON only.
+    let body = match crate::body::read(req, ctx.max_body, ctx.body_deadline, true).await {
+        Ok(b) => b,
+        Err((why, resp)) => {
+            m.reject(why.status().as_u16());
+            tracing::info!(client, status = why.status().as_u16(), "job refused: body");
+            return resp;
         }
     };
     // The borrowed fast path (no 6 KB `JobPayload`); the full parse names the bad

@@ -147,6 +147,24 @@ impl MtlsClient {
         })
     }
 
+    /// A bare mTLS stream to `host:port` (for clients that write HTTP by hand, such as
+    /// tests of slow or malformed requests).
+    pub async fn connect_raw(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<tokio_rustls::client::TlsStream<TcpStream>, ClientError> {
+        let addr = format!("{host}:{port}");
+        let err = |source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        };
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| ClientError::Url(host.to_string()))?;
+        let tcp = TcpStream::connect((host, port)).await.map_err(err)?;
+        self.connector.connect(name, tcp).await.map_err(err)
+    }
+
     /// One request on a fresh connection to a full URL.
     pub async fn fetch(
         &self,

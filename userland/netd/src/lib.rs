@@ -9,6 +9,7 @@
 //! [`server`] wiring and the accept loop.
 
 pub mod api;
+pub mod body;
 pub mod cli;
 pub mod client;
 pub mod dispatch;

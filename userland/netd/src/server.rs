@@ -80,6 +80,9 @@ pub struct StartOptions {
     pub max_connections: usize,
     /// Longest an API request waits for attestd (a TPM can hang); then 504.
     pub attestd_wait: Duration,
+    /// Time any request body gets before 408 (plus one second per 64 KiB of the
+    /// route's size limit).
+    pub body_deadline: Duration,
 }
 
 impl Default for StartOptions {
@@ -90,6 +93,7 @@ impl Default for StartOptions {
             handshake_timeout: Duration::from_secs(10),
             max_connections: 4096,
             attestd_wait: crate::api::ATTESTD_WAIT,
+            body_deadline: crate::body::BASE_DEADLINE,
         }
     }
 }
@@ -262,6 +266,7 @@ pub async fn start(
         fatal: fatal_tx.clone(),
         artifacts: cfg.node.state_dir.join("artifacts"),
         attestd_wait: opts.attestd_wait,
+        body_deadline: opts.body_deadline,
         uploads: cfg.uploads_dir(),
     });
     let mut tasks = Vec::new();

@@ -101,6 +101,10 @@ struct Table {
     running: usize,
     completed: u64,
     ewma: HashMap<String, f64>,
+    /// Measured drain rate: EWMA of the seconds between two finished jobs (any
+    /// workflow, done or failed), and when the last one finished.
+    drain: Option<f64>,
+    last_finish: Option<std::time::Instant>,
 }
 
 /// What the node can run (from execd's capability report) and its stake.
@@ -384,11 +388,16 @@ impl State {
         Self::eta_locked(&self.lock(), workflow)
     }
 
-    /// Seconds a client refused with 429 should wait: one mean job latency.
+    /// Seconds a client refused with 429 should wait: the time the backlog ahead of it
+    /// takes to drain at the measured rate (seconds between finished jobs), or, before
+    /// anything finished, at this workflow's mean latency. At least 1, at most an hour.
     pub fn retry_after(&self, workflow: &str) -> u64 {
         let t = self.lock();
-        let mean = t.ewma.get(workflow).copied().unwrap_or(DEFAULT_JOB_SECONDS);
-        (mean.ceil() as u64).max(1)
+        let per_job = t
+            .drain
+            .or_else(|| t.ewma.get(workflow).copied())
+            .unwrap_or(DEFAULT_JOB_SECONDS);
+        ((t.active.max(1) as f64 * per_job).ceil() as u64).clamp(1, 3600)
     }
 
     /// Takes the next queued job and marks it running; returns its ticket and the
@@ -446,6 +455,18 @@ impl State {
         }
         t.active = t.active.saturating_sub(1);
         t.terminal.push_back(ticket);
+        let now = std::time::Instant::now();
+        if let Some(prev) = t.last_finish.replace(now) {
+            // An idle node is not a slow one: a gap counts at most the job's latency.
+            let gap = now
+                .saturating_duration_since(prev)
+                .as_secs_f64()
+                .min(latency.as_secs_f64());
+            t.drain = Some(match t.drain {
+                Some(d) => EWMA_ALPHA * gap + (1.0 - EWMA_ALPHA) * d,
+                None => gap,
+            });
+        }
         if done {
             t.completed = t.completed.saturating_add(1);
             let s = latency.as_secs_f64();

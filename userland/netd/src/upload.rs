@@ -6,9 +6,9 @@
 
 use crate::api::{error, Ctx};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{HeaderValue, CONTENT_LENGTH, CONTENT_TYPE};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Request, Response, StatusCode};
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
@@ -84,33 +84,15 @@ pub fn check_chat_request(ctx: &Ctx, cid: &havn_proto::Cid) -> Result<(), (Strin
 
 /// Handles `POST /artifact`.
 pub async fn upload(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    let too_big = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!("artifact exceeds {MAX_ARTIFACT_BYTES} bytes"),
-            None,
-        )
-    };
-    if declared.is_some_and(|n| n > MAX_ARTIFACT_BYTES as u64) {
-        return too_big();
-    }
-    let body = match Limited::new(req.into_body(), MAX_ARTIFACT_BYTES)
-        .collect()
-        .await
-    {
-        Ok(c) => c.to_bytes(),
-        Err(e) if e.downcast_ref::<LengthLimitError>().is_some() => return too_big(),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                &format!("cannot read body: {e}"),
-                None,
-            )
+    let body = match crate::body::read(req, MAX_ARTIFACT_BYTES, ctx.body_deadline, false).await {
+        Ok(b) => b,
+        Err((why, resp)) => {
+            tracing::info!(
+                client,
+                status = why.status().as_u16(),
+                "upload refused: body"
+            );
+            return resp;
         }
     };
     if body.is_empty() {

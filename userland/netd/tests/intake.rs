@@ -253,6 +253,17 @@ async fn full_queue_is_429_with_retry_after() {
     // A duplicate of an accepted job still gets its ticket when the queue is full.
     let (s, v, _) = post(&mut c, &job("q1")).await;
     assert_eq!((s, v["ticket_id"].as_u64()), (200, Some(1)));
+    // Once a 3 s job has finished, Retry-After is the backlog's drain time at the
+    // measured rate: two jobs ahead at ~3 s each, not one second.
+    wait_terminal(&mut c, 1).await;
+    assert_eq!(post(&mut c, &job("q3")).await.0, 200);
+    let (s, _, ra) = post(&mut c, &job("q4")).await;
+    assert_eq!(s, 429);
+    let secs: u64 = ra.expect("Retry-After").parse().unwrap();
+    assert!(
+        (5..=8).contains(&secs),
+        "Retry-After {secs} for two 3 s jobs ahead"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -411,4 +422,57 @@ async fn status_long_poll_answers_when_the_job_finishes() {
     let t0 = std::time::Instant::now();
     assert_eq!(c.get("/job/99999?wait=10").await.unwrap().status, 404);
     assert!(t0.elapsed() < Duration::from_secs(1));
+}
+
+/// Writes `head` and then `body` over a raw mTLS stream, waits for the response, and
+/// returns its status line and the time it took.
+async fn raw_request(node: &Node, head: &str, body: &[u8]) -> (String, Duration) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = orchestrator()
+        .connect_raw("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    s.flush().await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf))
+        .await
+        .expect("no response within 20 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    (
+        text.lines().next().unwrap_or_default().to_string(),
+        t.elapsed(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_never_completes_gets_408_and_a_wrong_content_type_415() {
+    let opts = havn_netd::StartOptions {
+        body_deadline: Duration::from_millis(500),
+        ..havn_netd::StartOptions::default()
+    };
+    let node = start_node_with(Cfg::default(), ComputeClass::M, Duration::ZERO, opts).await;
+    // Content-Length 1000 with 10 bytes sent: answered at the deadline (0.5 s plus a
+    // second per 64 KiB of the body limit), not held open.
+    let head = "POST /job/accept HTTP/1.1\r\nHost: node\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n";
+    let (status, took) = raw_request(&node, head, b"{\"job_id\":").await;
+    assert!(status.contains(" 408 "), "{status}");
+    assert!(
+        took >= Duration::from_millis(450) && took < Duration::from_secs(10),
+        "answered after {took:?}"
+    );
+    let body = serde_json::to_vec(&job("typed")).unwrap();
+    let head = format!(
+        "POST /job/accept HTTP/1.1\r\nHost: node\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (status, _) = raw_request(&node, &head, &body).await;
+    assert!(status.contains(" 415 "), "{status}");
+    // The same body as JSON (parameters allowed) is accepted.
+    let head = head.replace("text/plain", "application/json; charset=utf-8");
+    let (status, _) = raw_request(&node, &head, &body).await;
+    assert!(status.contains(" 200 "), "{status}");
 }
