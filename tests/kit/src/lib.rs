@@ -14,6 +14,26 @@ pub fn under_ci() -> bool {
     std::env::var("CI").as_deref() == Ok("true")
 }
 
+/// Prints `skipping: <why>` and, when `HAVN_SKIP_LOG` names a file, appends the
+/// reason there with the test binary's name, so the test command can count skips in
+/// its summary (a passing test's output is otherwise captured).
+pub fn note_skip(why: &str) {
+    eprintln!("skipping: {why}");
+    if let Some(path) = std::env::var_os("HAVN_SKIP_LOG") {
+        let exe = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_default();
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(f, "{exe}: {why}");
+        }
+    }
+}
+
 /// `true` when running as root. Otherwise prints `skipping: <why>` and returns `false`,
 /// or panics under `CI=true`.
 pub fn require_root(why: &str) -> bool {
@@ -23,7 +43,20 @@ pub fn require_root(why: &str) -> bool {
         return true;
     }
     assert!(!under_ci(), "needs root under CI=true (uid {uid}): {why}");
-    eprintln!("skipping (uid {uid}, not root): {why}");
+    note_skip(&format!("not root (uid {uid}): {why}"));
+    false
+}
+
+/// `true` when `tool` is on `PATH`. Otherwise prints `skipping: <why>` and returns
+/// `false`, or panics under `CI=true` (the test command installs every tool).
+pub fn require_tool(tool: &str, why: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(tool).is_file()));
+    if found {
+        return true;
+    }
+    assert!(!under_ci(), "{tool} is not on PATH under CI=true: {why}");
+    note_skip(&format!("{tool} not on PATH: {why}"));
     false
 }
 

@@ -28,20 +28,8 @@ pub fn bin_dir() -> PathBuf {
 
 /// Skip (with the reason printed) when not root: havn-init needs root to sandbox.
 pub fn need_root() -> bool {
-    // SAFETY: getuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::getuid() };
-    if uid != 0 {
-        // Under CI a missing root fails the test instead of passing vacuously.
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "havn-init must run as root to drop the daemons' privileges (uid {uid}); CI runs as root"
-        );
-        eprintln!(
-            "skipping: havn-init must run as root to drop the daemons' privileges (uid {uid})"
-        );
-        return false;
-    }
-    true
+    // Under CI a missing root fails the test instead of passing vacuously.
+    havn_testkit::require_root("havn-init must run as root to drop the daemons' privileges")
 }
 
 pub fn havnctl(args: &[&str]) -> Output {

@@ -66,7 +66,7 @@ pub fn gpu_or_skip() -> Option<Executor> {
     match havn_exec::gpu_backend() {
         Ok(_) => Some(Executor::with_backend(havn_exec::BackendKind::Cuda, 2).unwrap()),
         Err(reason) => {
-            println!("skipping: no CUDA driver ({reason})");
+            havn_testkit::note_skip(&format!("no CUDA driver ({reason})"));
             None
         }
     }

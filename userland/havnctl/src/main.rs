@@ -9,6 +9,7 @@ mod models_cmd;
 mod net_cmd;
 mod run_cmd;
 mod validate_cmd;
+mod wal_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -60,6 +61,8 @@ enum Cmd {
     Workflows(validate_cmd::WorkflowsArgs),
     /// The model store: fetch the shipped models, add your own GGUF file, list.
     Models(models_cmd::ModelsArgs),
+    /// netd's job write-ahead log: check it, or salvage one refused as corrupt.
+    Wal(wal_cmd::WalArgs),
 }
 
 fn main() -> ExitCode {
@@ -80,6 +83,7 @@ fn main() -> ExitCode {
         Cmd::ShowOutput(a) => validate_cmd::show_output(a),
         Cmd::Workflows(a) => validate_cmd::workflows(a),
         Cmd::Models(a) => models_cmd::run(a),
+        Cmd::Wal(a) => wal_cmd::run(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

@@ -101,7 +101,7 @@ pub enum InitError {
         source: std::io::Error,
     },
     /// A daemon stopped on a configuration error: restarting would only repeat it.
-    #[error("{daemon} stopped on a configuration error (exit {code}); its message is above. Fix node.toml and start havn-init again")]
+    #[error("{daemon} stopped on an error that restarting cannot fix (exit {code}: configuration, or state that needs the operator); its message is above. Fix it and start havn-init again")]
     DaemonConfig {
         /// Which daemon.
         daemon: &'static str,

@@ -239,7 +239,7 @@ fn a_daemon_that_refuses_its_config_stops_init_instead_of_a_restart_loop() {
     );
     let log = node.log_text();
     assert!(
-        log.contains("havn-netd stopped on a configuration error")
+        log.contains("havn-netd stopped on an error that restarting cannot fix")
             && log.contains("invalid config (test trigger)"),
         "init must stop with the daemon's message:\n{log}"
     );

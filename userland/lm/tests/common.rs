@@ -29,7 +29,7 @@ pub fn model() -> Option<&'static LoadedModel> {
                     dir.display()
                 );
                 assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-                eprintln!("SKIP: {msg}");
+                havn_testkit::note_skip(&msg);
                 None
             }
         }

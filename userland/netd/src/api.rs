@@ -296,6 +296,11 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
                     Some("job_id"),
                 ),
                 Refusal::QueueFull => (StatusCode::TOO_MANY_REQUESTS, "queue full".into(), None),
+                Refusal::Wal(crate::wal::WalError::NoSpace) => (
+                    StatusCode::INSUFFICIENT_STORAGE,
+                    "node storage full: the job was not accepted; retry once the operator frees space".into(),
+                    None,
+                ),
                 Refusal::Wal(e) => {
                     if !matches!(e, crate::wal::WalError::Encode(_)) {
                         let _ = ctx.fatal.send(Fatal::Wal(e.to_string()));
@@ -310,6 +315,10 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
             m.reject(status.as_u16());
             tracing::info!(job_id, client, status = status.as_u16(), reason = %msg, "job refused");
             let mut r = error(status, &msg, field);
+            if status == StatusCode::INSUFFICIENT_STORAGE {
+                r.headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from_static("30"));
+            }
             if status == StatusCode::TOO_MANY_REQUESTS {
                 let secs = ctx.state.retry_after(workflow);
                 if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {

@@ -72,6 +72,12 @@ pub fn run(args: &Args, execd_fd: OwnedFd, attestd_fd: OwnedFd) -> u8 {
         };
         let mut running = match crate::start(&cfg, execd, attestd, StartOptions::default()).await {
             Ok(r) => r,
+            Err(e @ crate::StartError::WalCorrupt(_)) => {
+                // Restarting cannot fix it: havn-init stops and shows this.
+                tracing::error!(error = %e, "startup refused");
+                eprintln!("havn-netd: {e}");
+                return EXIT_CONFIG;
+            }
             Err(e) => {
                 tracing::error!(error = %e, "startup failed");
                 return EXIT_STARTUP;

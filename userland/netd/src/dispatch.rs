@@ -132,6 +132,9 @@ pub async fn run(
     }
 }
 
+/// How often an outcome that met a full disk is tried again.
+const NO_SPACE_RETRY: Duration = Duration::from_secs(1);
+
 /// Makes an outcome durable, then visible.
 fn record(
     state: &Arc<State>,
@@ -152,6 +155,7 @@ fn record(
     };
     let st = state.clone();
     let fatal = fatal.clone();
+    let rt = tokio::runtime::Handle::current();
     // Runs on the WAL writer thread once the group is durable: no task wake-up.
     state.wal().submit_then(
         vec![rec],
@@ -170,6 +174,18 @@ fn record(
                         tracing::warn!(ticket, "job failed");
                     }
                 }
+            }
+            Err(crate::wal::WalError::NoSpace) => {
+                // The disk is full: the job stays running (never re-dispatched) with its
+                // outcome held here, and is recorded once space is freed.
+                tracing::warn!(
+                    ticket,
+                    "disk full: the job's outcome waits for space to be recorded"
+                );
+                rt.spawn(async move {
+                    tokio::time::sleep(NO_SPACE_RETRY).await;
+                    record(&st, &fatal, ticket, outcome, start);
+                });
             }
             Err(e) => {
                 let _ = fatal.send(Fatal::Wal(e.to_string()));

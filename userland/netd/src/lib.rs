@@ -22,6 +22,7 @@ pub mod state;
 pub mod tls;
 pub mod upload;
 pub mod wal;
+pub mod wal_salvage;
 
 pub use server::{start, Running, StartError, StartOptions};
 

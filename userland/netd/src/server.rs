@@ -51,6 +51,9 @@ pub enum StartError {
     /// The state dir or WAL.
     #[error("state: {0}")]
     State(String),
+    /// The WAL is corrupt in the middle: the operator decides (salvage).
+    #[error("{0}")]
+    WalCorrupt(String),
     /// Binding the listener.
     #[error("bind {addr}: {source}")]
     Bind {
@@ -63,7 +66,10 @@ pub enum StartError {
 
 impl From<WalError> for StartError {
     fn from(e: WalError) -> Self {
-        StartError::State(e.to_string())
+        match e {
+            WalError::Corrupt { .. } => StartError::WalCorrupt(e.to_string()),
+            e => StartError::State(e.to_string()),
+        }
     }
 }
 

@@ -103,6 +103,24 @@ pub enum WalError {
     /// The writer thread is gone.
     #[error("wal writer stopped")]
     Stopped,
+    /// The disk is full: nothing of the batch was written (the log is intact and
+    /// takes the next batch once space is freed).
+    #[error("wal: no space left to grow the log; nothing was written")]
+    NoSpace,
+    /// A record in the middle is bad and valid records follow it: cutting the log
+    /// there would drop acknowledged jobs, so replay refuses.
+    #[error(
+        "wal: the record at offset {offset} is corrupt, but a valid record follows at offset \
+         {next}; cutting the log there would lose acknowledged jobs, so netd refuses to start. \
+         Back the file up, then run `havnctl wal salvage <state_dir>/netd/wal.log` to keep \
+         every valid record"
+    )]
+    Corrupt {
+        /// Where the log stops parsing.
+        offset: u64,
+        /// The first valid record after it.
+        next: u64,
+    },
 }
 
 fn io(e: std::io::Error) -> WalError {
@@ -243,7 +261,7 @@ impl Snapshot {
     }
 
     /// Records that rebuild this snapshot.
-    fn records(&self) -> impl Iterator<Item = Record> + '_ {
+    pub(crate) fn records(&self) -> impl Iterator<Item = Record> + '_ {
         // Accepted records in ticket order, then outcomes in the order they ended.
         let accepted = self.jobs.iter().map(|(t, j)| Record::Accepted {
             ticket: *t,
@@ -313,6 +331,30 @@ fn scan(data: &[u8], mut each: impl FnMut(Record)) -> usize {
     pos
 }
 
+/// Whether a valid record starts at `pos`: a plausible length, its CRC, a decodable
+/// body. Returns its end.
+pub(crate) fn record_at(data: &[u8], pos: usize) -> Option<(usize, Record)> {
+    let hdr = data.get(pos..pos.checked_add(HEADER)?)?;
+    let len = u32::from_le_bytes(hdr.get(..4)?.try_into().ok()?) as usize;
+    if len == 0 || len > MAX_RECORD {
+        return None;
+    }
+    let crc = u32::from_le_bytes(hdr.get(4..8)?.try_into().ok()?);
+    let start = pos + HEADER;
+    let body = data.get(start..start.checked_add(len)?)?;
+    if crc32fast::hash(body) != crc {
+        return None;
+    }
+    let rec = postcard::from_bytes::<Record>(body).ok()?;
+    Some((start + len, rec))
+}
+
+/// The offset of the first valid record after `end` (the log's end), if any.
+pub(crate) fn valid_after(data: &[u8], end: usize) -> Option<usize> {
+    (end.saturating_add(1)..data.len().saturating_sub(HEADER))
+        .find(|&p| data.get(p) != Some(&0) && record_at(data, p).is_some())
+}
+
 /// Zeroes any non-zero bytes after the log's end (a torn or corrupt tail) and syncs;
 /// returns how many bytes that covered. The zeros stay as preallocated space.
 fn cut_tail(f: &File, data: &[u8], end: usize) -> Result<u64, WalError> {
@@ -358,6 +400,15 @@ fn load(path: &Path, create: bool) -> Result<(Replay, u64, Vec<u8>), WalError> {
         }
         out.records = out.records.saturating_add(1);
     });
+    // A torn tail has nothing valid after it (each acknowledgement follows the durable
+    // write of everything before it); valid records after a bad one mean corruption
+    // in the middle, and cutting there would drop acknowledged jobs.
+    if let Some(next) = valid_after(&data, end) {
+        return Err(WalError::Corrupt {
+            offset: end as u64,
+            next: next as u64,
+        });
+    }
     out.truncated_bytes = cut_tail(&f, &data, end)?;
     out.end = end as u64;
     let tail = data
@@ -553,6 +604,7 @@ impl Wal {
             opts,
             poisoned: false,
             stats: stats.clone(),
+            compact_after: 0,
         };
         std::thread::Builder::new()
             .name("netd-wal".into())
@@ -634,6 +686,17 @@ struct Writer {
     opts: WalOptions,
     poisoned: bool,
     stats: Arc<WalStats>,
+    /// No compaction before the log is this long (after a skipped one).
+    compact_after: u64,
+}
+
+/// Why a compaction did not happen.
+#[derive(Debug)]
+enum Compaction {
+    /// Before the new file replaced the log (e.g. a full disk): nothing changed.
+    Skipped(WalError),
+    /// After: the writer's view of the file may be wrong.
+    Failed(WalError),
 }
 
 /// Most batches folded into one group commit.
@@ -710,10 +773,18 @@ impl Writer {
                     }
                 }
             }
-            if io_result.is_ok() && self.len > self.opts.compact_bytes {
-                if let Err(e) = self.compact() {
-                    tracing::error!(error = %e, "wal compaction failed; log poisoned");
-                    self.poisoned = true;
+            if io_result.is_ok() && self.len > self.opts.compact_bytes.max(self.compact_after) {
+                match self.compact() {
+                    Ok(()) => self.compact_after = 0,
+                    Err(Compaction::Skipped(e)) => {
+                        // The live log is untouched: try again after it grew a step.
+                        tracing::warn!(error = %e, "wal compaction skipped (the log is intact)");
+                        self.compact_after = self.len + self.opts.compact_bytes / 2;
+                    }
+                    Err(Compaction::Failed(e)) => {
+                        tracing::error!(error = %e, "wal compaction failed after the swap; log poisoned");
+                        self.poisoned = true;
+                    }
                 }
             }
         }
@@ -728,6 +799,20 @@ impl Writer {
             return Ok(());
         }
         let t0 = std::time::Instant::now();
+        // Grow the preallocated space first: if the disk is full, nothing of this
+        // batch has been written and the log stays usable (no poisoning).
+        let start = self.len - self.len % BLOCK as u64;
+        let keep = self.len - start;
+        let total = (keep + buf.len() as u64).div_ceil(BLOCK as u64) * BLOCK as u64;
+        if let Err(e) = self.ensure_alloc(start + total) {
+            if e.raw_os_error() == Some(28) || e.raw_os_error() == Some(122) {
+                tracing::warn!(error = %e, "wal: disk full; batch refused, log intact");
+                return Err(WalError::NoSpace);
+            }
+            tracing::error!(error = %e, "wal preallocation failed; log poisoned");
+            self.poisoned = true;
+            return Err(io(e));
+        }
         match self.commit_bytes(buf) {
             Ok(()) => {
                 let ns = t0.elapsed().as_nanos().min(u128::from(u64::MAX)) as u64;
@@ -798,37 +883,48 @@ impl Writer {
         let f = OpenOptions::new().write(true).open(&self.path)?;
         let zeros = vec![0u8; (target - self.alloc).min(1 << 20) as usize];
         let mut at = self.alloc;
-        while at < target {
-            let n = (target - at).min(zeros.len() as u64) as usize;
-            f.write_all_at(zeros.get(..n).unwrap_or_default(), at)?;
-            at += n as u64;
+        let grown = (|| {
+            while at < target {
+                let n = (target - at).min(zeros.len() as u64) as usize;
+                f.write_all_at(zeros.get(..n).unwrap_or_default(), at)?;
+                at += n as u64;
+            }
+            f.sync_data()
+        })();
+        if let Err(e) = grown {
+            // Give back what the failed extension took (it held only zeros).
+            let _ = f.set_len(self.alloc).and_then(|()| f.sync_data());
+            return Err(e);
         }
-        f.sync_data()?;
         self.alloc = target;
         Ok(())
     }
 
-    fn compact(&mut self) -> Result<(), WalError> {
+    fn compact(&mut self) -> Result<(), Compaction> {
         self.shadow.prune(self.opts.retain_terminal);
         let tmp = self.dir.join(COMPACT_FILE);
         let mut buf = Vec::new();
         for rec in self.shadow.records() {
-            encode(&rec, &mut buf)?;
+            encode(&rec, &mut buf).map_err(Compaction::Skipped)?;
         }
         let len = buf.len() as u64;
         // Preallocated like the live log: the records, then at least one step of zeros.
         let alloc = self.alloc_target(len);
         buf.resize(alloc as usize, 0);
-        {
-            let mut f = File::create(&tmp).map_err(io)?;
-            f.write_all(&buf).map_err(io)?;
-            f.sync_all().map_err(io)?;
+        let written = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&buf)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(Compaction::Skipped(io(e)));
         }
-        std::fs::rename(&tmp, &self.path).map_err(io)?;
         File::open(&self.dir)
             .and_then(|d| d.sync_all())
-            .map_err(io)?;
-        let (file, direct) = open_log(&self.path, &self.opts)?;
+            .map_err(|e| Compaction::Failed(io(e)))?;
+        let (file, direct) = open_log(&self.path, &self.opts).map_err(Compaction::Failed)?;
         let start = (len - len % BLOCK as u64) as usize;
         self.mode = Mode::new(direct, buf.get(start..len as usize).unwrap_or_default());
         self.file = file;

@@ -44,6 +44,8 @@ pub struct Cfg {
     pub queue: usize,
     pub max_body: usize,
     pub endpoints: Vec<String>,
+    /// The state directory (default: a fresh temp directory).
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Cfg {
@@ -53,6 +55,7 @@ impl Default for Cfg {
             queue: 64,
             max_body: 4096,
             endpoints: Vec::new(),
+            state_dir: None,
         }
     }
 }
@@ -348,7 +351,8 @@ pub async fn start_node_with(
     delay: Duration,
     opts: havn_netd::StartOptions,
 ) -> Node {
-    let state_dir = tmpdir("state");
+    let state_dir = c.state_dir.clone().unwrap_or_else(|| tmpdir("state"));
+    std::fs::create_dir_all(&state_dir).unwrap();
     let cfg = config(&state_dir, &c);
     let artifacts = state_dir.join("artifacts");
     std::fs::create_dir_all(&artifacts).unwrap();

@@ -21,9 +21,9 @@ const NOBODY: u32 = 65534;
 /// What init sets up for netd: a state dir and TLS files owned by netd's uid.
 /// `None` (with the reason printed) when not root: the sandbox needs root.
 fn sandboxed_config(name: &str, cfg: &Cfg) -> Option<(PathBuf, PathBuf)> {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        eprintln!("skipped: netd's sandbox (uid 65534, no capabilities) needs root to set up");
+    if !havn_testkit::require_root(
+        "netd's sandbox (uid 65534, no capabilities) needs root to set up",
+    ) {
         return None;
     }
     let state = tmpdir(name);

@@ -4,6 +4,7 @@
 
 mod common;
 mod crash;
+mod disk;
 mod intake;
 mod mtls;
 mod proof;

@@ -261,3 +261,54 @@ fn accepted_records_keep_their_wire_form() {
     assert_eq!(new, old);
     assert_eq!(postcard::from_bytes::<Record>(&old).unwrap().ticket(), 7);
 }
+
+#[tokio::test]
+async fn a_corrupt_record_with_valid_ones_after_it_refuses_replay_and_salvage_keeps_them() {
+    let dir = tmpdir("corrupt-middle");
+    let path = dir.join(wal::WAL_FILE);
+    let w = Wal::open(&dir, WalOptions::default()).unwrap().0;
+    w.commit(vec![accepted(1)]).await.unwrap();
+    w.commit(vec![accepted(2)]).await.unwrap();
+    w.commit(vec![accepted(3)]).await.unwrap();
+    drop(w);
+    // Flip a byte in the second record's body: records 1 and 3 are intact.
+    let data = std::fs::read(&path).unwrap();
+    let mut one = Vec::new();
+    wal::encode(&accepted(1), &mut one).unwrap();
+    let second = one.len() as u64;
+    write_at(&path, second + 9, &[data[second as usize + 9] ^ 0x5a]);
+    let before = std::fs::read(&path).unwrap();
+    let err = wal::replay(&path).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, wal::WalError::Corrupt { offset, .. } if offset == second),
+        "{msg}"
+    );
+    assert!(
+        msg.contains(&format!("offset {second}")) && msg.contains("havnctl wal salvage"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "a refused replay changes nothing"
+    );
+    assert!(matches!(
+        Wal::open(&dir, WalOptions::default()),
+        Err(wal::WalError::Corrupt { .. })
+    ));
+    // The operator salvages: tickets 1 and 3 survive, the corrupt one is named.
+    let s = havn_netd::wal_salvage::salvage(&path).unwrap();
+    assert_eq!((s.records, s.jobs), (2, 2), "{s:?}");
+    assert_eq!(s.skipped.len(), 1, "{s:?}");
+    assert_eq!(s.skipped[0].0, second);
+    assert!(dir.join("wal.log.corrupt").exists(), "the original is kept");
+    let (w, rep) = Wal::open(&dir, WalOptions::default()).unwrap();
+    assert_eq!(
+        rep.snapshot.jobs.keys().copied().collect::<Vec<_>>(),
+        vec![1, 3]
+    );
+    w.commit(vec![accepted(4)]).await.unwrap();
+    drop(w);
+    assert_eq!(wal::replay(&path).unwrap().snapshot.jobs.len(), 3);
+}

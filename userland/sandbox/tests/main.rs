@@ -13,11 +13,7 @@ pub fn malicious() -> Command {
 
 /// True when the test may change uids, namespaces and capabilities.
 pub fn root() -> bool {
-    let ok = nix::unistd::geteuid().is_root();
-    if !ok {
-        eprintln!("skipped: needs root");
-    }
-    ok
+    havn_testkit::require_root("changes uids, namespaces and capabilities")
 }
 
 /// stdout as text.
