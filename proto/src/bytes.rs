@@ -51,6 +51,14 @@ macro_rules! fixed_bytes {
             }
         }
 
+        impl postcard_schema::Schema for $name {
+            const SCHEMA: &'static postcard_schema::schema::NamedType =
+                &postcard_schema::schema::NamedType {
+                    name: stringify!($name),
+                    ty: <[u8; $n] as postcard_schema::Schema>::SCHEMA.ty,
+                };
+        }
+
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 if s.is_human_readable() {

@@ -19,7 +19,7 @@ pub const MAX_STOP_LEN: usize = 64;
 pub const MAX_REQUEST_BYTES: usize = 256 * 1024;
 
 /// A chat message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 #[serde(deny_unknown_fields)]
 pub struct Message {
     /// `system`, `user` or `assistant`.
@@ -36,7 +36,7 @@ fn default_top_p() -> f32 {
 }
 
 /// A chat job's request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, postcard_schema::Schema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequest {
     /// The conversation, ending with the user's turn.

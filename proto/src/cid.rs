@@ -109,6 +109,14 @@ impl FromStr for Cid {
     }
 }
 
+impl postcard_schema::Schema for Cid {
+    const SCHEMA: &'static postcard_schema::schema::NamedType =
+        &postcard_schema::schema::NamedType {
+            name: "Cid",
+            ty: <[u8; 32] as postcard_schema::Schema>::SCHEMA.ty,
+        };
+}
+
 impl Serialize for Cid {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {

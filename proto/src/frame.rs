@@ -192,7 +192,7 @@ pub fn decode_body<M: Message>(body: &[u8]) -> Result<M, WireError> {
 }
 
 /// The first frame on every channel, in both directions.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct Hello {
     /// [`HELLO_MAGIC`].
     pub magic: [u8; 4],
@@ -248,20 +248,74 @@ impl Hello {
     }
 }
 
-/// A fingerprint of a channel's message set: sha3-256 over the channel name, the
-/// protocol version and the canonical encodings of one sample of every variant of
-/// its request and response types (the same samples as the committed test vectors).
-/// Any change to a field, a variant or a bound changes it.
-pub fn schema_hash(channel: Channel) -> Hash32 {
+/// Every length bound of the wire types, by name: part of [`schema_hash`], since a
+/// type's structure (what `postcard-schema` describes) does not carry them.
+pub const BOUNDS: &[(&str, usize)] = &[
+    ("MAX_FRAME", MAX_FRAME),
+    ("MAX_WORKFLOW_ID", crate::types::MAX_WORKFLOW_ID),
+    ("MAX_JOB_ID", crate::types::MAX_JOB_ID),
+    ("MAX_INPUTS", crate::types::MAX_INPUTS),
+    ("MAX_URI", crate::types::MAX_URI),
+    ("MAX_REASON", crate::types::MAX_REASON),
+    ("MAX_WORKFLOWS", crate::types::MAX_WORKFLOWS),
+    ("MAX_PCRS", crate::types::MAX_PCRS),
+    ("MAX_TPM_BLOB", crate::types::MAX_TPM_BLOB),
+    ("MAX_EVENTS", crate::types::MAX_EVENTS),
+    ("MAX_CERT", crate::types::MAX_CERT),
+    ("MAX_NAME", crate::types::MAX_NAME),
+    ("MAX_AUDIT_ENTRIES", crate::types::MAX_AUDIT_ENTRIES),
+];
+
+/// The request and response types' structure of a channel.
+pub fn channel_schemas(
+    channel: Channel,
+) -> (
+    &'static postcard_schema::schema::NamedType,
+    &'static postcard_schema::schema::NamedType,
+) {
+    use crate::ipc::*;
+    use postcard_schema::Schema;
+    match channel {
+        Channel::InitAttestd => (InitRequest::SCHEMA, InitResponse::SCHEMA),
+        Channel::ExecdAttestd => (ExecdRequest::SCHEMA, ExecdResponse::SCHEMA),
+        Channel::NetdExecd => (NetdExecRequest::SCHEMA, NetdExecResponse::SCHEMA),
+        Channel::NetdAttestd => (NetdAttestRequest::SCHEMA, NetdAttestResponse::SCHEMA),
+    }
+}
+
+/// sha3-256 of a type's structure: every field's and variant's name and type, in
+/// order, integers with their width and encoding (`postcard-schema`'s description,
+/// postcard-encoded).
+pub fn type_digest(t: &postcard_schema::schema::NamedType) -> Hash32 {
     use sha3::{Digest, Sha3_256};
+    // A `NamedType` is a tree of static references: encoding it cannot fail.
+    let bytes = postcard::to_stdvec(t).unwrap_or_default();
+    Hash32(Sha3_256::digest(&bytes).into())
+}
+
+/// A fingerprint of a channel's message set, derived from the types themselves:
+/// sha3-256 over the channel name, the protocol version, the structure of its
+/// request and response types ([`type_digest`]) and every length bound
+/// ([`BOUNDS`]). Adding, removing, reordering or widening a field or variant, or
+/// changing a bound, changes it.
+pub fn schema_hash(channel: Channel) -> Hash32 {
+    schema_hash_with(channel, BOUNDS)
+}
+
+/// [`schema_hash`] over a given bounds table (tests show a bound is covered).
+pub fn schema_hash_with(channel: Channel, bounds: &[(&str, usize)]) -> Hash32 {
+    use sha3::{Digest, Sha3_256};
+    let (req, resp) = channel_schemas(channel);
     let mut h = Sha3_256::new();
-    h.update(b"havn/schema/v1");
+    h.update(b"havn/schema/v2");
     h.update(channel.name().as_bytes());
     h.update(PROTOCOL_VERSION.to_le_bytes());
-    for s in crate::vectors::channel_samples(channel) {
-        h.update(s.name.as_bytes());
-        h.update((s.bytes.len() as u64).to_le_bytes());
-        h.update(&s.bytes);
+    h.update(type_digest(req).0);
+    h.update(type_digest(resp).0);
+    for (name, v) in bounds {
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        h.update((*v as u64).to_le_bytes());
     }
     Hash32(h.finalize().into())
 }

@@ -16,7 +16,9 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 /// The four channels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema,
+)]
 pub enum Channel {
     /// havn-init → havn-attestd.
     InitAttestd,
@@ -63,7 +65,18 @@ pub trait Message: Serialize + DeserializeOwned {
 
 /// Flat, copyable errors a daemon returns over IPC (Hubris style: a peer restart is
 /// an expected event, not a panic).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, thiserror::Error)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    thiserror::Error,
+    postcard_schema::Schema,
+)]
 pub enum RemoteError {
     /// The attestation gate is closed (PCRs off policy, or the TPM is gone).
     #[error("attestation gate closed")]
@@ -109,7 +122,7 @@ pub enum RemoteError {
 
 /// What execd reports after running a job; attestd assembles and signs the
 /// [`Receipt`] from this and its own identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct JobResult {
     /// Which workflow.
     pub workflow_id: WorkflowId,
@@ -174,7 +187,7 @@ impl From<Receipt> for JobResult {
 }
 
 /// The executor's view of the hardware.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct CapabilityReport {
     /// Highest honest class.
     pub compute_class: ComputeClass,
@@ -224,7 +237,7 @@ macro_rules! message {
 // ---- init → attestd -------------------------------------------------------------
 
 /// havn-init → havn-attestd.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum InitRequest {
     /// Extend the userland PCR with a binary's sha256 before init execs it, and
     /// record the event in the measurement log.
@@ -253,7 +266,7 @@ message!(
 );
 
 /// havn-attestd → havn-init.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum InitResponse {
     /// Extended; the event is the `index`th of the log.
     Measured {
@@ -295,7 +308,7 @@ message!(
 // One message in flight per channel, decoded into a bounded value: the size
 // difference between variants costs stack, never wire bytes or heap.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum ExecdRequest {
     /// May this job run now?
     Gate {
@@ -311,7 +324,7 @@ pub enum ExecdRequest {
 message!(ExecdRequest, "ExecdRequest", [Gate, Report, Capabilities]);
 
 /// havn-attestd → havn-execd.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum ExecdResponse {
     /// Platform state matches policy: run.
     GateOpen,
@@ -339,7 +352,7 @@ message!(
 // One message in flight per channel, decoded into a bounded value: the size
 // difference between variants costs stack, never wire bytes or heap.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum NetdExecRequest {
     /// Run a durably queued job; the answer comes when it finishes.
     Run {
@@ -370,7 +383,7 @@ message!(
 // One message in flight per channel, decoded into a bounded value: the size
 // difference between variants costs stack, never wire bytes or heap.
 #[allow(clippy::large_enum_variant)]
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum NetdExecResponse {
     /// Finished with a signed receipt.
     Done {
@@ -417,7 +430,7 @@ message!(
 
 /// havn-netd → havn-attestd. Note what is absent: netd can never ask for a receipt
 /// signature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum NetdAttestRequest {
     /// Quote for a validator; the nonce is the only input.
     Quote {
@@ -441,7 +454,7 @@ message!(
 );
 
 /// havn-attestd → havn-netd.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum NetdAttestResponse {
     /// Evidence.
     Quote(Box<QuoteEvidence>),

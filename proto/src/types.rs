@@ -41,11 +41,25 @@ pub type Reason = heapless::String<MAX_REASON>;
 pub type Name = heapless::String<MAX_NAME>;
 
 /// A node's identity: its TPM-sealed ed25519 public key.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema,
+)]
 pub struct NodeId(pub PubKey32);
 
 /// The spec's compute classes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    postcard_schema::Schema,
+)]
 pub enum ComputeClass {
     /// Lightweight CPU tasks (8 vCPU / 16 GB RAM).
     S,
@@ -109,7 +123,7 @@ impl ComputeClass {
 }
 
 /// A reference to a registered workflow manifest.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct WorkflowRef {
     /// Registered name.
     pub id: WorkflowId,
@@ -118,7 +132,7 @@ pub struct WorkflowRef {
 }
 
 /// Where an input artifact lives; its content is always pinned by a CID.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema)]
 #[serde(rename_all = "snake_case")]
 pub enum ArtifactLocation {
     /// IPFS: the CID is the address.
@@ -138,7 +152,7 @@ pub enum ArtifactLocation {
 }
 
 /// One named input of a job.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct InputArtifact {
     /// The workflow input it binds to (e.g. `prompt`).
     pub name: Name,
@@ -149,7 +163,18 @@ pub struct InputArtifact {
 }
 
 /// Privacy flags on a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Default,
+    Serialize,
+    Deserialize,
+    postcard_schema::Schema,
+)]
 pub struct PrivacyFlags {
     /// Execute only inside an attested enclave boundary.
     #[serde(default)]
@@ -160,7 +185,7 @@ pub struct PrivacyFlags {
 }
 
 /// A job as an orchestrator submits it (`POST /job/accept`).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct JobPayload {
     /// Orchestrator-chosen job id, unique per orchestrator.
     pub job_id: JobId,
@@ -182,7 +207,7 @@ pub struct JobPayload {
 }
 
 /// The answer to an accepted job.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct Ticket {
     /// Ticket id (monotonic per node).
     pub ticket_id: u64,
@@ -192,7 +217,7 @@ pub struct Ticket {
 
 /// A job's state as seen by an orchestrator.
 #[allow(clippy::large_enum_variant)] // a bounded reason string, held briefly
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 #[serde(rename_all = "snake_case")]
 pub enum JobState {
     /// Durably queued.
@@ -209,7 +234,9 @@ pub enum JobState {
 }
 
 /// Which backend executed a job.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Backend {
     /// CPU backend.
@@ -219,7 +246,7 @@ pub enum Backend {
 }
 
 /// The node's honest capability advertisement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct CapabilityManifest {
     /// Who.
     pub node: NodeId,
@@ -242,7 +269,7 @@ pub struct CapabilityManifest {
 /// A [`CapabilityManifest`] signed by the node key over
 /// [`crate::sign::Domain::Capabilities`]. attestd assembles the manifest itself from
 /// execd's report, its node id and the configured stake; netd only relays it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct SignedCapabilityManifest {
     /// The manifest.
     pub manifest: CapabilityManifest,
@@ -254,7 +281,7 @@ pub struct SignedCapabilityManifest {
 pub const MAX_AUDIT_ENTRIES: usize = 4;
 
 /// One running daemon as havn-init found it: the sha256 of `/proc/<pid>/exe`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct AuditEntry {
     /// Binary name (e.g. `havn-netd`), as measured at start.
     pub name: Name,
@@ -266,7 +293,7 @@ pub struct AuditEntry {
 
 /// Proof-of-software: every running daemon still hashes to what was measured into
 /// the userland PCR at this boot. Signed under [`crate::sign::Domain::SelfAudit`].
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct SelfAudit {
     /// Who.
     pub node: NodeId,
@@ -279,7 +306,7 @@ pub struct SelfAudit {
 }
 
 /// A [`SelfAudit`] with the node's signature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct SignedSelfAudit {
     /// The audit.
     pub audit: SelfAudit,
@@ -288,7 +315,7 @@ pub struct SignedSelfAudit {
 }
 
 /// The spec's receipt.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct Receipt {
     /// Which workflow.
     pub workflow_id: WorkflowId,
@@ -330,7 +357,7 @@ impl Receipt {
 
 /// A receipt with the node's ed25519 signature over
 /// [`crate::sign::Domain::Receipt`]'s digest of its postcard bytes.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct SignedReceipt {
     /// The receipt.
     pub receipt: Receipt,
@@ -341,7 +368,7 @@ pub struct SignedReceipt {
 /// A liveness heartbeat (every 5 s), assembled by attestd: the node, the sequence
 /// number and the time are attestd's own; the queue counts are what netd reported,
 /// labelled as its claims (attestd cannot check them).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct Heartbeat {
     /// Who.
     pub node: NodeId,
@@ -354,7 +381,7 @@ pub struct Heartbeat {
 }
 
 /// Queue counts that only netd knows, carried in a heartbeat as netd's claims.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct NetdClaims {
     /// Jobs queued.
     pub queue_depth: u32,
@@ -365,7 +392,7 @@ pub struct NetdClaims {
 }
 
 /// A heartbeat with the node's signature.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct SignedHeartbeat {
     /// The heartbeat.
     pub heartbeat: Heartbeat,
@@ -374,7 +401,7 @@ pub struct SignedHeartbeat {
 }
 
 /// One PCR value.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct PcrValue {
     /// PCR index.
     pub index: u8,
@@ -383,7 +410,7 @@ pub struct PcrValue {
 }
 
 /// One userland measurement event (init measures each binary before exec).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct MeasurementEvent {
     /// Position in the log (0, 1, 2, …); a gap or reorder fails replay.
     pub seq: u64,
@@ -398,7 +425,7 @@ pub struct MeasurementEvent {
 }
 
 /// A TPM quote and what binds it to the node key.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct QuoteEvidence {
     /// The verifier's nonce.
     pub nonce: Hash32,
@@ -419,7 +446,7 @@ pub struct QuoteEvidence {
 }
 
 /// A validator's challenge of one receipt: re-execute one DAG node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct Challenge {
     /// Challenger.
     pub validator: NodeId,
@@ -432,7 +459,9 @@ pub struct Challenge {
 }
 
 /// A validator's outcome.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum VerdictOutcome {
     /// Re-execution and signatures check out.
@@ -444,7 +473,7 @@ pub enum VerdictOutcome {
 }
 
 /// A signed validator verdict on a receipt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct Verdict {
     /// Who votes.
     pub validator: NodeId,

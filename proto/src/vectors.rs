@@ -1,7 +1,7 @@
 //! One canonical sample of every wire type and every IPC variant. Their encodings are
 //! committed in `proto/vectors/messages.txt` (checked by a test) so other
-//! implementations and future versions can interoperate, and they feed the channel
-//! [`crate::frame::schema_hash`].
+//! implementations and future versions can interoperate. (The channel
+//! [`crate::frame::schema_hash`] is derived from the types' structure, not from these.)
 
 use crate::bytes::{Hash32, PubKey32, Sig64};
 use crate::cid::Cid;

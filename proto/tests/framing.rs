@@ -171,6 +171,69 @@ fn schema_hashes_differ_per_channel() {
     }
 }
 
+/// A field as it is today, and the same message after one change each.
+mod shapes {
+    #[derive(serde::Serialize, postcard_schema::Schema)]
+    pub struct Now {
+        pub seq: u32,
+        pub reason: heapless::String<64>,
+    }
+    #[derive(serde::Serialize, postcard_schema::Schema)]
+    pub struct Widened {
+        pub seq: u64,
+        pub reason: heapless::String<64>,
+    }
+    #[derive(serde::Serialize, postcard_schema::Schema)]
+    pub struct Reordered {
+        pub reason: heapless::String<64>,
+        pub seq: u32,
+    }
+    #[derive(serde::Serialize, postcard_schema::Schema)]
+    pub struct Signed {
+        pub seq: i32,
+        pub reason: heapless::String<64>,
+    }
+}
+
+#[test]
+fn the_schema_hash_follows_the_types_structure_and_bounds() {
+    use postcard_schema::Schema;
+    let now = frame::type_digest(shapes::Now::SCHEMA);
+    for (what, other) in [
+        (
+            "widening u32 to u64",
+            frame::type_digest(shapes::Widened::SCHEMA),
+        ),
+        (
+            "reordering fields",
+            frame::type_digest(shapes::Reordered::SCHEMA),
+        ),
+        ("u32 to i32", frame::type_digest(shapes::Signed::SCHEMA)),
+    ] {
+        assert_ne!(now, other, "{what} must change the type digest");
+    }
+    // The real channels: the hash covers the request type and every bound.
+    let ch = Channel::NetdAttestd;
+    assert_eq!(
+        frame::schema_hash(ch),
+        frame::schema_hash_with(ch, frame::BOUNDS)
+    );
+    let mut bounds = frame::BOUNDS.to_vec();
+    let reason = bounds
+        .iter_mut()
+        .find(|(n, _)| *n == "MAX_REASON")
+        .expect("MAX_REASON is a bound");
+    reason.1 += 1;
+    assert_ne!(
+        frame::schema_hash(ch),
+        frame::schema_hash_with(ch, &bounds),
+        "changing a bound must change the schema hash"
+    );
+    // Not a function of sample values: the test vectors are not involved.
+    let (req, _) = frame::channel_schemas(ch);
+    assert_eq!(req.name, "NetdAttestRequest");
+}
+
 #[test]
 fn message_tags_are_dense() {
     assert_eq!(NetdExecRequest::Capabilities.tag(), 1);
