@@ -268,6 +268,47 @@ pub struct Netd {
     /// Where signed heartbeats are POSTed (mTLS URLs); empty = log only.
     #[serde(default)]
     pub heartbeat_endpoints: Vec<String>,
+    /// Which client-certificate identities (subject CN) hold which role.
+    #[serde(default)]
+    pub roles: Roles,
+}
+
+/// `[netd.roles]`: client identities (the certificate's subject CN, else its first DNS
+/// SAN) by role. A client may hold several roles; one in none can read only public
+/// attestation data (`/health`, `/attest/*`, `/capabilities`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Roles {
+    /// Submit jobs and upload inputs; read their own jobs, receipts and outputs.
+    #[serde(default = "default_orchestrators")]
+    pub orchestrators: Vec<String>,
+    /// Read every receipt, output and proof (to sample, re-execute and challenge).
+    #[serde(default = "default_validators")]
+    pub validators: Vec<String>,
+    /// Read metrics and every job's status.
+    #[serde(default = "default_operators")]
+    pub operators: Vec<String>,
+}
+
+fn default_orchestrators() -> Vec<String> {
+    vec!["orchestrator".into()]
+}
+fn default_validators() -> Vec<String> {
+    vec!["validator".into()]
+}
+fn default_operators() -> Vec<String> {
+    vec!["operator".into()]
+}
+
+impl Default for Roles {
+    /// The identities `havnctl pki init` issues.
+    fn default() -> Self {
+        Self {
+            orchestrators: default_orchestrators(),
+            validators: default_validators(),
+            operators: default_operators(),
+        }
+    }
 }
 
 fn default_queue() -> usize {

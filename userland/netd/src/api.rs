@@ -1,6 +1,7 @@
 //! The orchestrator API (HTTP/1.1 over mTLS). Every error is a JSON body
 //! `{"error": "...", "field": "..."?}` with the right status; no input panics.
 
+use crate::roles::Access;
 use crate::state::{NoReceipt, Refusal, State};
 use crate::Fatal;
 use bytes::Bytes;
@@ -41,6 +42,8 @@ pub struct Ctx {
     pub uploads: std::path::PathBuf,
     /// Base time a request body gets (see [`crate::body::deadline`]).
     pub body_deadline: Duration,
+    /// Client roles by certificate identity.
+    pub roles: havn_config::Roles,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -69,6 +72,16 @@ fn json<T: Serialize>(status: StatusCode, v: &T) -> Resp {
     r
 }
 
+/// 403 naming the client, what it may not do, and who may.
+fn forbidden(client: &str, what: &str, who: &str) -> Resp {
+    tracing::info!(client, what, "refused: role");
+    error(
+        StatusCode::FORBIDDEN,
+        &format!("client {client:?} may not {what}: allowed to {who} (netd.roles in node.toml)"),
+        None,
+    )
+}
+
 /// A JSON error response.
 pub fn error(status: StatusCode, msg: &str, field: Option<&str>) -> Resp {
     json(status, &ErrorBody { error: msg, field })
@@ -80,9 +93,14 @@ pub async fn handle(
     client: Arc<str>,
     req: Request<Incoming>,
 ) -> Result<Resp, Infallible> {
+    let access = Access::of(&client, &ctx.roles);
     // The hot route first: no path copy, no segment vector.
     if req.method() == Method::POST && req.uri().path() == "/job/accept" {
-        let r = accept(&ctx, &client, req).await;
+        let r = if access.orchestrator {
+            accept(&ctx, &client, req).await
+        } else {
+            forbidden(&client, "submit jobs", "orchestrators")
+        };
         tracing::debug!(method = "POST", path = "/job/accept", status = r.status().as_u16(), client = %client, "request");
         return Ok(r);
     }
@@ -90,15 +108,63 @@ pub async fn handle(
     let method = req.method().clone();
     let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
     let r = match (method.clone(), segs.as_slice()) {
+        (Method::POST, ["job", "accept"]) if !access.orchestrator => {
+            forbidden(&client, "submit jobs", "orchestrators")
+        }
         (Method::POST, ["job", "accept"]) => accept(&ctx, &client, req).await,
         (_, ["job", "accept"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
-        (Method::GET, ["job", t]) => job_status(&ctx, t, req.uri().query()).await,
-        (Method::GET, ["job", j, "proof", n]) => proof(&ctx, &client, j, n).await,
-        (Method::GET, ["receipt", id]) => receipt(&ctx, id),
-        (Method::GET, ["artifact", cid]) => artifact(&ctx, cid),
+        (Method::GET, ["job", t]) => match t.parse::<u64>().map(|n| ctx.state.owner_of_ticket(n)) {
+            Ok(Ok(owner)) if !access.reads_job(&client, owner.as_deref()) => forbidden(
+                &client,
+                "read another client's job",
+                "its submitter, validators and operators",
+            ),
+            _ => job_status(&ctx, t, req.uri().query()).await,
+        },
+        (Method::GET, ["job", j, "proof", n]) => match ctx.state.owner_of_job(j) {
+            Ok(owner) if !access.reads_proof(&client, owner.as_deref()) => forbidden(
+                &client,
+                "challenge another client's job",
+                "its submitter and validators",
+            ),
+            _ if !access.reads_proof(&client, None) && !access.orchestrator => forbidden(
+                &client,
+                "fetch challenge material",
+                "orchestrators and validators",
+            ),
+            _ => proof(&ctx, &client, j, n).await,
+        },
+        (Method::GET, ["receipt", id]) => match ctx.state.owner_of_job(id) {
+            Ok(owner) if !access.reads_job(&client, owner.as_deref()) => forbidden(
+                &client,
+                "read another client's receipt",
+                "its submitter, validators and operators",
+            ),
+            _ => receipt(&ctx, id),
+        },
+        (Method::GET, ["artifact", cid]) => {
+            if access.validator
+                || access.operator
+                || (access.orchestrator && ctx.state.may_read_artifact(&client, cid))
+            {
+                artifact(&ctx, cid)
+            } else {
+                forbidden(
+                    &client,
+                    "read this artifact",
+                    "validators, operators, and the submitter of the job it belongs to",
+                )
+            }
+        }
+        (Method::POST, ["artifact"]) if !access.orchestrator => {
+            forbidden(&client, "upload job inputs", "orchestrators")
+        }
         (Method::POST, ["artifact"]) => crate::upload::upload(&ctx, &client, req).await,
         (_, ["artifact"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
         (Method::GET, ["health"]) => health(&ctx),
+        (Method::GET, ["metrics"]) if !access.operator => {
+            forbidden(&client, "read metrics", "operators")
+        }
         (Method::GET, ["metrics"]) => metrics(&ctx),
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
         (Method::GET, ["attest", "audit"]) => {
@@ -240,7 +306,7 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
             return error(StatusCode::BAD_REQUEST, &msg, Some(&field));
         }
     }
-    let result = ctx.state.admit(&sub).await;
+    let result = ctx.state.admit(&sub, client).await;
     match result {
         Ok(a) => {
             m.admission.observe(start.elapsed());
@@ -293,6 +359,11 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
                 Refusal::JobIdConflict(t) => (
                     StatusCode::CONFLICT,
                     format!("job id already used by ticket {t} with a different payload"),
+                    Some("job_id"),
+                ),
+                Refusal::JobIdOwned => (
+                    StatusCode::CONFLICT,
+                    "job id already used by another client; choose another".into(),
                     Some("job_id"),
                 ),
                 Refusal::QueueFull => (StatusCode::TOO_MANY_REQUESTS, "queue full".into(), None),
@@ -504,6 +575,9 @@ async fn proof(ctx: &Ctx, client: &str, job: &str, node: &str) -> Resp {
                 }
             }
             tracing::info!(client, job, node, %proof_cid, %inputs_cid, "challenge material served");
+            // The job's submitter may fetch this material too (validators may anyway).
+            ctx.state
+                .grant_artifacts(job, &[proof_cid.to_string(), inputs_cid.to_string()]);
             json(
                 StatusCode::OK,
                 &ProofBody {

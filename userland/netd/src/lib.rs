@@ -17,6 +17,7 @@ pub mod heartbeat;
 pub mod intake;
 pub mod metrics;
 pub mod pki;
+pub mod roles;
 pub mod server;
 pub mod state;
 pub mod tls;

@@ -29,6 +29,10 @@ pub struct DevPki {
     pub orchestrator: Pair,
     /// Validator client certificate (CN `validator`).
     pub validator: Pair,
+    /// Operator client certificate (CN `operator`).
+    pub operator: Pair,
+    /// A certificate of the same CA without the clientAuth usage, for tests.
+    pub server_only: Pair,
     /// Expired orchestrator client certificate (same CA), for tests.
     pub expired: Pair,
     /// Client certificate from an unrelated CA, for tests.
@@ -127,6 +131,14 @@ impl DevPki {
             valid,
         )?;
         let validator = leaf(&issuer, "validator", &["validator".into()], client, valid)?;
+        let operator = leaf(&issuer, "operator", &["operator".into()], client, valid)?;
+        let server_only = leaf(
+            &issuer,
+            "orchestrator",
+            &["orchestrator".into()],
+            &[ExtendedKeyUsagePurpose::ServerAuth],
+            valid,
+        )?;
         let expired = leaf(
             &issuer,
             "orchestrator-expired",
@@ -148,13 +160,16 @@ impl DevPki {
             node,
             orchestrator,
             validator,
+            operator,
+            server_only,
             expired,
             foreign,
         })
     }
 
-    /// Writes `ca.pem/ca.key, node.*, orchestrator.*, validator.*` (and with
-    /// `test_certs` also `expired.*` and `foreign.*`) into `dir`; keys are 0600.
+    /// Writes `ca.pem/ca.key, node.*, orchestrator.*, validator.*, operator.*` (and with
+    /// `test_certs` also `expired.*`, `foreign.*` and `server-only.*`) into `dir`; keys
+    /// are 0600.
     /// Returns the files written.
     pub fn write(&self, dir: &Path, test_certs: bool) -> Result<Vec<PathBuf>, PkiError> {
         std::fs::create_dir_all(dir).map_err(|source| PkiError::Io {
@@ -166,8 +181,10 @@ impl DevPki {
             ("node", &self.node),
             ("orchestrator", &self.orchestrator),
             ("validator", &self.validator),
+            ("operator", &self.operator),
         ];
         if test_certs {
+            sets.push(("server-only", &self.server_only));
             sets.push(("expired", &self.expired));
             sets.push(("foreign", &self.foreign));
         }

@@ -273,6 +273,7 @@ pub async fn start(
         artifacts: cfg.node.state_dir.join("artifacts"),
         attestd_wait: opts.attestd_wait,
         body_deadline: opts.body_deadline,
+        roles: cfg.netd.roles.clone(),
         uploads: cfg.uploads_dir(),
     });
     let mut tasks = Vec::new();

@@ -65,6 +65,8 @@ pub struct Job {
     pub workflow: WorkflowId,
     /// Its phase.
     pub phase: Phase,
+    /// The client identity that submitted it (`None`: logged before owners were).
+    pub owner: Option<Arc<str>>,
 }
 
 /// Hasher for the ticket-keyed map. Tickets are assigned by netd (sequential, never
@@ -105,7 +107,13 @@ struct Table {
     /// workflow, done or failed), and when the last one finished.
     drain: Option<f64>,
     last_finish: Option<std::time::Instant>,
+    /// Artifacts a job's submitter may read beyond its outputs (challenge material).
+    grants: HashMap<String, Arc<str>>,
+    grant_order: VecDeque<String>,
 }
+
+/// Most artifact grants kept (challenge material of submitters' own jobs).
+const MAX_GRANTS: usize = 4096;
 
 /// What the node can run (from execd's capability report) and its stake.
 #[derive(Debug, Clone)]
@@ -141,6 +149,8 @@ pub enum Refusal {
     },
     /// 409: the job id is taken by a different payload.
     JobIdConflict(u64),
+    /// 409: another client submitted a job under this id (its ticket is not named).
+    JobIdOwned,
     /// 429.
     QueueFull,
     /// 503.
@@ -228,6 +238,7 @@ impl State {
                     body: lj.body.clone(),
                     workflow,
                     phase,
+                    owner: lj.owner.as_deref().map(Arc::from),
                 },
             );
             t.next_ticket = t.next_ticket.max(ticket.saturating_add(1));
@@ -285,7 +296,7 @@ impl State {
     }
 
     /// Admits a checked job: idempotent on job id, bounded, durable before return.
-    pub async fn admit(&self, p: &Submission<'_>) -> Result<Admitted, Refusal> {
+    pub async fn admit(&self, p: &Submission<'_>, client: &str) -> Result<Admitted, Refusal> {
         self.check(p)?;
         // One copy of the encoding, shared by the table, the WAL record and the
         // writer's shadow.
@@ -299,6 +310,9 @@ impl State {
             let mut t = self.lock();
             if let Some(&ticket) = t.by_job_id.get(&*p.job_id) {
                 match t.jobs.get(&ticket) {
+                    Some(j) if j.owner.as_deref() != Some(client) => {
+                        return Err(Refusal::JobIdOwned)
+                    }
                     Some(j) if j.body == body => Step::Duplicate {
                         ticket,
                         pending: j.phase == Phase::Pending,
@@ -321,13 +335,20 @@ impl State {
                         body: body.clone(),
                         workflow,
                         phase: Phase::Pending,
+                        owner: Some(Arc::from(client)),
                     },
                 );
                 // Submitted under the lock: log order = ticket order.
-                let pending = self.wal.submit(vec![Record::Accepted {
-                    ticket,
-                    payload: body,
-                }]);
+                let pending = self.wal.submit(vec![
+                    Record::Accepted {
+                        ticket,
+                        payload: body,
+                    },
+                    Record::Owner {
+                        ticket,
+                        client: client.to_string(),
+                    },
+                ]);
                 Step::New { ticket, pending }
             }
         };
@@ -547,6 +568,59 @@ impl State {
             Some(Phase::Failed(why)) => Err(NoReceipt::Failed(why.clone())),
             Some(_) => Err(NoReceipt::NotDone),
             None => Err(NoReceipt::UnknownJob),
+        }
+    }
+
+    /// Who submitted the job with this ticket (`Err` if there is no such ticket).
+    pub fn owner_of_ticket(&self, ticket: u64) -> Result<Option<Arc<str>>, ()> {
+        self.lock()
+            .jobs
+            .get(&ticket)
+            .map(|j| j.owner.clone())
+            .ok_or(())
+    }
+
+    /// Who submitted the job with this id (`Err` if there is no such job).
+    pub fn owner_of_job(&self, job_id: &str) -> Result<Option<Arc<str>>, ()> {
+        let t = self.lock();
+        let ticket = t.by_job_id.get(job_id).ok_or(())?;
+        t.jobs.get(ticket).map(|j| j.owner.clone()).ok_or(())
+    }
+
+    /// Whether `client` may read the artifact `cid` as a job's submitter: the outputs
+    /// of one of its finished jobs, or challenge material served for one of them.
+    pub fn may_read_artifact(&self, client: &str, cid: &str) -> bool {
+        let t = self.lock();
+        if t.grants.get(cid).is_some_and(|owner| &**owner == client) {
+            return true;
+        }
+        t.jobs.values().any(|j| {
+            j.owner.as_deref() == Some(client)
+                && matches!(&j.phase, Phase::Done(r) if r.receipt.outputs_cid.to_string() == cid)
+        })
+    }
+
+    /// Lets the submitter of `job_id` read these artifacts (challenge material served
+    /// for its job). Bounded: the oldest grants go first.
+    pub fn grant_artifacts(&self, job_id: &str, cids: &[String]) {
+        let mut t = self.lock();
+        let Some(owner) = t
+            .by_job_id
+            .get(job_id)
+            .and_then(|tk| t.jobs.get(tk))
+            .and_then(|j| j.owner.clone())
+        else {
+            return;
+        };
+        for cid in cids {
+            if t.grants.insert(cid.clone(), owner.clone()).is_none() {
+                t.grant_order.push_back(cid.clone());
+            }
+        }
+        while t.grant_order.len() > MAX_GRANTS {
+            if let Some(old) = t.grant_order.pop_front() {
+                t.grants.remove(&old);
+            }
         }
     }
 

@@ -72,6 +72,14 @@ pub enum Record {
         /// Why.
         reason: String,
     },
+    /// The client identity that submitted the job (written with its `Accepted`; logs
+    /// from before it have none).
+    Owner {
+        /// Ticket.
+        ticket: u64,
+        /// The client certificate's identity.
+        client: String,
+    },
 }
 
 impl Record {
@@ -81,7 +89,8 @@ impl Record {
             Record::Accepted { ticket, .. }
             | Record::Started { ticket }
             | Record::Done { ticket, .. }
-            | Record::Failed { ticket, .. } => *ticket,
+            | Record::Failed { ticket, .. }
+            | Record::Owner { ticket, .. } => *ticket,
         }
     }
 }
@@ -173,6 +182,8 @@ pub struct LoggedJob {
     pub started: bool,
     /// Its end, if any (the first one logged).
     pub outcome: Option<Outcome>,
+    /// Who submitted it (`None` in logs written before owners were recorded).
+    pub owner: Option<String>,
 }
 
 /// The jobs a log describes, keyed by ticket, with the order terminal jobs ended.
@@ -210,6 +221,7 @@ impl Snapshot {
                         body: payload.clone(),
                         started: false,
                         outcome: None,
+                        owner: None,
                     },
                 );
             }
@@ -223,6 +235,10 @@ impl Snapshot {
             Record::Failed { ticket, reason } => {
                 return self.finish(*ticket, Outcome::Failed(reason.clone()));
             }
+            Record::Owner { ticket, client } => match self.jobs.get_mut(ticket) {
+                Some(j) => j.owner = Some(client.clone()),
+                None => return Some(format!("Owner for unknown ticket {ticket}")),
+            },
         }
         None
     }
@@ -263,9 +279,16 @@ impl Snapshot {
     /// Records that rebuild this snapshot.
     pub(crate) fn records(&self) -> impl Iterator<Item = Record> + '_ {
         // Accepted records in ticket order, then outcomes in the order they ended.
-        let accepted = self.jobs.iter().map(|(t, j)| Record::Accepted {
-            ticket: *t,
-            payload: j.body.clone(),
+        let accepted = self.jobs.iter().flat_map(|(t, j)| {
+            let owner = j.owner.as_ref().map(|c| Record::Owner {
+                ticket: *t,
+                client: c.clone(),
+            });
+            std::iter::once(Record::Accepted {
+                ticket: *t,
+                payload: j.body.clone(),
+            })
+            .chain(owner)
         });
         let ended = self.terminal.iter().filter_map(|t| {
             self.jobs

@@ -46,6 +46,8 @@ pub struct Cfg {
     pub endpoints: Vec<String>,
     /// The state directory (default: a fresh temp directory).
     pub state_dir: Option<PathBuf>,
+    /// `[netd.roles]` lines (default: the dev PKI's identities).
+    pub roles: Option<String>,
 }
 
 impl Default for Cfg {
@@ -56,6 +58,7 @@ impl Default for Cfg {
             max_body: 4096,
             endpoints: Vec::new(),
             state_dir: None,
+            roles: None,
         }
     }
 }
@@ -81,13 +84,16 @@ queue_capacity = {queue}
 max_body_bytes = {body}
 heartbeat_ms = 100
 heartbeat_endpoints = {endpoints:?}
+[netd.roles]
+{roles}
 "#,
         state = state.display(),
         stake = c.stake,
         d = d.display(),
         queue = c.queue,
         body = c.max_body,
-        endpoints = c.endpoints
+        endpoints = c.endpoints,
+        roles = c.roles.as_deref().unwrap_or("")
     )
 }
 
@@ -381,6 +387,24 @@ pub async fn start_node_with(
         state_dir,
         log,
     }
+}
+
+/// A client with one of the dev PKI's identities.
+pub fn client_as(pair: &havn_netd::pki::Pair) -> havn_netd::client::MtlsClient {
+    let p = &pki().0;
+    havn_netd::client::MtlsClient::from_pem(
+        p.ca.cert.as_bytes(),
+        Some((pair.cert.as_bytes(), pair.key.as_bytes())),
+    )
+    .unwrap()
+}
+
+pub fn operator() -> havn_netd::client::MtlsClient {
+    client_as(&pki().0.operator)
+}
+
+pub fn validator() -> havn_netd::client::MtlsClient {
+    client_as(&pki().0.validator)
 }
 
 pub fn orchestrator() -> havn_netd::client::MtlsClient {

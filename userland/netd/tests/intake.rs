@@ -60,7 +60,19 @@ async fn accepted_job_runs_to_a_signed_receipt() {
     let h: Value = c.get("/health").await.unwrap().json().unwrap();
     assert_eq!(h["status"], "ok");
     assert_eq!(h["compute_class"], "M");
-    let m = c.get("/metrics").await.unwrap().text();
+    assert_eq!(
+        c.get("/metrics").await.unwrap().status,
+        403,
+        "metrics are for operators"
+    );
+    let m = operator()
+        .connect("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap()
+        .get("/metrics")
+        .await
+        .unwrap()
+        .text();
     for needle in [
         "havn_netd_jobs_accepted_total 2",
         "havn_netd_jobs_completed_total 1",

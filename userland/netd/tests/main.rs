@@ -8,4 +8,5 @@ mod disk;
 mod intake;
 mod mtls;
 mod proof;
+mod roles;
 mod wal;

@@ -42,26 +42,32 @@ async fn valid_client_is_served_and_bad_clients_are_refused() {
         Some((p.expired.cert.as_bytes(), p.expired.key.as_bytes())),
     )
     .unwrap();
+    let server_only = MtlsClient::from_pem(
+        ca,
+        Some((p.server_only.cert.as_bytes(), p.server_only.key.as_bytes())),
+    )
+    .unwrap();
     for (what, c) in [
         ("no cert", none),
         ("wrong CA", foreign),
         ("expired", expired),
+        ("no clientAuth usage", server_only),
     ] {
         let r = try_health(&c, port).await;
         assert!(r.is_err(), "{what}: expected a TLS refusal, got {r:?}");
     }
-    // The server counted the three refusals (its handshake task may record the last
+    // The server counted the four refusals (its handshake task may record the last
     // one just after our client saw the alert: allow it a moment).
-    let mut c = orchestrator().connect("127.0.0.1", port).await.unwrap();
+    let mut c = operator().connect("127.0.0.1", port).await.unwrap();
     let mut m = String::new();
     for _ in 0..50 {
         m = c.get("/metrics").await.unwrap().text();
-        if m.contains("havn_netd_tls_refused_total 3") {
+        if m.contains("havn_netd_tls_refused_total 4") {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
-    assert!(m.contains("havn_netd_tls_refused_total 3"), "{m}");
+    assert!(m.contains("havn_netd_tls_refused_total 4"), "{m}");
 }
 
 #[test]
@@ -80,6 +86,7 @@ fn pki_keys_are_private() {
         "node.key",
         "orchestrator.key",
         "validator.key",
+        "operator.key",
         "expired.key",
     ] {
         let mode = std::fs::metadata(d.join(f)).unwrap().permissions().mode() & 0o777;
