@@ -114,7 +114,7 @@ pub async fn handle(
         (Method::POST, ["job", "accept"]) => accept(&ctx, &client, req).await,
         (_, ["job", "accept"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
         (Method::GET, ["job", t]) => match t.parse::<u64>().map(|n| ctx.state.owner_of_ticket(n)) {
-            Ok(Ok(owner)) if !access.reads_job(&client, owner.as_deref()) => forbidden(
+            Ok(Some(owner)) if !access.reads_job(&client, owner.as_deref()) => forbidden(
                 &client,
                 "read another client's job",
                 "its submitter, validators and operators",
@@ -122,7 +122,7 @@ pub async fn handle(
             _ => job_status(&ctx, t, req.uri().query()).await,
         },
         (Method::GET, ["job", j, "proof", n]) => match ctx.state.owner_of_job(j) {
-            Ok(owner) if !access.reads_proof(&client, owner.as_deref()) => forbidden(
+            Some(owner) if !access.reads_proof(&client, owner.as_deref()) => forbidden(
                 &client,
                 "challenge another client's job",
                 "its submitter and validators",
@@ -135,7 +135,7 @@ pub async fn handle(
             _ => proof(&ctx, &client, j, n).await,
         },
         (Method::GET, ["receipt", id]) => match ctx.state.owner_of_job(id) {
-            Ok(owner) if !access.reads_job(&client, owner.as_deref()) => forbidden(
+            Some(owner) if !access.reads_job(&client, owner.as_deref()) => forbidden(
                 &client,
                 "read another client's receipt",
                 "its submitter, validators and operators",

@@ -571,20 +571,17 @@ impl State {
         }
     }
 
-    /// Who submitted the job with this ticket (`Err` if there is no such ticket).
-    pub fn owner_of_ticket(&self, ticket: u64) -> Result<Option<Arc<str>>, ()> {
-        self.lock()
-            .jobs
-            .get(&ticket)
-            .map(|j| j.owner.clone())
-            .ok_or(())
+    /// Who submitted the job with this ticket (outer `None`: no such ticket; inner
+    /// `None`: logged before owners were).
+    pub fn owner_of_ticket(&self, ticket: u64) -> Option<Option<Arc<str>>> {
+        self.lock().jobs.get(&ticket).map(|j| j.owner.clone())
     }
 
-    /// Who submitted the job with this id (`Err` if there is no such job).
-    pub fn owner_of_job(&self, job_id: &str) -> Result<Option<Arc<str>>, ()> {
+    /// Who submitted the job with this id (as [`State::owner_of_ticket`]).
+    pub fn owner_of_job(&self, job_id: &str) -> Option<Option<Arc<str>>> {
         let t = self.lock();
-        let ticket = t.by_job_id.get(job_id).ok_or(())?;
-        t.jobs.get(ticket).map(|j| j.owner.clone()).ok_or(())
+        let ticket = t.by_job_id.get(job_id)?;
+        t.jobs.get(ticket).map(|j| j.owner.clone())
     }
 
     /// Whether `client` may read the artifact `cid` as a job's submitter: the outputs
