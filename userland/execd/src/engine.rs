@@ -13,6 +13,7 @@
 //! disk, already written atomically, and keeps node outputs out of the public store
 //! until a validator asks for one node.
 
+use crate::deadline::Deadline;
 use havn_exec::workloads::{self, Size, Workload};
 use havn_exec::{
     preflight, BackendKind, Capabilities, Executor, Job, ManifestRegistry, RunOptions,
@@ -26,7 +27,7 @@ use havn_proto::{bounded, Backend, Cid, ComputeClass, Hash32, JobPayload, Workfl
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// How many finished jobs keep their checkpoints for `Prove` (oldest deleted first).
 pub const RETAIN_JOBS: usize = 64;
@@ -453,14 +454,30 @@ impl Engine {
             Err(e) => return failed(ticket_id, RemoteError::BadRequest, &e.to_string()),
         };
         let ckpt = self.checkpoints.join(job_dir_name(&payload.job_id));
+        // The job's timeout_ms, counted from dequeue: the run stops before its next node.
+        let deadline = Deadline::arm(
+            Duration::from_millis(u64::from(payload.timeout_ms)).saturating_sub(started.elapsed()),
+        );
         let opts = RunOptions {
             checkpoint_dir: Some(ckpt.clone()),
+            cancel: Some(deadline.flag()),
             ..RunOptions::default()
         };
         let result = match self.exec.execute(&prepared, &opts) {
             Ok(r) => r,
+            Err(e @ havn_exec::ExecError::Cancelled { .. }) => {
+                return failed(
+                    ticket_id,
+                    RemoteError::ExecutionFailed,
+                    &format!(
+                        "the job's timeout_ms of {} ms was exceeded ({e})",
+                        payload.timeout_ms
+                    ),
+                )
+            }
             Err(e) => return failed(ticket_id, RemoteError::ExecutionFailed, &e.to_string()),
         };
+        drop(deadline);
         let out_path = self.artifacts.join(result.outputs_cid.to_string());
         if let Err(e) = havn_exec::exec::write_atomic(&out_path, &result.outputs_bytes) {
             return failed(

@@ -13,6 +13,7 @@
 //! into the artifact store for a validator (see the `engine` module).
 
 mod chat;
+mod deadline;
 mod engine;
 
 pub use engine::{Engine, EngineError, RETAIN_JOBS};

@@ -79,6 +79,19 @@ fn attestd() -> Client<ExecdAttestd> {
 }
 
 fn run(engine: &mut Engine, at: &mut Client<ExecdAttestd>, job_id: &str, seed: u64) -> Receipt {
+    match run_with(engine, at, job_id, seed, 60_000) {
+        NetdExecResponse::Done { receipt, .. } => receipt.receipt,
+        other => panic!("run {job_id}: {other:?}"),
+    }
+}
+
+fn run_with(
+    engine: &mut Engine,
+    at: &mut Client<ExecdAttestd>,
+    job_id: &str,
+    seed: u64,
+    timeout_ms: u32,
+) -> NetdExecResponse {
     let w = engine
         .workflow_refs()
         .into_iter()
@@ -89,20 +102,39 @@ fn run(engine: &mut Engine, at: &mut Client<ExecdAttestd>, job_id: &str, seed: u
         workflow: w,
         inputs: heapless::Vec::new(),
         compute_class: ComputeClass::S,
-        timeout_ms: 60_000,
+        timeout_ms,
         seed,
         privacy: PrivacyFlags::default(),
     };
-    match engine.handle(
+    engine.handle(
         NetdExecRequest::Run {
             ticket_id: 1,
             payload,
         },
         at,
-    ) {
-        NetdExecResponse::Done { receipt, .. } => receipt.receipt,
-        other => panic!("run {job_id}: {other:?}"),
+    )
+}
+
+#[test]
+fn a_job_past_its_timeout_is_cancelled_and_fails_with_that_reason() {
+    let state = tmpdir("timeout");
+    let cfg = config(&state);
+    let mut engine = Engine::open(&cfg).unwrap();
+    let mut at = attestd();
+    // 0 ms: the deadline has passed before the first node (deterministic).
+    match run_with(&mut engine, &mut at, "late-1", 3, 0) {
+        NetdExecResponse::Failed { error, reason, .. } => {
+            assert_eq!(error, RemoteError::ExecutionFailed);
+            assert!(
+                reason.contains("timeout_ms of 0 ms was exceeded"),
+                "{reason}"
+            );
+        }
+        other => panic!("a job past its timeout must not finish: {other:?}"),
     }
+    // The same job with time to run finishes (the cancelled run left nothing wrong).
+    let r = run(&mut engine, &mut at, "late-1", 3);
+    assert_eq!(r.job_id.as_str(), "late-1");
 }
 
 fn prove(
