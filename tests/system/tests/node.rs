@@ -271,3 +271,74 @@ fn a_crashed_daemon_restarts_the_set_and_the_sealed_node_key_survives() {
     );
     node.stop();
 }
+
+#[test]
+fn with_the_key_sealed_the_node_serves_what_it_signed_read_only() {
+    if !need_root() {
+        return;
+    }
+    let mut node = Node::prepare();
+    node.start();
+    let (_, receipt) = node.submit("audio", 7, "before-seal");
+    // A measured binary changes on disk, then a daemon crashes: havn-init restarts the
+    // set, measures the changed havn-netd, PCR 14 moves and the node key stays sealed.
+    let netd = node.path("bin/havn-netd");
+    let mut bytes = std::fs::read(&netd).unwrap();
+    bytes.extend_from_slice(b"\0changed");
+    // A new file renamed over it (the running one is busy), as a package update does.
+    let tmp = node.path("bin/havn-netd.new");
+    std::fs::write(&tmp, bytes).unwrap();
+    std::fs::set_permissions(&tmp, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    std::fs::rename(&tmp, &netd).unwrap();
+    let execd = node.daemon_pid("havn-execd");
+    // SAFETY: kill(2) on a process this test's node supervises.
+    assert_eq!(unsafe { libc::kill(execd, libc::SIGKILL) }, 0);
+    let health = |node: &Node| -> Option<Value> {
+        let o = node.ctl("orchestrator", &["get", "/health"]);
+        o.status
+            .success()
+            .then(|| serde_json::from_slice(&o.stdout).ok())
+            .flatten()
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let h = loop {
+        if let Some(h) = health(&node).filter(|h| h["signing"] == false) {
+            break h;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no read-only node came up; log:\n{}",
+            node.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    };
+    assert_eq!(h["status"], "read-only", "{h}");
+    // What was signed before is still served, byte for byte.
+    let o = node.ctl("orchestrator", &["get", "/receipt/before-seal"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let again: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(again, receipt);
+    // A new job is refused with 503 and the reason, not accepted and never run.
+    let o = node.ctl(
+        "orchestrator",
+        &[
+            "submit",
+            "--workflow",
+            "audio",
+            "--checksum",
+            &workflow_checksum("audio"),
+            "--seed",
+            "1",
+            "--job-id",
+            "after-seal",
+        ],
+    );
+    assert!(!o.status.success());
+    let msg = format!("{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
+    assert!(msg.contains("503") && msg.contains("sealed"), "{msg}");
+    // And havn-init is not restarting the set in a loop: netd stays the same process.
+    let pid = node.daemon_pid("havn-netd");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(node.daemon_pid("havn-netd"), pid, "log:\n{}", node.log());
+    node.stop();
+}

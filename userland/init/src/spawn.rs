@@ -195,6 +195,13 @@ fn start_into(plan: &Plan, set: &mut Set) -> Result<(), InitError> {
             events,
             "attestd booted"
         ),
+        // The node key stays sealed (a measured binary changed, or the TPM refused):
+        // nothing can be signed, but the set still starts, so netd serves what was
+        // already signed, read-only. Restarting would not unseal it.
+        Ok(InitResponse::Error(havn_proto::ipc::RemoteError::GateClosed)) => tracing::error!(
+            "attestd booted with the node key sealed (gate closed): starting execd and netd \
+             read-only; a reboot into the measured software unseals it"
+        ),
         Ok(other) => {
             return Err(InitError::Attestd(format!(
                 "status: unexpected answer {other:?}"

@@ -366,6 +366,14 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
                     "job id already used by another client; choose another".into(),
                     Some("job_id"),
                 ),
+                Refusal::KeySealed => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the node key is sealed (attestation gate closed: a measured binary changed or \
+                     the TPM refused); this node serves what it already signed, read-only, and \
+                     takes no new jobs"
+                        .into(),
+                    None,
+                ),
                 Refusal::QueueFull => (StatusCode::TOO_MANY_REQUESTS, "queue full".into(), None),
                 Refusal::Wal(crate::wal::WalError::NoSpace) => (
                     StatusCode::INSUFFICIENT_STORAGE,
@@ -613,7 +621,9 @@ fn health(ctx: &Ctx) -> Resp {
     json(
         StatusCode::OK,
         &serde_json::json!({
-            "status": "ok",
+            "status": if n.node_key.is_some() { "ok" } else { "read-only" },
+            // false: the node key stayed sealed at boot (gate closed); read-only.
+            "signing": n.node_key.is_some(),
             "node": n.node_key,
             "compute_class": n.compute_class,
             "stake_hai": n.stake_hai,

@@ -182,17 +182,23 @@ pub async fn start(
         NetdExecResponse::Failed { error, .. } => return Err(StartError::Refused("execd", error)),
         _ => return Err(StartError::Protocol("execd")),
     };
+    // With the node key sealed (gate closed at boot) netd still serves what was
+    // already signed, read-only; everything that needs the key answers 503.
     let node_key = match attestd
         .call(&NetdAttestRequest::Identity)
         .await
         .map_err(ipc("attestd"))?
     {
-        NetdAttestResponse::Identity { node } => node,
+        NetdAttestResponse::Identity { node } => Some(node),
+        NetdAttestResponse::Error(havn_proto::ipc::RemoteError::GateClosed) => {
+            tracing::error!("the node key is sealed (gate closed): serving read-only, no new jobs");
+            None
+        }
         NetdAttestResponse::Error(e) => return Err(StartError::Refused("attestd", e)),
         _ => return Err(StartError::Protocol("attestd")),
     };
     tracing::info!(
-        node = %node_key,
+        node = %node_key.map_or_else(|| "sealed".to_string(), |k| k.to_hex()),
         class = ?caps.compute_class,
         workflows = caps.workflows.len(),
         stake_hai = cfg.node.stake_hai,
@@ -236,7 +242,7 @@ pub async fn start(
         compute_class: caps.compute_class,
         workflows: caps.workflows.iter().cloned().collect(),
         stake_hai: cfg.node.stake_hai,
-        node_key: node_key.to_hex(),
+        node_key: node_key.map(|k| k.to_hex()),
     };
     let state = Arc::new(State::new(
         &replay.snapshot,

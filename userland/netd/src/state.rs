@@ -125,7 +125,7 @@ pub struct NodeInfo {
     /// Bonded stake in whole HAI (config).
     pub stake_hai: u64,
     /// The node key (hex), from attestd.
-    pub node_key: String,
+    pub node_key: Option<String>,
 }
 
 /// Why a job was refused (in the order the checks run).
@@ -151,6 +151,8 @@ pub enum Refusal {
     JobIdConflict(u64),
     /// 409: another client submitted a job under this id (its ticket is not named).
     JobIdOwned,
+    /// 503: the node key is sealed (gate closed at boot): nothing can be signed.
+    KeySealed,
     /// 429.
     QueueFull,
     /// 503.
@@ -269,6 +271,9 @@ impl State {
 
     /// Checks that need no lock (stake, workflow, checksum, class).
     pub fn check(&self, p: &Submission<'_>) -> Result<(), Refusal> {
+        if self.node.node_key.is_none() {
+            return Err(Refusal::KeySealed);
+        }
         let floor = p.class.collateral_floor_hai();
         if self.node.stake_hai < floor {
             return Err(Refusal::StakeInactive {
