@@ -107,6 +107,11 @@ pub enum ExecError {
 }
 
 impl ExecError {
+    /// Whether this is a write that failed for lack of space (`ENOSPC`, `EDQUOT`).
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, Self::Io { source, .. } if matches!(source.raw_os_error(), Some(28 | 122)))
+    }
+
     pub(crate) fn io(path: &std::path::Path, source: std::io::Error) -> Self {
         Self::Io {
             path: path.display().to_string(),

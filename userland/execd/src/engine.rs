@@ -475,16 +475,15 @@ impl Engine {
                     ),
                 )
             }
+            Err(e @ havn_exec::ExecError::Io { .. }) => {
+                return storage_failed(ticket_id, "checkpointing", &e)
+            }
             Err(e) => return failed(ticket_id, RemoteError::ExecutionFailed, &e.to_string()),
         };
         drop(deadline);
         let out_path = self.artifacts.join(result.outputs_cid.to_string());
         if let Err(e) = havn_exec::exec::write_atomic(&out_path, &result.outputs_bytes) {
-            return failed(
-                ticket_id,
-                RemoteError::Internal,
-                &format!("storing outputs: {e}"),
-            );
+            return storage_failed(ticket_id, "storing outputs", &e);
         }
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
         let report = JobResult {
@@ -516,6 +515,26 @@ impl Engine {
             }
             Err(r) => *r,
         }
+    }
+}
+
+/// A write that failed: a full disk is `StorageFull` (netd re-queues the job, so it
+/// runs again under its id once space is freed); anything else is `Internal`. The
+/// client sees neither the path nor the OS error (they go to the log).
+fn storage_failed(ticket_id: u64, what: &str, e: &havn_exec::ExecError) -> NetdExecResponse {
+    tracing::error!(error = %e, what, "write failed");
+    if e.is_disk_full() {
+        failed(
+            ticket_id,
+            RemoteError::StorageFull,
+            &format!("node storage full while {what}; the job runs again once space is freed"),
+        )
+    } else {
+        failed(
+            ticket_id,
+            RemoteError::Internal,
+            &format!("{what} failed on the node"),
+        )
     }
 }
 
@@ -619,11 +638,7 @@ impl Engine {
             &self.artifacts.join(outputs_cid.to_string()),
             &job.outputs,
         ) {
-            return failed(
-                ticket_id,
-                RemoteError::Internal,
-                &format!("storing outputs: {e}"),
-            );
+            return storage_failed(ticket_id, "storing outputs", &e);
         }
         let mut rh = [0u8; 32];
         if hex::decode_to_slice(&job.out.runtime_hash, &mut rh).is_err() {

@@ -300,3 +300,30 @@ fn prove_serves_verifiable_material_for_finished_jobs() {
     let _ = workloads::NAMES;
     let _ = std::fs::remove_dir_all(&state);
 }
+
+#[test]
+fn a_full_disk_is_storage_full_without_paths_and_the_job_runs_again_under_its_id() {
+    if !havn_testkit::require_root("mounts a small tmpfs under execd's state") {
+        return;
+    }
+    let disk = havn_testkit::SmallDisk::mount(8 << 20);
+    let state = disk.path().join("state");
+    std::fs::create_dir_all(&state).unwrap();
+    let cfg = config(&state);
+    let mut engine = Engine::open(&cfg).unwrap();
+    let mut at = attestd();
+    disk.fill();
+    match run_with(&mut engine, &mut at, "full-1", 5, 60_000) {
+        NetdExecResponse::Failed { error, reason, .. } => {
+            assert_eq!(error, RemoteError::StorageFull, "{reason}");
+            assert!(
+                !reason.contains(&disk.path().display().to_string()) && !reason.contains("/"),
+                "no server path in the client-visible reason: {reason}"
+            );
+        }
+        other => panic!("a full disk must refuse: {other:?}"),
+    }
+    disk.free();
+    let r = run(&mut engine, &mut at, "full-1", 5);
+    assert_eq!(r.job_id.as_str(), "full-1");
+}
