@@ -148,7 +148,8 @@ fn audit_entries() -> heapless::Vec<AuditEntry, MAX_AUDIT_ENTRIES> {
     e
 }
 
-fn signed_self_audit() -> SignedSelfAudit {
+/// A sample signed self-audit (test stand-ins).
+pub fn signed_self_audit() -> SignedSelfAudit {
     SignedSelfAudit {
         audit: SelfAudit {
             node: node(),
@@ -167,7 +168,8 @@ fn capability_manifest() -> CapabilityManifest {
     capability_report().into_manifest(node(), 5_000)
 }
 
-fn signed_capability_manifest() -> SignedCapabilityManifest {
+/// A sample signed capability manifest (test stand-ins).
+pub fn signed_capability_manifest() -> SignedCapabilityManifest {
     SignedCapabilityManifest {
         manifest: capability_manifest(),
         signature: Sig64([0x48; 64]),

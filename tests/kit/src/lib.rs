@@ -141,3 +141,32 @@ impl Drop for SmallDisk {
             .status();
     }
 }
+
+/// A path through which any user can exec `bin`: `/proc/self/fd/N` of a descriptor
+/// this process keeps open (N ≥ 200, close-on-exec), so a test that drops to an
+/// unprivileged uid before exec works from a clone under a mode-0700 directory (the
+/// way havn-init execs the measured daemons). The descriptor is kept for the life of
+/// the test process.
+pub fn exec_path(bin: &str) -> PathBuf {
+    use std::collections::HashMap;
+    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::sync::{Mutex, OnceLock};
+    static OPEN: OnceLock<Mutex<HashMap<String, OwnedFd>>> = OnceLock::new();
+    let mut open = OPEN
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    let fd = open.entry(bin.to_string()).or_insert_with(|| {
+        let f = std::fs::File::open(bin).unwrap_or_else(|e| panic!("open {bin}: {e}"));
+        // SAFETY: F_DUPFD_CLOEXEC on a descriptor we own returns a new descriptor (or -1).
+        let high = unsafe { libc::fcntl(f.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 200) };
+        assert!(
+            high >= 0,
+            "F_DUPFD_CLOEXEC: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: `high` was just returned to us and nothing else owns it.
+        unsafe { OwnedFd::from_raw_fd(high) }
+    });
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}

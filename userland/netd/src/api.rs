@@ -2,13 +2,13 @@
 //! `{"error": "...", "field": "..."?}` with the right status; no input panics.
 
 use crate::roles::Access;
+use crate::signed_cache::{attestd_refused, relay_attestd};
 use crate::state::{NoReceipt, Refusal, State};
 use crate::Fatal;
 use bytes::Bytes;
 use havn_ipc::AsyncClient;
 use havn_proto::ipc::{
-    NetdAttestRequest, NetdAttestResponse, NetdAttestd, NetdExecRequest, NetdExecResponse,
-    NetdExecd, RemoteError,
+    NetdAttestRequest, NetdAttestd, NetdExecRequest, NetdExecResponse, NetdExecd, RemoteError,
 };
 use havn_proto::{Hash32, JobPayload, Ticket};
 use http_body_util::Full;
@@ -44,9 +44,11 @@ pub struct Ctx {
     pub body_deadline: Duration,
     /// Client roles by certificate identity.
     pub roles: havn_config::Roles,
+    /// What attestd already signed (capability manifest, latest self-audit answer).
+    pub signed: Arc<crate::signed_cache::SignedCache>,
 }
 
-type Resp = Response<Full<Bytes>>;
+pub(crate) type Resp = Response<Full<Bytes>>;
 
 /// Longest a proof request waits for the execd channel (a running job holds it).
 pub const PROOF_WAIT: Duration = Duration::from_secs(120);
@@ -63,7 +65,7 @@ struct ErrorBody<'a> {
     field: Option<&'a str>,
 }
 
-fn json<T: Serialize>(status: StatusCode, v: &T) -> Resp {
+pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> Resp {
     let body = serde_json::to_vec(v).unwrap_or_else(|_| b"{\"error\":\"encoding\"}".to_vec());
     let mut r = Response::new(Full::new(Bytes::from(body)));
     *r.status_mut() = status;
@@ -167,12 +169,16 @@ pub async fn handle(
         }
         (Method::GET, ["metrics"]) => metrics(&ctx),
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
-        (Method::GET, ["attest", "audit"]) => {
-            relay_attestd(&ctx, NetdAttestRequest::SelfAudit).await
-        }
-        (Method::GET, ["capabilities"]) => {
-            relay_attestd(&ctx, NetdAttestRequest::Capabilities).await
-        }
+        // Served from what attestd already signed when it can be (no TPM round trip).
+        (Method::GET, ["attest", "audit"]) => match ctx.signed.audit() {
+            Some(Ok(a)) => json(StatusCode::OK, &*a),
+            Some(Err(e)) => attestd_refused(e),
+            None => relay_attestd(&ctx, NetdAttestRequest::SelfAudit).await,
+        },
+        (Method::GET, ["capabilities"]) => match ctx.signed.capabilities() {
+            Some(m) => json(StatusCode::OK, &*m),
+            None => relay_attestd(&ctx, NetdAttestRequest::Capabilities).await,
+        },
         (_, ["attest", "audit"]) | (_, ["capabilities"]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
         }
@@ -670,77 +676,4 @@ async fn quote(ctx: &Ctx, client: &str, query: Option<&str>) -> Resp {
     };
     tracing::info!(client, nonce = %nonce, "quote requested");
     relay_attestd(ctx, NetdAttestRequest::Quote { nonce }).await
-}
-
-/// Relays a read-only request to attestd and its answer as JSON: quotes
-/// (`/attest/quote`, the nonce is the only input), the latest signed self-audit
-/// (`/attest/audit`) and the capability manifest attestd assembled and signed
-/// (`/capabilities`). netd supplies none of the signed bytes.
-async fn relay_attestd(ctx: &Ctx, req: NetdAttestRequest) -> Resp {
-    let wait = ctx.attestd_wait;
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    let (ch, fatal, sent) = (ctx.attestd.clone(), ctx.fatal.clone(), req.clone());
-    // The call runs in its own task: if this request gives up, a late answer is
-    // still read off the channel, so requests and answers stay paired. The task
-    // waits for the channel (another call may hold it) no longer than `wait`, so a
-    // hung attestd leaves at most one call pending, not one per retry.
-    tokio::spawn(async move {
-        let Ok(mut a) = tokio::time::timeout(wait, ch.lock()).await else {
-            return;
-        };
-        let r = a.call(&sent).await;
-        if let Err(e) = &r {
-            tracing::error!(error = %e, "attestd channel failed");
-            let _ = fatal.send(Fatal::AttestdLost(e.to_string()));
-        }
-        let _ = tx.send(r);
-    });
-    let r = match tokio::time::timeout(wait, rx).await {
-        Ok(Ok(r)) => r,
-        Ok(Err(_)) | Err(_) => {
-            tracing::warn!(request = ?req, wait_ms = wait.as_millis() as u64,
-                "attestd did not answer in time");
-            let mut r = error(
-                StatusCode::GATEWAY_TIMEOUT,
-                &format!(
-                    "attestd did not answer within {} ms (the TPM is busy or not responding)",
-                    wait.as_millis()
-                ),
-                None,
-            );
-            r.headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from_static("5"));
-            return r;
-        }
-    };
-    match (&req, r) {
-        (NetdAttestRequest::Quote { .. }, Ok(NetdAttestResponse::Quote(ev))) => {
-            json(StatusCode::OK, &*ev)
-        }
-        (NetdAttestRequest::SelfAudit, Ok(NetdAttestResponse::SelfAudit(a))) => {
-            json(StatusCode::OK, &*a)
-        }
-        (NetdAttestRequest::Capabilities, Ok(NetdAttestResponse::Capabilities(m))) => {
-            json(StatusCode::OK, &*m)
-        }
-        (_, Ok(NetdAttestResponse::Error(e))) => {
-            let status = match e {
-                RemoteError::NotPermitted => StatusCode::NOT_FOUND,
-                _ => StatusCode::SERVICE_UNAVAILABLE,
-            };
-            let mut r = error(status, &format!("attestd refused: {e}"), None);
-            if e == RemoteError::NotYetAvailable {
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("1"));
-            }
-            r
-        }
-        (_, Ok(_)) => error(
-            StatusCode::BAD_GATEWAY,
-            "attestd answered out of turn",
-            None,
-        ),
-        // Logged and reported as fatal by the call task.
-        (_, Err(_)) => error(StatusCode::SERVICE_UNAVAILABLE, "attestd unavailable", None),
-    }
 }

@@ -19,6 +19,7 @@ pub mod metrics;
 pub mod pki;
 pub mod roles;
 pub mod server;
+pub mod signed_cache;
 pub mod state;
 pub mod tls;
 pub mod upload;

@@ -270,7 +270,9 @@ pub async fn start(
     // (Prove): tokio's Mutex is FIFO, so a proof request waits for at most the running
     // job and goes before the next one.
     let execd = Arc::new(Mutex::new(execd));
+    let signed = Arc::new(crate::signed_cache::SignedCache::default());
     let ctx = Arc::new(Ctx {
+        signed: signed.clone(),
         state: state.clone(),
         attestd: attestd.clone(),
         execd: execd.clone(),
@@ -297,6 +299,12 @@ pub async fn start(
     critical(
         "dispatch",
         crate::dispatch::run(state.clone(), execd, fatal_tx.clone()),
+        &fatal_tx,
+        &mut tasks,
+    );
+    critical(
+        "signed-cache",
+        crate::signed_cache::refresh(signed, attestd.clone(), fatal_tx.clone()),
         &fatal_tx,
         &mut tasks,
     );

@@ -64,7 +64,9 @@ fn spawn_netd(config: &Path, log: Arc<Mutex<ExecLog>>, delay: Duration) -> Netd 
     }
     .spawn(e_execd);
     spawn_attestd(a_attestd);
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_havn-netd"));
+    // Through a descriptor, as havn-init does: netd (uid nobody) may not be able to
+    // walk to the build directory (a clone under a mode-0700 home).
+    let mut cmd = Command::new(havn_testkit::exec_path(env!("CARGO_BIN_EXE_havn-netd")));
     cmd.arg("--config")
         .arg(config)
         .stdin(Stdio::null())

@@ -488,3 +488,39 @@ async fn a_body_that_never_completes_gets_408_and_a_wrong_content_type_415() {
     let (status, _) = raw_request(&node, &head, &body).await;
     assert!(status.contains(" 200 "), "{status}");
 }
+
+/// `/capabilities` and `/attest/audit` are what attestd already signed: a stalled TPM
+/// (a quote hanging in attestd) does not delay them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_data_is_served_while_the_tpm_stalls() {
+    let opts = havn_netd::StartOptions {
+        attestd_wait: Duration::from_secs(5),
+        heartbeats: false,
+        ..havn_netd::StartOptions::default()
+    };
+    let node = start_node_with(Cfg::default(), ComputeClass::S, Duration::ZERO, opts).await;
+    let mut c = node.orchestrator().await;
+    for path in ["/capabilities", "/attest/audit"] {
+        assert_eq!(c.get(path).await.unwrap().status, 200, "{path}");
+    }
+    let port = node.running.local_addr.port();
+    let hang = tokio::spawn(async move {
+        let mut v = orchestrator().connect("127.0.0.1", port).await.unwrap();
+        v.get(&format!("/attest/quote?nonce={}", HANG_NONCE.to_hex()))
+            .await
+            .unwrap()
+            .status
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for path in ["/capabilities", "/attest/audit"] {
+        let t = std::time::Instant::now();
+        let r = c.get(path).await.unwrap();
+        assert_eq!(r.status, 200, "{path}: {}", r.text());
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{path} waited {:?} behind the stalled TPM",
+            t.elapsed()
+        );
+    }
+    assert_eq!(hang.await.unwrap(), 200, "the slow quote still completes");
+}

@@ -8,7 +8,11 @@ use std::process::{Command, Output};
 
 /// The deliberately bad binary.
 pub fn malicious() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_havn-sandbox-malicious"))
+    // Through a descriptor: the sandboxed child (uid nobody) may not be able to walk
+    // to the build directory (a clone under a mode-0700 home).
+    Command::new(havn_testkit::exec_path(env!(
+        "CARGO_BIN_EXE_havn-sandbox-malicious"
+    )))
 }
 
 /// True when the test may change uids, namespaces and capabilities.
