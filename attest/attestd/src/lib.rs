@@ -64,6 +64,9 @@ pub enum Error {
     /// TPM / key / store failure.
     #[error(transparent)]
     Service(#[from] ServiceError),
+    /// `netd.user` cannot be looked up: netd's channel would accept any uid.
+    #[error("netd.user: {0}")]
+    NetdUser(havn_sandbox::SandboxError),
     /// A channel descriptor havn-init should have placed is not open.
     #[error(
         "fd {0} is not open: this daemon is started by havn-init, which places its IPC channels"
@@ -89,7 +92,7 @@ impl Error {
     /// Distinct exit codes for the supervisor's logs.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => havn_config::EXIT_CONFIG,
+            Error::Config(_) | Error::NetdUser(_) => havn_config::EXIT_CONFIG,
             Error::Service(_) => 3,
             Error::Ipc { .. } | Error::MissingFd(_) | Error::PassCred(_) => 4,
             Error::Poll(_) => 5,
@@ -170,12 +173,11 @@ pub fn run(args: Args) -> Result<(), Error> {
     // Phase 2: execd and netd connect (init starts them after boot). Each handshake
     // runs once its peer's hello is waiting, so init is answered (self-audits) even
     // while a peer is still starting.
-    let netd_uid = nix::unistd::User::from_name(&cfg.netd.user)
-        .ok()
-        .flatten()
-        .map(|u| u.uid.as_raw());
+    // netd's uid as havn-init runs it; a user that cannot be looked up stops attestd
+    // (never "any uid").
+    let (netd_uid, _) = havn_sandbox::user_ids(&cfg.netd.user).map_err(Error::NetdUser)?;
     let netd_policy = PeerPolicy {
-        uid: netd_uid,
+        uid: Some(netd_uid),
         ..PeerPolicy::any()
     };
     let mut execd_pending = Some(execd_fd);
@@ -236,7 +238,10 @@ pub fn run(args: Args) -> Result<(), Error> {
                 }
                 Src::ExecdHello => {
                     if let Some(fd) = execd_pending.take() {
-                        let mut s = Server::<ExecdAttestd>::accept(fd, PeerPolicy::any())
+                        // execd runs as our uid (havn-init keeps both at its own);
+                        // the channel is then pinned to the process that said hello.
+                        let execd_policy = PeerPolicy::uid(nix::unistd::geteuid().as_raw());
+                        let mut s = Server::<ExecdAttestd>::accept(fd, execd_policy)
                             .map_err(ipc("execd"))?;
                         // Gate (0) and Report (1) any number of times; Capabilities (2) once.
                         s.set_phase(Phase::new("serving", &[0, 1], &[2]));

@@ -48,6 +48,9 @@ pub enum Error {
     /// Engine setup failed.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// `netd.user` cannot be looked up: netd's channel would accept any uid.
+    #[error("netd.user: {0}")]
+    NetdUser(havn_sandbox::SandboxError),
     /// A channel descriptor havn-init should have placed is not open.
     #[error(
         "fd {0} is not open: this daemon is started by havn-init, which places its IPC channels"
@@ -67,7 +70,7 @@ impl Error {
     /// Distinct exit codes for the supervisor's logs.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) => havn_config::EXIT_CONFIG,
+            Error::Config(_) | Error::NetdUser(_) => havn_config::EXIT_CONFIG,
             Error::Engine(_) => 3,
             Error::Ipc { .. } | Error::MissingFd(_) => 4,
         }
@@ -89,17 +92,25 @@ pub fn run(args: Args) -> Result<(), Error> {
         "havn-execd started"
     );
     let mut attestd =
-        Client::<ExecdAttestd>::connect(take_fd(fds::EXECD_ATTESTD)?, PeerPolicy::any()).map_err(
+        // attestd runs as our uid (havn-init keeps both at its own); the channel is then
+        // pinned to the process that said hello.
+        Client::<ExecdAttestd>::connect(
+            take_fd(fds::EXECD_ATTESTD)?,
+            PeerPolicy::uid(nix::unistd::geteuid().as_raw()),
+        )
+        .map_err(
             |source| Error::Ipc {
                 channel: "attestd",
                 source,
             },
         )?;
-    let netd_uid = nix_user_uid(&cfg.netd.user);
+    // netd's uid as havn-init runs it; a user that cannot be looked up stops execd
+    // (never "any uid").
+    let (netd_uid, _) = havn_sandbox::user_ids(&cfg.netd.user).map_err(Error::NetdUser)?;
     let mut netd = Server::<NetdExecd>::accept(
         take_fd(fds::EXECD_NETD)?,
         PeerPolicy {
-            uid: netd_uid,
+            uid: Some(netd_uid),
             ..PeerPolicy::any()
         },
     )
@@ -149,14 +160,4 @@ pub fn run(args: Args) -> Result<(), Error> {
             });
         }
     }
-}
-
-fn nix_user_uid(name: &str) -> Option<u32> {
-    // /etc/passwd lookup without linking nix's user feature here.
-    let text = std::fs::read_to_string("/etc/passwd").ok()?;
-    text.lines().find_map(|l| {
-        let mut f = l.split(':');
-        (f.next()? == name).then_some(())?;
-        f.nth(1)?.parse().ok()
-    })
 }

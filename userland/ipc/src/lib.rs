@@ -110,7 +110,7 @@ impl Conn {
         let hello = Hello::new(channel, instance_id());
         sock::send(fd.as_fd(), &frame::encode(&hello)?, &[])?;
         let got = sock::recv(fd.as_fd(), &mut buf, false)?;
-        policy.check(got.creds)?;
+        let policy = policy.pinned_to(policy.check(got.creds)?);
         if !got.fds.is_empty() {
             return Err(IpcError::UnexpectedFds(got.fds.len()));
         }

@@ -87,6 +87,17 @@ impl fmt::Display for PeerPolicy {
 }
 
 impl PeerPolicy {
+    /// This policy with every field it leaves open fixed to `hello`'s sender: after
+    /// the handshake a channel takes messages only from the process (and uid, gid)
+    /// that said hello, never from another process that got hold of the socket.
+    pub fn pinned_to(self, hello: Creds) -> Self {
+        Self {
+            pid: Some(self.pid.unwrap_or(hello.pid)),
+            uid: Some(self.uid.unwrap_or(hello.uid)),
+            gid: Some(self.gid.unwrap_or(hello.gid)),
+        }
+    }
+
     /// Accept any sender (credentials are still required and reported).
     pub fn any() -> Self {
         Self::default()

@@ -73,7 +73,7 @@ impl AsyncConn {
         let hello = Hello::new(channel, instance_id());
         self.send_frame(&frame::encode(&hello)?, &[]).await?;
         let got = self.recv_raw(false).await?;
-        self.policy.check(got.creds)?;
+        self.policy = self.policy.pinned_to(self.policy.check(got.creds)?);
         let peer: Hello = frame::decode(self.buf.get(..got.len).unwrap_or_default())?;
         peer.check(channel)?;
         self.peer = Some(peer);

@@ -105,3 +105,35 @@ fn peer_on_another_channel_fails_closed() {
     }
     let _ = child.wait();
 }
+
+#[test]
+fn after_the_hello_only_that_process_may_speak_on_the_channel() {
+    let (ours, theirs) = socketpair().unwrap();
+    // A second handle on the peer's end, kept by this process (another process that
+    // got hold of the socket).
+    let stolen = theirs.try_clone().unwrap();
+    let mut child = spawn_peer("serve", theirs);
+    // No pid expected up front: the hello pins it.
+    let mut c = Client::<NetdExecd>::connect(ours, PeerPolicy::any()).unwrap();
+    assert!(matches!(
+        c.call(&NetdExecRequest::Capabilities),
+        Ok(NetdExecResponse::Capabilities(_))
+    ));
+    // A forged answer from this process arrives before the child's real one.
+    let forged = havn_proto::frame::encode(&NetdExecResponse::Failed {
+        ticket_id: 1,
+        error: havn_proto::ipc::RemoteError::Internal,
+        reason: havn_proto::bounded("forged"),
+    })
+    .unwrap();
+    nix::unistd::write(&stolen, &forged).unwrap();
+    match c.call(&NetdExecRequest::Capabilities) {
+        Err(IpcError::PeerCredentials { want, got }) => {
+            assert_eq!(want.pid, Some(child.id() as i32));
+            assert_eq!(got.pid, std::process::id() as i32);
+        }
+        other => panic!("a second process was heard on a pinned channel: {other:?}"),
+    }
+    drop(c);
+    let _ = child.wait();
+}

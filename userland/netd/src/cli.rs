@@ -55,15 +55,17 @@ pub fn run(args: &Args, execd_fd: OwnedFd, attestd_fd: OwnedFd) -> u8 {
         }
     };
     rt.block_on(async move {
-        // PeerPolicy::any() for now; init will pass the daemons' pids.
-        let execd = match AsyncClient::connect(execd_fd, PeerPolicy::any()).await {
+        // execd and attestd run as havn-init's uid (root); each channel is pinned to
+        // the process that said hello (havn-ipc), so nothing else may speak on it.
+        let peer = PeerPolicy::uid(0);
+        let execd = match AsyncClient::connect(execd_fd, peer).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "execd channel (fd 3) handshake failed");
                 return EXIT_STARTUP;
             }
         };
-        let attestd = match AsyncClient::connect(attestd_fd, PeerPolicy::any()).await {
+        let attestd = match AsyncClient::connect(attestd_fd, peer).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "attestd channel (fd 4) handshake failed");

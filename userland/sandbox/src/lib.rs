@@ -31,7 +31,7 @@ mod profile;
 mod seccomp;
 mod status;
 
-pub use profile::{reserve_low_fds, Profile, MAX_FDS};
+pub use profile::{reserve_low_fds, user_ids, Profile, MAX_FDS};
 pub use seccomp::{apply_seccomp, policy_json, program};
 pub use status::ProcStatus;
 

@@ -91,11 +91,7 @@ impl Profile {
     /// Run as the named user and its primary group (`nobody` falls back to
     /// 65534 when the user database has no entry).
     pub fn run_as_user(self, name: &str) -> Result<Self, SandboxError> {
-        let ids = match lookup_user(name) {
-            Some(ids) => ids,
-            None if name == "nobody" => NOBODY,
-            None => return Err(SandboxError::NoSuchUser(name.to_string())),
-        };
+        let ids = user_ids(name)?;
         if ids.0 == 0 || ids.1 == 0 {
             return Err(SandboxError::NotDropped(format!(
                 "user {name:?} is root (uid {} gid {})",
@@ -187,6 +183,17 @@ impl Profile {
             cmd.pre_exec(move || child::apply(&plan));
         }
         Ok(())
+    }
+}
+
+/// The uid and gid of the user `name`, as havn-init runs a daemon under it (`nobody`
+/// is 65534 when the user database has no entry); an unknown user is an error, never
+/// "any user".
+pub fn user_ids(name: &str) -> Result<(u32, u32), SandboxError> {
+    match lookup_user(name) {
+        Some(ids) => Ok(ids),
+        None if name == "nobody" => Ok(NOBODY),
+        None => Err(SandboxError::NoSuchUser(name.to_string())),
     }
 }
 

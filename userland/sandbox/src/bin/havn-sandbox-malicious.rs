@@ -2,7 +2,7 @@
 //! style): it installs a daemon's seccomp policy, proves it still works by printing a
 //! line, then makes one forbidden system call. The tests expect it killed by SIGSYS.
 //!
-//! Usage: `havn-sandbox-malicious <attestd|execd|netd> <ptrace|mount|packet-socket|execve|unshare|ok>`
+//! Usage: `havn-sandbox-malicious <attestd|execd|netd> <ptrace|mount|packet-socket|execve|unshare|kill|ok>`
 //!        `havn-sandbox-malicious status <policy> [path...]` — `enter(policy)`, print
 //!        `/proc/self/status`, then try to open each path and print the outcome.
 
@@ -46,6 +46,8 @@ fn main() {
                 libc::execve(c"/bin/true".as_ptr(), argv.as_ptr(), envp.as_ptr()) as libc::c_long
             }
             "unshare" => libc::unshare(libc::CLONE_NEWNS) as libc::c_long,
+            // Signal 0 to init: a probe only, but the call itself is forbidden.
+            "kill" => libc::kill(1, 0) as libc::c_long,
             "ok" => 0,
             other => {
                 eprintln!("unknown forbidden call {other}");
