@@ -22,6 +22,13 @@ impl NodeKey {
         }
     }
 
+    /// The secret seed, for tests that check it never crosses the TPM bus in the
+    /// clear (only with the `testing` feature).
+    #[cfg(feature = "testing")]
+    pub fn seed_for_tests(&self) -> [u8; 32] {
+        self.key.to_bytes()
+    }
+
     /// The ed25519 public key.
     pub fn public(&self) -> [u8; 32] {
         self.key.verifying_key().to_bytes()

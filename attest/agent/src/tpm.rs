@@ -832,7 +832,7 @@ impl Agent {
                 .ctx
                 .load(c.srk, private, public)
                 .map_err(AgentError::SealedBlobRejected)?;
-            let res = unseal_with_policy(&mut c.ctx, obj, sel);
+            let res = unseal_with_policy(&mut c.ctx, c.srk, obj, sel);
             let _ = c.ctx.flush_context(ObjectHandle::from(obj));
             res
         });
@@ -898,15 +898,20 @@ impl Agent {
     }
 }
 
+/// Unseals `obj` in a policy session that is **salted** (its session key derives from a
+/// secret encrypted to the SRK, so someone watching the TPM bus cannot compute it) and
+/// **encrypts the response parameter** (AES-128-CFB): the seed never crosses the bus in
+/// the clear.
 fn unseal_with_policy(
     ctx: &mut Context,
+    srk: KeyHandle,
     obj: KeyHandle,
     sel: tss_esapi::structures::PcrSelectionList,
 ) -> Result<Zeroizing<[u8; 32]>, AgentError> {
     let session = ctx
         .execute_without_session(|ctx| {
             ctx.start_auth_session(
-                None,
+                Some(srk),
                 None,
                 None,
                 SessionType::Policy,
@@ -914,9 +919,15 @@ fn unseal_with_policy(
                 HashingAlgorithm::Sha256,
             )
         })
-        .map_err(tpm("start policy session"))?
+        .map_err(tpm("start salted policy session"))?
         .ok_or(AgentError::TpmUnavailable("no session".into()))?;
     let res = (|| {
+        let (attrs, mask) = tss_esapi::attributes::SessionAttributesBuilder::new()
+            .with_continue_session(true)
+            .with_encrypt(true)
+            .build();
+        ctx.tr_sess_set_attributes(session, attrs, mask)
+            .map_err(tpm("session attributes (response encryption)"))?;
         let ps = PolicySession::try_from(session).map_err(tpm("policy session"))?;
         ctx.execute_without_session(|ctx| ctx.policy_pcr(ps, Digest::default(), sel))
             .map_err(AgentError::Unseal)?;

@@ -107,3 +107,78 @@ fn event_log_persists_across_agent_restart() {
     assert_eq!(agent.event_log(), &log[..]);
     n.agent = agent;
 }
+
+/// A TCP relay between the agent and swtpm on two consecutive ports (command and
+/// control, as the swtpm TCTI expects) that records every byte both ways: the TPM bus.
+struct Tap {
+    port: u16,
+    seen: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+}
+
+impl Tap {
+    fn start(tpm_port: u16) -> Tap {
+        use std::net::{TcpListener, TcpStream};
+        let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (cmd, port) = loop {
+            let a = TcpListener::bind("127.0.0.1:0").unwrap();
+            let p = a.local_addr().unwrap().port();
+            if let Ok(b) = TcpListener::bind(("127.0.0.1", p + 1)) {
+                break ((a, b), p);
+            }
+        };
+        for (listener, to) in [(cmd.0, tpm_port), (cmd.1, tpm_port + 1)] {
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                for client in listener.incoming().flatten() {
+                    let Ok(server) = TcpStream::connect(("127.0.0.1", to)) else {
+                        return;
+                    };
+                    for (mut from, mut into) in [
+                        (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                        (server, client),
+                    ] {
+                        let seen = seen.clone();
+                        std::thread::spawn(move || {
+                            use std::io::{Read, Write};
+                            let mut buf = [0u8; 4096];
+                            while let Ok(n) = from.read(&mut buf) {
+                                if n == 0 || into.write_all(&buf[..n]).is_err() {
+                                    break;
+                                }
+                                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+                            }
+                            let _ = into.shutdown(std::net::Shutdown::Write);
+                        });
+                    }
+                }
+            });
+        }
+        Tap { port, seen }
+    }
+}
+
+#[test]
+fn the_node_seed_never_crosses_the_tpm_bus_in_the_clear_when_unsealed() {
+    let n = node();
+    let mut agent = n.agent;
+    let key = agent.create_node_key().unwrap();
+    let seed = key.seed_for_tests();
+    drop(agent);
+    // The next start unseals through a tap on the bus.
+    let tap = Tap::start(n.tpm.port());
+    let mut cfg = config(&n.tpm, &n.state);
+    cfg.tcti = format!("swtpm:host=127.0.0.1,port={}", tap.port);
+    let mut agent = Agent::open(cfg).expect("open agent through the tap");
+    let again = agent.unseal_node_key().unwrap();
+    assert_eq!(again.public(), key.public());
+    let seen = tap.seen.lock().unwrap().clone();
+    assert!(
+        seen.len() > 1000,
+        "the tap saw the traffic ({} bytes)",
+        seen.len()
+    );
+    assert!(
+        !seen.windows(32).any(|w| w == seed),
+        "the unsealed seed crossed the bus in the clear"
+    );
+}
