@@ -151,11 +151,11 @@ impl Quote {
     }
 }
 
-struct Conn {
-    ctx: Context,
+pub(crate) struct Conn {
+    pub(crate) ctx: Context,
     ak: KeyHandle,
     ak_public: Vec<u8>,
-    srk: KeyHandle,
+    pub(crate) srk: KeyHandle,
 }
 
 /// The TPM agent (one per process that owns the TPM: attestd, or `havnctl attest`).
@@ -354,7 +354,7 @@ impl Drop for Conn {
     }
 }
 
-fn tpm2b(inner: &[u8]) -> Vec<u8> {
+pub(crate) fn tpm2b(inner: &[u8]) -> Vec<u8> {
     let mut out = u16::try_from(inner.len())
         .unwrap_or(u16::MAX)
         .to_be_bytes()
@@ -363,7 +363,7 @@ fn tpm2b(inner: &[u8]) -> Vec<u8> {
     out
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, AgentError> {
+pub(crate) fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, AgentError> {
     match std::fs::read(path) {
         Ok(b) => serde_json::from_slice(&b)
             .map(Some)
@@ -376,7 +376,7 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, A
     }
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError> {
+pub(crate) fn write_json<T: serde::Serialize>(path: &Path, v: &T) -> Result<(), AgentError> {
     let bytes = serde_json::to_vec_pretty(v).map_err(|e| AgentError::State {
         path: path.display().to_string(),
         msg: e.to_string(),
@@ -448,7 +448,7 @@ impl Agent {
     }
 
     /// Run `f` on the connection; on failure drop the connection so the next call reconnects.
-    fn with<T>(
+    pub(crate) fn with<T>(
         &mut self,
         f: impl FnOnce(&mut Conn) -> Result<T, AgentError>,
     ) -> Result<T, AgentError> {

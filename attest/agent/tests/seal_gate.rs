@@ -182,3 +182,41 @@ fn the_node_seed_never_crosses_the_tpm_bus_in_the_clear_when_unsealed() {
         "the unsealed seed crossed the bus in the clear"
     );
 }
+
+#[test]
+fn a_secret_is_on_disk_only_sealed_and_survives_a_restart_and_pcr_changes() {
+    let n = node();
+    let mut agent = n.agent;
+    let pem = b"-----BEGIN PRIVATE KEY-----\nnot really a key but 200 bytes of secret text.......................................................................................\n-----END PRIVATE KEY-----\n";
+    assert!(!agent.has_secret("netd-tls-key"));
+    assert!(agent.unseal_secret("netd-tls-key").unwrap().is_none());
+    agent.seal_secret("netd-tls-key", pem).unwrap();
+    let file = n.state.join("netd-tls-key.sealed.json");
+    let on_disk = std::fs::read(&file).unwrap();
+    assert!(
+        !on_disk.windows(16).any(|w| pem.windows(16).any(|p| p == w)),
+        "no plaintext on disk"
+    );
+    // A measured PCR moves (the node key would stay sealed): the TLS key still unseals.
+    agent.extend(14, "binary", "/usr/bin/changed", b"changed").unwrap();
+    drop(agent);
+    let mut agent = Agent::open(config(&n.tpm, &n.state)).unwrap();
+    assert_eq!(agent.unseal_secret("netd-tls-key").unwrap().as_deref().map(|v| &v[..]), Some(&pem[..]));
+    // An altered ciphertext is refused, never returned.
+    let mut v: serde_json::Value = serde_json::from_slice(&on_disk).unwrap();
+    let ct = v["ciphertext"].as_str().unwrap().to_string();
+    let flipped = format!("{}{}", if ct.starts_with('0') { "1" } else { "0" }, &ct[1..]);
+    v["ciphertext"] = serde_json::Value::String(flipped);
+    std::fs::write(&file, serde_json::to_vec(&v).unwrap()).unwrap();
+    let err = agent.unseal_secret("netd-tls-key").unwrap_err().to_string();
+    assert!(err.contains("does not decrypt"), "{err}");
+    // Another TPM cannot unseal it.
+    std::fs::write(&file, &on_disk).unwrap();
+    let other = Swtpm::start_fresh().unwrap();
+    let foreign_state = other.dir().join("agent-state");
+    std::fs::create_dir_all(&foreign_state).unwrap();
+    std::fs::copy(&file, foreign_state.join("netd-tls-key.sealed.json")).unwrap();
+    let mut foreign = Agent::open(config(&other, &foreign_state)).unwrap();
+    assert!(foreign.unseal_secret("netd-tls-key").is_err());
+    assert!(agent.seal_secret("../escape", b"x").is_err(), "names are checked");
+}

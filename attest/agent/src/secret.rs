@@ -1,0 +1,246 @@
+//! Secrets kept on disk only sealed by the TPM (netd's TLS key, and the libp2p key
+//! the mesh adds): `<state_dir>/<name>.sealed.json`.
+//!
+//! A secret can be longer than a TPM sealed object holds (128 bytes), so it is
+//! enveloped: a fresh 32-byte wrap key is sealed to this TPM (under the SRK, with no
+//! PCR policy: a node whose gate is closed still serves TLS, read-only), and the
+//! secret is encrypted under it with ChaCha20-Poly1305 (the secret's name is the
+//! associated data). Unseal runs in a session salted to the SRK with response
+//! encryption, so the wrap key never crosses the TPM bus in the clear.
+
+use crate::error::{io, tpm, AgentError};
+use crate::tpm::{read_json, tpm2b, write_json, Agent};
+use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use tss_esapi::{
+    attributes::{ObjectAttributesBuilder, SessionAttributesBuilder},
+    constants::SessionType,
+    handles::ObjectHandle,
+    interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm},
+    structures::{
+        Digest, KeyedHashScheme, Private, Public, PublicBuilder, PublicKeyedHashParameters,
+        SensitiveData, SymmetricDefinition,
+    },
+    traits::{Marshall, UnMarshall},
+};
+use zeroize::Zeroizing;
+
+/// Longest secret accepted (a PEM private key is well under this).
+pub const MAX_SECRET: usize = 16 * 1024;
+
+/// The on-disk form.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct SealedSecret {
+    version: u32,
+    /// TPM2B_PRIVATE of the sealed wrap key.
+    #[serde(with = "hex::serde")]
+    private: Vec<u8>,
+    /// Marshalled TPM2B_PUBLIC of the sealed wrap key.
+    #[serde(with = "hex::serde")]
+    public: Vec<u8>,
+    #[serde(with = "hex::serde")]
+    nonce: Vec<u8>,
+    /// ChaCha20-Poly1305 ciphertext and tag.
+    #[serde(with = "hex::serde")]
+    ciphertext: Vec<u8>,
+}
+
+fn check_name(name: &str) -> Result<(), AgentError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(AgentError::State {
+            path: name.into(),
+            msg: "a secret's name is 1-64 of [A-Za-z0-9_-]".into(),
+        })
+    }
+}
+
+fn template() -> Result<Public, tss_esapi::Error> {
+    let attrs = ObjectAttributesBuilder::new()
+        .with_fixed_tpm(true)
+        .with_fixed_parent(true)
+        .with_no_da(true)
+        .with_user_with_auth(true)
+        .build()?;
+    PublicBuilder::new()
+        .with_public_algorithm(PublicAlgorithm::KeyedHash)
+        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
+        .with_object_attributes(attrs)
+        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+        .with_keyed_hash_unique_identifier(Digest::default())
+        .build()
+}
+
+impl Agent {
+    fn secret_path(&self, name: &str) -> PathBuf {
+        self.config().state_dir.join(format!("{name}.sealed.json"))
+    }
+
+    /// Whether a secret of this name is sealed here.
+    pub fn has_secret(&self, name: &str) -> bool {
+        check_name(name).is_ok() && self.secret_path(name).exists()
+    }
+
+    /// Seals `secret` under `name` (replacing any earlier one).
+    pub fn seal_secret(&mut self, name: &str, secret: &[u8]) -> Result<(), AgentError> {
+        check_name(name)?;
+        let path = self.secret_path(name);
+        if secret.len() > MAX_SECRET {
+            return Err(AgentError::State {
+                path: path.display().to_string(),
+                msg: format!("secret of {} bytes exceeds {MAX_SECRET}", secret.len()),
+            });
+        }
+        let mut wrap = Zeroizing::new([0u8; 32]);
+        getrandom::getrandom(wrap.as_mut()).map_err(|e| AgentError::Random(e.to_string()))?;
+        let mut nonce = [0u8; 12];
+        getrandom::getrandom(&mut nonce).map_err(|e| AgentError::Random(e.to_string()))?;
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(wrap.as_ref()));
+        let ciphertext = cipher
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: secret,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| AgentError::State {
+                path: path.display().to_string(),
+                msg: "encryption failed".into(),
+            })?;
+        let (private, public) = self.with(|c| {
+            let data = SensitiveData::try_from(wrap.to_vec()).map_err(tpm("sensitive data"))?;
+            let r = c
+                .ctx
+                .create(
+                    c.srk,
+                    template().map_err(tpm("secret template"))?,
+                    None,
+                    Some(data),
+                    None,
+                    None,
+                )
+                .map_err(tpm("seal secret (create)"))?;
+            Ok((
+                r.out_private.value().to_vec(),
+                tpm2b(&r.out_public.marshall().map_err(tpm("marshal"))?),
+            ))
+        })?;
+        write_json(
+            &path,
+            &SealedSecret {
+                version: 1,
+                private,
+                public,
+                nonce: nonce.to_vec(),
+                ciphertext,
+            },
+        )
+    }
+
+    /// Unseals the secret `name`; `None` if none is sealed here. A blob from another TPM,
+    /// or one altered on disk, is an error.
+    pub fn unseal_secret(&mut self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>, AgentError> {
+        check_name(name)?;
+        let path = self.secret_path(name);
+        let Some(blob) = read_json::<SealedSecret>(&path)? else {
+            return Ok(None);
+        };
+        let bad = |msg: &str| AgentError::State {
+            path: path.display().to_string(),
+            msg: msg.into(),
+        };
+        if blob.version != 1 || blob.nonce.len() != 12 {
+            return Err(bad("unknown sealed secret format"));
+        }
+        let wrap: Zeroizing<Vec<u8>> = self.with(|c| {
+            let public = Public::unmarshall(blob.public.get(2..).unwrap_or(&[]))
+                .map_err(AgentError::SealedBlobRejected)?;
+            let private =
+                Private::try_from(blob.private.clone()).map_err(AgentError::SealedBlobRejected)?;
+            let obj = c
+                .ctx
+                .load(c.srk, private, public)
+                .map_err(AgentError::SealedBlobRejected)?;
+            let srk = c.srk;
+            let session = c
+                .ctx
+                .execute_without_session(|ctx| {
+                    ctx.start_auth_session(
+                        Some(srk),
+                        None,
+                        None,
+                        SessionType::Hmac,
+                        SymmetricDefinition::AES_128_CFB,
+                        HashingAlgorithm::Sha256,
+                    )
+                })
+                .map_err(tpm("start salted session"))
+                .and_then(|s| s.ok_or(AgentError::TpmUnavailable("no session".into())));
+            let res = session.and_then(|session| {
+                let (attrs, mask) = SessionAttributesBuilder::new()
+                    .with_continue_session(true)
+                    .with_encrypt(true)
+                    .build();
+                let r = c
+                    .ctx
+                    .tr_sess_set_attributes(session, attrs, mask)
+                    .map_err(tpm("session attributes (response encryption)"))
+                    .and_then(|()| {
+                        c.ctx
+                            .execute_with_session(Some(session), |ctx| {
+                                ctx.unseal(ObjectHandle::from(obj))
+                            })
+                            .map_err(AgentError::Unseal)
+                    })
+                    .map(|d| Zeroizing::new(d.value().to_vec()));
+                let _ = c.ctx.flush_context(ObjectHandle::from(
+                    tss_esapi::handles::SessionHandle::from(session),
+                ));
+                r
+            });
+            let _ = c.ctx.flush_context(ObjectHandle::from(obj));
+            res
+        })?;
+        if wrap.len() != 32 {
+            return Err(bad("the sealed wrap key is not 32 bytes"));
+        }
+        let cipher = ChaCha20Poly1305::new(Key::from_slice(&wrap));
+        let plain = cipher
+            .decrypt(
+                Nonce::from_slice(&blob.nonce),
+                Payload {
+                    msg: &blob.ciphertext,
+                    aad: name.as_bytes(),
+                },
+            )
+            .map_err(|_| bad("the sealed secret does not decrypt (altered, or sealed under another name)"))?;
+        Ok(Some(Zeroizing::new(plain)))
+    }
+}
+
+/// Overwrites a plaintext secret file with zeros, syncs, and removes it (after it was
+/// sealed: the only copy on disk is then the sealed one).
+pub fn destroy_plaintext(path: &std::path::Path) -> Result<(), AgentError> {
+    use std::io::Write;
+    let len = std::fs::metadata(path).map_err(io(path))?.len();
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(io(path))?;
+        f.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)])
+            .map_err(io(path))?;
+        f.sync_all().map_err(io(path))?;
+    }
+    std::fs::remove_file(path).map_err(io(path))?;
+    crate::fsutil::sync_dir(path.parent().unwrap_or(std::path::Path::new(".")))
+}
