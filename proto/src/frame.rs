@@ -264,6 +264,7 @@ pub const BOUNDS: &[(&str, usize)] = &[
     ("MAX_CERT", crate::types::MAX_CERT),
     ("MAX_NAME", crate::types::MAX_NAME),
     ("MAX_AUDIT_ENTRIES", crate::types::MAX_AUDIT_ENTRIES),
+    ("MAX_TLS_KEY", crate::ipc::MAX_TLS_KEY),
 ];
 
 /// The request and response types' structure of a channel.

@@ -446,11 +446,14 @@ pub enum NetdAttestRequest {
     SelfAudit,
     /// The capability manifest attestd signed (from execd's report).
     Capabilities,
+    /// netd's TLS private key, which exists on disk only sealed by the TPM: attestd
+    /// unseals it and hands it over in memory, once per start.
+    TlsKey,
 }
 message!(
     NetdAttestRequest,
     "NetdAttestRequest",
-    [Quote, Heartbeat, Identity, SelfAudit, Capabilities]
+    [Quote, Heartbeat, Identity, SelfAudit, Capabilities, TlsKey]
 );
 
 /// havn-attestd → havn-netd.
@@ -471,12 +474,25 @@ pub enum NetdAttestResponse {
     SelfAudit(Box<SignedSelfAudit>),
     /// The signed capability manifest.
     Capabilities(Box<SignedCapabilityManifest>),
+    /// netd's TLS private key (PEM), unsealed.
+    TlsKey(Box<heapless::Vec<u8, MAX_TLS_KEY>>),
 }
 message!(
     NetdAttestResponse,
     "NetdAttestResponse",
-    [Quote, Heartbeat, Identity, Error, SelfAudit, Capabilities]
+    [
+        Quote,
+        Heartbeat,
+        Identity,
+        Error,
+        SelfAudit,
+        Capabilities,
+        TlsKey
+    ]
 );
+
+/// Longest TLS private key (PEM) attestd hands netd.
+pub const MAX_TLS_KEY: usize = 8192;
 
 /// The request and response types of a channel.
 pub trait ChannelSpec {

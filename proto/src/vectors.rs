@@ -404,6 +404,13 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 "NetdAttestResponse::Capabilities",
                 &NetdAttestResponse::Capabilities(Box::new(signed_capability_manifest())),
             ),
+            sample("NetdAttestRequest::TlsKey", &NetdAttestRequest::TlsKey),
+            sample(
+                "NetdAttestResponse::TlsKey",
+                &NetdAttestResponse::TlsKey(Box::new(
+                    heapless::Vec::from_slice(b"-----BEGIN PRIVATE KEY-----\n").unwrap_or_default(),
+                )),
+            ),
         ],
     }
 }

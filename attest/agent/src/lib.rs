@@ -9,9 +9,9 @@
 mod error;
 mod eventlog_file;
 pub mod fsutil;
-mod secret;
 mod nodekey;
 mod records;
+mod secret;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod tpm;

@@ -222,7 +222,9 @@ impl Agent {
                     aad: name.as_bytes(),
                 },
             )
-            .map_err(|_| bad("the sealed secret does not decrypt (altered, or sealed under another name)"))?;
+            .map_err(|_| {
+                bad("the sealed secret does not decrypt (altered, or sealed under another name)")
+            })?;
         Ok(Some(Zeroizing::new(plain)))
     }
 }

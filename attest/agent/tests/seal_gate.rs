@@ -198,14 +198,27 @@ fn a_secret_is_on_disk_only_sealed_and_survives_a_restart_and_pcr_changes() {
         "no plaintext on disk"
     );
     // A measured PCR moves (the node key would stay sealed): the TLS key still unseals.
-    agent.extend(14, "binary", "/usr/bin/changed", b"changed").unwrap();
+    agent
+        .extend(14, "binary", "/usr/bin/changed", b"changed")
+        .unwrap();
     drop(agent);
     let mut agent = Agent::open(config(&n.tpm, &n.state)).unwrap();
-    assert_eq!(agent.unseal_secret("netd-tls-key").unwrap().as_deref().map(|v| &v[..]), Some(&pem[..]));
+    assert_eq!(
+        agent
+            .unseal_secret("netd-tls-key")
+            .unwrap()
+            .as_deref()
+            .map(|v| &v[..]),
+        Some(&pem[..])
+    );
     // An altered ciphertext is refused, never returned.
     let mut v: serde_json::Value = serde_json::from_slice(&on_disk).unwrap();
     let ct = v["ciphertext"].as_str().unwrap().to_string();
-    let flipped = format!("{}{}", if ct.starts_with('0') { "1" } else { "0" }, &ct[1..]);
+    let flipped = format!(
+        "{}{}",
+        if ct.starts_with('0') { "1" } else { "0" },
+        &ct[1..]
+    );
     v["ciphertext"] = serde_json::Value::String(flipped);
     std::fs::write(&file, serde_json::to_vec(&v).unwrap()).unwrap();
     let err = agent.unseal_secret("netd-tls-key").unwrap_err().to_string();
@@ -218,5 +231,8 @@ fn a_secret_is_on_disk_only_sealed_and_survives_a_restart_and_pcr_changes() {
     std::fs::copy(&file, foreign_state.join("netd-tls-key.sealed.json")).unwrap();
     let mut foreign = Agent::open(config(&other, &foreign_state)).unwrap();
     assert!(foreign.unseal_secret("netd-tls-key").is_err());
-    assert!(agent.seal_secret("../escape", b"x").is_err(), "names are checked");
+    assert!(
+        agent.seal_secret("../escape", b"x").is_err(),
+        "names are checked"
+    );
 }

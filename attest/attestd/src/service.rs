@@ -127,7 +127,12 @@ pub struct Service {
     audit: Audit,
     capabilities: Option<SignedCapabilityManifest>,
     heartbeat_seq: crate::counter::Counter,
+    /// Whether netd already got its TLS key in this start.
+    tls_key_served: bool,
 }
+
+/// The sealed secret that holds netd's TLS private key.
+pub const TLS_KEY_SECRET: &str = "netd-tls-key";
 
 impl std::fmt::Debug for Service {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -154,7 +159,8 @@ impl Service {
         let mut acfg = AgentConfig::new(&cfg.tpm.tcti, &dir);
         acfg.seal_pcrs = pcrs.clone();
         acfg.quote_pcrs = pcrs;
-        let agent = Agent::open(acfg)?;
+        let mut agent = Agent::open(acfg)?;
+        seal_tls_key(&mut agent, &cfg.netd.tls_key)?;
         let records = RecordStore::open(&dir.join("signed-receipts.log"))?;
         let heartbeat_seq = crate::counter::Counter::open(&dir.join("heartbeat.seq"))?;
         let userland_pcr = u32::from(cfg.tpm.userland_pcr);
@@ -181,6 +187,7 @@ impl Service {
             },
             capabilities: None,
             heartbeat_seq,
+            tls_key_served: false,
         })
     }
 
@@ -485,6 +492,10 @@ impl Service {
 
     /// netd → attestd.
     pub fn handle_netd(&mut self, req: NetdAttestRequest) -> NetdAttestResponse {
+        if req == NetdAttestRequest::TlsKey {
+            // Needs no node key: a node whose gate is closed still serves TLS (read-only).
+            return self.tls_key();
+        }
         let Some(node) = self.node() else {
             return NetdAttestResponse::Error(RemoteError::GateClosed);
         };
@@ -539,6 +550,7 @@ impl Service {
                 Some(m) => NetdAttestResponse::Capabilities(Box::new(m.clone())),
                 None => NetdAttestResponse::Error(RemoteError::NotYetAvailable),
             },
+            NetdAttestRequest::TlsKey => self.tls_key(),
             NetdAttestRequest::Quote { nonce } => match self.quote(&nonce, node) {
                 Ok(ev) => NetdAttestResponse::Quote(Box::new(ev)),
                 Err(e) => {
@@ -546,6 +558,35 @@ impl Service {
                     NetdAttestResponse::Error(RemoteError::TpmUnavailable)
                 }
             },
+        }
+    }
+
+    /// netd's TLS key, unsealed, once per start of attestd (netd asks once at start).
+    fn tls_key(&mut self) -> NetdAttestResponse {
+        if self.tls_key_served {
+            tracing::warn!("netd asked for its TLS key twice: refused");
+            return NetdAttestResponse::Error(RemoteError::NotPermitted);
+        }
+        match self.agent.unseal_secret(TLS_KEY_SECRET) {
+            Ok(Some(pem)) => match heapless::Vec::from_slice(&pem) {
+                Ok(v) => {
+                    self.tls_key_served = true;
+                    tracing::info!("netd's TLS key unsealed and handed over in memory");
+                    NetdAttestResponse::TlsKey(Box::new(v))
+                }
+                Err(()) => {
+                    tracing::error!(
+                        len = pem.len(),
+                        "sealed TLS key longer than a message carries"
+                    );
+                    NetdAttestResponse::Error(RemoteError::Internal)
+                }
+            },
+            Ok(None) => NetdAttestResponse::Error(RemoteError::NotYetAvailable),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot unseal netd's TLS key");
+                NetdAttestResponse::Error(RemoteError::TpmUnavailable)
+            }
         }
     }
 
@@ -606,4 +647,29 @@ impl Service {
                 .map(|c| c.into_iter().collect()),
         })
     }
+}
+
+/// Takes netd's TLS key into the TPM's keeping: a plaintext key at `path` is sealed
+/// (replacing any sealed one: placing a new key file is how an operator rotates it)
+/// and the file destroyed, so the key exists on disk only sealed.
+fn seal_tls_key(agent: &mut Agent, path: &Path) -> Result<(), ServiceError> {
+    let pem = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !agent.has_secret(TLS_KEY_SECRET) {
+                tracing::warn!(path = %path.display(), "no TLS key sealed and none at netd.tls_key: netd cannot start");
+            }
+            return Ok(());
+        }
+        Err(source) => {
+            return Err(ServiceError::State {
+                path: path.to_path_buf(),
+                source,
+            })
+        }
+    };
+    agent.seal_secret(TLS_KEY_SECRET, &pem)?;
+    tracing::info!(path = %path.display(), "netd's TLS key sealed by the TPM; the plaintext file is destroyed");
+    havn_attest_agent::destroy_plaintext(path)?;
+    Ok(())
 }

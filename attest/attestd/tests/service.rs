@@ -48,8 +48,9 @@ fn boot_in(
     let text = format!(
         "[node]\nstate_dir = {state:?}\nstake_hai = {stake_hai}\naudit_interval_ms = {audit_interval_ms}\n\
          [tpm]\ntcti = \"{tcti}\"\npcrs = [0, 1, 2, 3, 4, 5, 6, 7, 14]\nuserland_pcr = 14\n\
-         [netd]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = \"k\"\nclient_ca = \"ca\"\n",
+         [netd]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = {key:?}\nclient_ca = \"ca\"\n",
         tcti = tpm.tcti(),
+        key = dir.path().join("tls.key"),
     );
     let cfg = NodeConfig::parse(&text, std::path::Path::new("node.toml")).unwrap();
     let (svc, node) = start(&cfg);
@@ -543,4 +544,54 @@ fn heartbeats_carry_attestds_own_time_and_a_sequence_that_never_repeats() {
         second.heartbeat.seq,
         third.heartbeat.seq
     );
+}
+
+const PEM: &[u8] = b"-----BEGIN PRIVATE KEY-----\nMIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQg (test key bytes)\n-----END PRIVATE KEY-----\n";
+
+#[test]
+fn netds_tls_key_is_sealed_at_first_start_the_file_destroyed_and_handed_over_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("tls.key");
+    std::fs::write(&key, PEM).unwrap();
+    let state = dir.path().join("state");
+    let b = boot_in(dir, &state, 0, 0);
+    assert!(
+        !key.exists(),
+        "the plaintext key file must be destroyed once sealed"
+    );
+    assert!(state.join("attestd/netd-tls-key.sealed.json").exists());
+    let Booted {
+        svc,
+        cfg,
+        _tpm,
+        _dir,
+        ..
+    } = b;
+    let mut svc = Some(svc);
+    let got =
+        |svc: &mut Option<Service>| svc.as_mut().unwrap().handle_netd(NetdAttestRequest::TlsKey);
+    match got(&mut svc) {
+        NetdAttestResponse::TlsKey(k) => assert_eq!(&k[..], PEM),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        got(&mut svc),
+        NetdAttestResponse::Error(RemoteError::NotPermitted),
+        "once per start"
+    );
+    // The next start of attestd unseals it again (nothing on disk but the sealed copy).
+    // (One agent on the TPM at a time, as in a node: the old one goes first.)
+    drop(svc.take());
+    svc = Some(start(&cfg).0);
+    let again = got(&mut svc);
+    assert!(
+        matches!(&again, NetdAttestResponse::TlsKey(k) if &k[..] == PEM),
+        "{again:?}"
+    );
+    // A new key file placed by the operator replaces the sealed one (rotation).
+    std::fs::write(&cfg.netd.tls_key, b"new key").unwrap();
+    drop(svc.take());
+    svc = Some(start(&cfg).0);
+    assert!(!cfg.netd.tls_key.exists());
+    assert!(matches!(got(&mut svc), NetdAttestResponse::TlsKey(k) if &k[..] == b"new key"));
 }

@@ -25,6 +25,14 @@ fn orchestrator_and_validator_against_a_real_node() {
     let mut node = Node::prepare();
     node.start();
 
+    // netd's TLS key exists on disk only sealed by the TPM: attestd sealed it at the
+    // first start and destroyed the plaintext file; netd got it in memory.
+    assert!(
+        !node.path("pki/node.key").exists(),
+        "plaintext TLS key left on disk"
+    );
+    assert!(node.path("state/attestd/netd-tls-key.sealed.json").exists());
+
     // Operators' tools see each daemon by its own name (havn-init execs the measured
     // file through /proc/self/fd/N, which would name it `N`).
     for d in DAEMONS {

@@ -32,10 +32,9 @@ pub mod fds {
     pub const NETD_STATE: i32 = 6;
     /// havn-netd: the server certificate chain (memfd copy).
     pub const NETD_TLS_CERT: i32 = 7;
-    /// havn-netd: the server key (memfd copy).
-    pub const NETD_TLS_KEY: i32 = 8;
-    /// havn-netd: the client CA bundle (memfd copy).
-    pub const NETD_CLIENT_CA: i32 = 9;
+    /// havn-netd: the client CA bundle (memfd copy). (The server key comes from
+    /// attestd, which keeps it sealed by the TPM: [`crate::SEALED_TLS_KEY`].)
+    pub const NETD_CLIENT_CA: i32 = 8;
 
     /// The path through which a process reaches its own descriptor `fd`
     /// (`/proc/self/fd/<fd>`: no directory on the way to the file is walked).
@@ -48,11 +47,16 @@ pub mod fds {
 /// havn-init stops with that daemon's message instead of restarting the set.
 pub const EXIT_CONFIG: u8 = 78;
 
+/// What netd's view of node.toml names as `netd.tls_key`: the key is not a file netd
+/// may read; attestd seals it at first start (destroying the plaintext) and hands it
+/// to netd in memory.
+pub const SEALED_TLS_KEY: &str = "(sealed by the TPM: netd gets it from attestd)";
+
 /// netd's view of node.toml: the same text with every path netd uses replaced by the
 /// descriptor havn-init passes for it ([`fds::NETD_STATE`], [`fds::NETD_TLS_CERT`],
-/// [`fds::NETD_TLS_KEY`], [`fds::NETD_CLIENT_CA`]), so the unprivileged netd reads its
-/// configuration, keys and state wherever the operator keeps them, even under
-/// directories it cannot enter.
+/// [`fds::NETD_CLIENT_CA`]) and `tls_key` by [`SEALED_TLS_KEY`], so the unprivileged
+/// netd reads its configuration, certificates and state wherever the operator keeps
+/// them, even under directories it cannot enter, and never a private key file.
 pub fn netd_view(text: &str, path: &Path) -> Result<String, ConfigError> {
     let mut table: toml::Table = text.parse().map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
@@ -73,7 +77,7 @@ pub fn netd_view(text: &str, path: &Path) -> Result<String, ConfigError> {
         .and_then(toml::Value::as_table_mut)
         .ok_or_else(|| invalid("netd"))?;
     netd.insert("tls_cert".into(), fd_path(fds::NETD_TLS_CERT));
-    netd.insert("tls_key".into(), fd_path(fds::NETD_TLS_KEY));
+    netd.insert("tls_key".into(), toml::Value::String(SEALED_TLS_KEY.into()));
     netd.insert("client_ca".into(), fd_path(fds::NETD_CLIENT_CA));
     let out = toml::to_string(&table).map_err(|e| ConfigError::Invalid {
         path: path.to_path_buf(),
@@ -447,7 +451,7 @@ mod tests {
         let orig = NodeConfig::parse(EXAMPLE, Path::new("x")).unwrap();
         assert_eq!(c.node.state_dir, fds::path(fds::NETD_STATE));
         assert_eq!(c.netd.tls_cert, fds::path(fds::NETD_TLS_CERT));
-        assert_eq!(c.netd.tls_key, fds::path(fds::NETD_TLS_KEY));
+        assert_eq!(c.netd.tls_key, Path::new(SEALED_TLS_KEY));
         assert_eq!(c.netd.client_ca, fds::path(fds::NETD_CLIENT_CA));
         assert_eq!(c.netd.listen, orig.netd.listen);
         assert_eq!(c.netd.heartbeat_ms, orig.netd.heartbeat_ms);

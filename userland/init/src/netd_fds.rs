@@ -1,7 +1,7 @@
 //! What havn-init hands netd instead of paths: its view of node.toml, copies of its
-//! TLS files (sealed memfds) and the state directory (`O_PATH`). The unprivileged netd
-//! then never walks the operator's directories (a clone under a mode-0700 home works)
-//! and never needs to own a key file on disk.
+//! certificate and client CA (sealed memfds) and the state directory (`O_PATH`). The
+//! unprivileged netd then never walks the operator's directories (a clone under a
+//! mode-0700 home works). Its private key comes from attestd, sealed by the TPM.
 
 use crate::InitError;
 use havn_config::{fds, NodeConfig};
@@ -28,8 +28,6 @@ pub struct NetdFiles {
     pub state_dir: PathBuf,
     /// `netd.tls_cert`.
     pub tls_cert: PathBuf,
-    /// `netd.tls_key`.
-    pub tls_key: PathBuf,
     /// `netd.client_ca`.
     pub client_ca: PathBuf,
 }
@@ -41,7 +39,6 @@ impl NetdFiles {
             config: config.to_path_buf(),
             state_dir: cfg.node.state_dir.clone(),
             tls_cert: cfg.netd.tls_cert.clone(),
-            tls_key: cfg.netd.tls_key.clone(),
             client_ca: cfg.netd.client_ca.clone(),
         }
     }
@@ -105,7 +102,6 @@ impl NetdFds {
         fds.push((state, fds::NETD_STATE));
         for (what, path, fd) in [
             ("netd.tls_cert", &files.tls_cert, fds::NETD_TLS_CERT),
-            ("netd.tls_key", &files.tls_key, fds::NETD_TLS_KEY),
             ("netd.client_ca", &files.client_ca, fds::NETD_CLIENT_CA),
         ] {
             let bytes = std::fs::read(path).map_err(file_err(what, path))?;

@@ -220,7 +220,6 @@ impl Plan {
                 (fds::NETD_CONFIG, "netd's view of node.toml (sealed memfd)"),
                 (fds::NETD_STATE, "state_dir (O_PATH)"),
                 (fds::NETD_TLS_CERT, "netd.tls_cert (sealed memfd)"),
-                (fds::NETD_TLS_KEY, "netd.tls_key (sealed memfd)"),
                 (fds::NETD_CLIENT_CA, "netd.client_ca (sealed memfd)"),
             ],
         }

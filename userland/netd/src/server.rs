@@ -166,9 +166,26 @@ pub async fn start(
     opts: StartOptions,
 ) -> Result<Running, StartError> {
     let n = &cfg.netd;
-    // TLS files are read once, here.
+    // TLS files are read once, here. The private key exists on disk only sealed by the
+    // TPM: attestd unseals it and hands it over in memory. Only where attestd holds
+    // none (development stand-ins) is `netd.tls_key` read as a file.
     let cert = tls::read(&n.tls_cert)?;
-    let key = tls::read(&n.tls_key)?;
+    let key = match attestd
+        .call(&NetdAttestRequest::TlsKey)
+        .await
+        .map_err(ipc("attestd"))?
+    {
+        NetdAttestResponse::TlsKey(pem) => {
+            tracing::info!("TLS key received from attestd (sealed by the TPM on disk)");
+            zeroize::Zeroizing::new(pem.to_vec())
+        }
+        NetdAttestResponse::Error(havn_proto::ipc::RemoteError::NotYetAvailable) => {
+            tracing::warn!(path = %n.tls_key.display(), "attestd holds no sealed TLS key: reading the plaintext file");
+            zeroize::Zeroizing::new(tls::read(&n.tls_key)?)
+        }
+        NetdAttestResponse::Error(e) => return Err(StartError::Refused("attestd", e)),
+        _ => return Err(StartError::Protocol("attestd")),
+    };
     let ca = tls::read(&n.client_ca)?;
     let server_cfg = tls::server_config(&cert, &key, &ca)?;
     let hb_client = MtlsClient::from_pem(&ca, Some((&cert, &key))).ok();

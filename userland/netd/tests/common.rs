@@ -320,6 +320,10 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                 NetdAttestRequest::SelfAudit => NetdAttestResponse::SelfAudit(Box::new(
                     havn_proto::vectors::signed_self_audit(),
                 )),
+                // No sealed key here: netd reads the dev PKI's key file.
+                NetdAttestRequest::TlsKey => {
+                    NetdAttestResponse::Error(RemoteError::NotYetAvailable)
+                }
                 NetdAttestRequest::Capabilities => NetdAttestResponse::Capabilities(Box::new(
                     havn_proto::vectors::signed_capability_manifest(),
                 )),
