@@ -71,8 +71,8 @@ pub struct Metrics {
     pub completed: AtomicU64,
     /// Jobs failed.
     pub failed: AtomicU64,
-    /// Requests refused by admission, by status (400, 403, 404, 409, 413, 429, 503).
-    pub rejected: [(u16, AtomicU64); 7],
+    /// Requests refused by admission, by status.
+    pub rejected: [(u16, AtomicU64); 10],
     /// TLS handshakes refused.
     pub tls_refused: AtomicU64,
     /// Time from request to ticket (includes the durable WAL write).
@@ -87,7 +87,8 @@ impl Default for Metrics {
             accepted: AtomicU64::new(0),
             completed: AtomicU64::new(0),
             failed: AtomicU64::new(0),
-            rejected: [400, 403, 404, 409, 413, 429, 503].map(|s| (s, AtomicU64::new(0))),
+            rejected: [400, 403, 404, 408, 409, 413, 415, 429, 503, 507]
+                .map(|s| (s, AtomicU64::new(0))),
             tls_refused: AtomicU64::new(0),
             admission: Histogram::new(&ADMISSION_BUCKETS),
             job: Histogram::new(&JOB_BUCKETS),
@@ -131,19 +132,19 @@ impl Metrics {
         counter(
             &mut o,
             "havn_netd_jobs_accepted_total",
-            "Jobs accepted with a new durable ticket.",
+            "Jobs accepted with a new durable ticket (the jobs in the WAL at start included).",
             ld(&self.accepted),
         );
         counter(
             &mut o,
             "havn_netd_jobs_completed_total",
-            "Jobs finished with a signed receipt.",
+            "Jobs finished with a signed receipt (rebuilt from the WAL at start).",
             ld(&self.completed),
         );
         counter(
             &mut o,
             "havn_netd_jobs_failed_total",
-            "Jobs that failed.",
+            "Jobs that failed (rebuilt from the WAL at start).",
             ld(&self.failed),
         );
         let _ = writeln!(

@@ -245,13 +245,33 @@ impl State {
             );
             t.next_ticket = t.next_ticket.max(ticket.saturating_add(1));
         }
+        // The totals the log can rebuild survive a restart of netd.
+        let metrics = Metrics::default();
+        for lj in snapshot.jobs.values() {
+            metrics
+                .accepted
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            match &lj.outcome {
+                Some(Outcome::Done(_)) => {
+                    metrics
+                        .completed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                Some(Outcome::Failed(_)) => {
+                    metrics
+                        .failed
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                None => {}
+            }
+        }
         t.terminal = snapshot.terminal.clone();
         Self {
             table: Mutex::new(t),
             wal,
             work: Notify::new(),
             finished: Notify::new(),
-            metrics: Metrics::default(),
+            metrics,
             node,
             capacity,
             retain_terminal,

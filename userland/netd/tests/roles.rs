@@ -97,7 +97,7 @@ async fn each_client_reads_only_what_its_role_allows() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_submitter_survives_a_restart_in_the_log() {
+async fn the_submitter_and_the_job_totals_survive_a_restart() {
     use havn_netd::wal;
     let roles = "orchestrators = [\"orchestrator\", \"operator\"]\noperators = []";
     let cfg = || Cfg {
@@ -119,6 +119,7 @@ async fn the_submitter_survives_a_restart_in_the_log() {
     drop(alice);
     drop(node);
     let rep = wal::replay(&state.join("netd").join(wal::WAL_FILE)).unwrap();
+    let rep_state = state.clone();
     assert_eq!(rep.snapshot.jobs[&t].owner.as_deref(), Some("orchestrator"));
     // A restarted netd on the same log still knows whose job it is.
     let again = start_node(
@@ -135,4 +136,30 @@ async fn the_submitter_survives_a_restart_in_the_log() {
     let mut bob = operator().connect("127.0.0.1", port).await.unwrap();
     assert_eq!(alice.get("/receipt/owned-1").await.unwrap().status, 200);
     assert_eq!(bob.get("/receipt/owned-1").await.unwrap().status, 403);
+    // The job totals the log can rebuild survive the restart (metrics are for operators).
+    drop(again);
+    let state = rep_state;
+    let third = start_node(
+        Cfg {
+            state_dir: Some(state),
+            ..Cfg::default()
+        },
+        ComputeClass::M,
+        Duration::ZERO,
+    )
+    .await;
+    let m = operator()
+        .connect("127.0.0.1", third.running.local_addr.port())
+        .await
+        .unwrap()
+        .get("/metrics")
+        .await
+        .unwrap()
+        .text();
+    for needle in [
+        "havn_netd_jobs_accepted_total 1",
+        "havn_netd_jobs_completed_total 1",
+    ] {
+        assert!(m.contains(needle), "missing {needle} after a restart:\n{m}");
+    }
 }
