@@ -9,19 +9,19 @@
 //! encryption, so the wrap key never crosses the TPM bus in the clear.
 
 use crate::error::{io, tpm, AgentError};
-use crate::tpm::{read_json, tpm2b, write_json, Agent};
+use crate::tpm::{flush_session, read_json, salted_session, tpm2b, write_json, Agent};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tss_esapi::{
-    attributes::{ObjectAttributesBuilder, SessionAttributesBuilder},
+    attributes::ObjectAttributesBuilder,
     constants::SessionType,
     handles::ObjectHandle,
     interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm},
     structures::{
         Digest, KeyedHashScheme, Private, Public, PublicBuilder, PublicKeyedHashParameters,
-        SensitiveData, SymmetricDefinition,
+        SensitiveData,
     },
     traits::{Marshall, UnMarshall},
 };
@@ -170,41 +170,13 @@ impl Agent {
                 .ctx
                 .load(c.srk, private, public)
                 .map_err(AgentError::SealedBlobRejected)?;
-            let srk = c.srk;
-            let session = c
-                .ctx
-                .execute_without_session(|ctx| {
-                    ctx.start_auth_session(
-                        Some(srk),
-                        None,
-                        None,
-                        SessionType::Hmac,
-                        SymmetricDefinition::AES_128_CFB,
-                        HashingAlgorithm::Sha256,
-                    )
-                })
-                .map_err(tpm("start salted session"))
-                .and_then(|s| s.ok_or(AgentError::TpmUnavailable("no session".into())));
-            let res = session.and_then(|session| {
-                let (attrs, mask) = SessionAttributesBuilder::new()
-                    .with_continue_session(true)
-                    .with_encrypt(true)
-                    .build();
+            let res = salted_session(&mut c.ctx, c.srk, SessionType::Hmac).and_then(|session| {
                 let r = c
                     .ctx
-                    .tr_sess_set_attributes(session, attrs, mask)
-                    .map_err(tpm("session attributes (response encryption)"))
-                    .and_then(|()| {
-                        c.ctx
-                            .execute_with_session(Some(session), |ctx| {
-                                ctx.unseal(ObjectHandle::from(obj))
-                            })
-                            .map_err(AgentError::Unseal)
-                    })
+                    .execute_with_session(Some(session), |ctx| ctx.unseal(ObjectHandle::from(obj)))
+                    .map_err(AgentError::Unseal)
                     .map(|d| Zeroizing::new(d.value().to_vec()));
-                let _ = c.ctx.flush_context(ObjectHandle::from(
-                    tss_esapi::handles::SessionHandle::from(session),
-                ));
+                flush_session(&mut c.ctx, session);
                 r
             });
             let _ = c.ctx.flush_context(ObjectHandle::from(obj));

@@ -910,26 +910,8 @@ fn unseal_with_policy(
     obj: KeyHandle,
     sel: tss_esapi::structures::PcrSelectionList,
 ) -> Result<Zeroizing<[u8; 32]>, AgentError> {
-    let session = ctx
-        .execute_without_session(|ctx| {
-            ctx.start_auth_session(
-                Some(srk),
-                None,
-                None,
-                SessionType::Policy,
-                SymmetricDefinition::AES_128_CFB,
-                HashingAlgorithm::Sha256,
-            )
-        })
-        .map_err(tpm("start salted policy session"))?
-        .ok_or(AgentError::TpmUnavailable("no session".into()))?;
+    let session = salted_session(ctx, srk, SessionType::Policy)?;
     let res = (|| {
-        let (attrs, mask) = tss_esapi::attributes::SessionAttributesBuilder::new()
-            .with_continue_session(true)
-            .with_encrypt(true)
-            .build();
-        ctx.tr_sess_set_attributes(session, attrs, mask)
-            .map_err(tpm("session attributes (response encryption)"))?;
         let ps = PolicySession::try_from(session).map_err(tpm("policy session"))?;
         ctx.execute_without_session(|ctx| ctx.policy_pcr(ps, Digest::default(), sel))
             .map_err(AgentError::Unseal)?;
@@ -946,10 +928,47 @@ fn unseal_with_policy(
         seed.copy_from_slice(data.value());
         Ok(seed)
     })();
+    flush_session(ctx, session);
+    res
+}
+
+/// A session salted to the SRK (its key derives from a secret encrypted to the SRK, so
+/// a bus observer cannot compute it) that encrypts response parameters (AES-128-CFB).
+/// The caller flushes it.
+pub(crate) fn salted_session(
+    ctx: &mut Context,
+    srk: KeyHandle,
+    kind: SessionType,
+) -> Result<AuthSession, AgentError> {
+    let session = ctx
+        .execute_without_session(|ctx| {
+            ctx.start_auth_session(
+                Some(srk),
+                None,
+                None,
+                kind,
+                SymmetricDefinition::AES_128_CFB,
+                HashingAlgorithm::Sha256,
+            )
+        })
+        .map_err(tpm("start salted session"))?
+        .ok_or(AgentError::TpmUnavailable("no session".into()))?;
+    let (attrs, mask) = tss_esapi::attributes::SessionAttributesBuilder::new()
+        .with_continue_session(true)
+        .with_encrypt(true)
+        .build();
+    if let Err(e) = ctx.tr_sess_set_attributes(session, attrs, mask) {
+        flush_session(ctx, session);
+        return Err(tpm("session attributes (response encryption)")(e));
+    }
+    Ok(session)
+}
+
+/// Flushes a session (best effort).
+pub(crate) fn flush_session(ctx: &mut Context, session: AuthSession) {
     let _ = ctx.flush_context(ObjectHandle::from(tss_esapi::handles::SessionHandle::from(
         session,
     )));
-    res
 }
 
 /// PEM-encode DER bytes.

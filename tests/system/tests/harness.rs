@@ -184,6 +184,15 @@ impl Node {
         }
     }
 
+    /// `GET /health` as the orchestrator; `None` while the API does not answer.
+    pub fn health(&self) -> Option<Value> {
+        let o = self.ctl("orchestrator", &["get", "/health"]);
+        o.status
+            .success()
+            .then(|| serde_json::from_slice(&o.stdout).ok())
+            .flatten()
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.path("node.log")).unwrap_or_default()
     }

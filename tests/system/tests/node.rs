@@ -235,14 +235,7 @@ fn a_crashed_daemon_restarts_the_set_and_the_sealed_node_key_survives() {
     }
     let mut node = Node::prepare();
     node.start();
-    let health = |node: &Node| -> Option<Value> {
-        let o = node.ctl("orchestrator", &["get", "/health"]);
-        o.status
-            .success()
-            .then(|| serde_json::from_slice(&o.stdout).ok())
-            .flatten()
-    };
-    let before = health(&node).expect("health")["node"].clone();
+    let before = node.health().expect("health")["node"].clone();
     let execd = node.daemon_pid("havn-execd");
     // SAFETY: kill(2) on a process this test's node supervises.
     assert_eq!(unsafe { libc::kill(execd, libc::SIGKILL) }, 0);
@@ -251,7 +244,7 @@ fn a_crashed_daemon_restarts_the_set_and_the_sealed_node_key_survives() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
         let restarted = node.try_daemon_pid("havn-execd").filter(|p| *p != execd);
-        if let (Some(_), Some(h)) = (restarted, health(&node)) {
+        if let (Some(_), Some(h)) = (restarted, node.health()) {
             assert_eq!(
                 h["node"], before,
                 "node identity changed across a supervised restart"
@@ -301,16 +294,9 @@ fn with_the_key_sealed_the_node_serves_what_it_signed_read_only() {
     let execd = node.daemon_pid("havn-execd");
     // SAFETY: kill(2) on a process this test's node supervises.
     assert_eq!(unsafe { libc::kill(execd, libc::SIGKILL) }, 0);
-    let health = |node: &Node| -> Option<Value> {
-        let o = node.ctl("orchestrator", &["get", "/health"]);
-        o.status
-            .success()
-            .then(|| serde_json::from_slice(&o.stdout).ok())
-            .flatten()
-    };
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     let h = loop {
-        if let Some(h) = health(&node).filter(|h| h["signing"] == false) {
+        if let Some(h) = node.health().filter(|h| h["signing"] == false) {
             break h;
         }
         assert!(

@@ -128,15 +128,7 @@ impl MtlsClient {
     /// Opens a keep-alive connection to `host:port`.
     pub async fn connect(&self, host: &str, port: u16) -> Result<Conn, ClientError> {
         let addr = format!("{host}:{port}");
-        let err = |source| ClientError::Connect {
-            addr: addr.clone(),
-            source,
-        };
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|_| ClientError::Url(host.to_string()))?;
-        let tcp = TcpStream::connect((host, port)).await.map_err(err)?;
-        tcp.set_nodelay(true).map_err(err)?;
-        let tls = self.connector.connect(name, tcp).await.map_err(err)?;
+        let tls = self.connect_raw(host, port).await?;
         let (send, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await?;
         tokio::spawn(async move {
             let _ = conn.await;
@@ -162,6 +154,7 @@ impl MtlsClient {
         let name = ServerName::try_from(host.to_string())
             .map_err(|_| ClientError::Url(host.to_string()))?;
         let tcp = TcpStream::connect((host, port)).await.map_err(err)?;
+        tcp.set_nodelay(true).map_err(err)?;
         self.connector.connect(name, tcp).await.map_err(err)
     }
 

@@ -343,6 +343,18 @@ pub struct Node {
 }
 
 impl Node {
+    /// `GET /metrics` with the operator's certificate (metrics are for operators).
+    pub async fn operator_metrics(&self) -> String {
+        operator()
+            .connect("127.0.0.1", self.running.local_addr.port())
+            .await
+            .expect("operator connects over mTLS")
+            .get("/metrics")
+            .await
+            .expect("GET /metrics")
+            .text()
+    }
+
     /// A keep-alive mTLS connection to this node with the orchestrator's certificate.
     pub async fn orchestrator(&self) -> havn_netd::client::Conn {
         orchestrator()

@@ -65,14 +65,7 @@ async fn accepted_job_runs_to_a_signed_receipt() {
         403,
         "metrics are for operators"
     );
-    let m = operator()
-        .connect("127.0.0.1", node.running.local_addr.port())
-        .await
-        .unwrap()
-        .get("/metrics")
-        .await
-        .unwrap()
-        .text();
+    let m = node.operator_metrics().await;
     for needle in [
         "havn_netd_jobs_accepted_total 2",
         "havn_netd_jobs_completed_total 1",

@@ -148,14 +148,7 @@ async fn the_submitter_and_the_job_totals_survive_a_restart() {
         Duration::ZERO,
     )
     .await;
-    let m = operator()
-        .connect("127.0.0.1", third.running.local_addr.port())
-        .await
-        .unwrap()
-        .get("/metrics")
-        .await
-        .unwrap()
-        .text();
+    let m = third.operator_metrics().await;
     for needle in [
         "havn_netd_jobs_accepted_total 1",
         "havn_netd_jobs_completed_total 1",
