@@ -20,5 +20,5 @@ pub use error::AgentError;
 pub use havn_attest::{Event, PcrSelection};
 pub use nodekey::{verify_node_signature, NodeKey};
 pub use records::{NotSafe, RecordStore, Recorded};
-pub use secret::{destroy_plaintext, MAX_SECRET};
+pub use secret::{destroy_plaintext, read_plaintext, MAX_SECRET};
 pub use tpm::{Agent, AgentConfig, Quote, SealedBlob};

@@ -70,6 +70,9 @@ pub struct RecordStore {
     /// Length of the file's complete lines.
     len: u64,
     map: HashMap<Vec<u8>, Entry>,
+    /// A failed append could not be cut back: nothing more is appended until the
+    /// store is reopened (which drops the torn tail).
+    poisoned: bool,
 }
 
 /// The longest receipt a record holds.
@@ -88,9 +91,12 @@ impl RecordStore {
             };
             let body = line.strip_suffix('\n').unwrap_or(line);
             let mut parts = body.splitn(3, ' ');
-            let (Some(j), Some(h), Some(r)) = (parts.next(), parts.next(), parts.next()) else {
+            let (Some(j), Some(h)) = (parts.next(), parts.next()) else {
                 return Err(bad("expected `job hash receipt`"));
             };
+            // A line from before receipts were kept (`job hash`): the job stays
+            // recorded, so only an identical receipt may be signed for it again.
+            let r = parts.next().unwrap_or("");
             let job = hex::decode(j).map_err(|_| bad("job id is not hex"))?;
             let mut hash = [0u8; 32];
             hex::decode_to_slice(h, &mut hash).map_err(|_| bad("hash is not 32 hex bytes"))?;
@@ -99,7 +105,7 @@ impl RecordStore {
                 return Err(bad("receipt longer than the limit"));
             }
             let digest: [u8; 32] = sha2::Sha256::digest(&receipt).into();
-            if digest != hash {
+            if !r.is_empty() && digest != hash {
                 return Err(bad("receipt does not hash to its recorded hash"));
             }
             let entry = Entry {
@@ -119,6 +125,7 @@ impl RecordStore {
             file,
             len: offset,
             map,
+            poisoned: false,
         })
     }
 
@@ -146,9 +153,21 @@ impl RecordStore {
                 })
             };
         }
+        if self.poisoned {
+            return Err(NotSafe::Store(AgentError::State {
+                path: self.path.display().to_string(),
+                msg: "an earlier failed append could not be cut back: reopen the store".into(),
+            }));
+        }
         let (j, h, r) = (hex::encode(job_id), hex::encode(hash), hex::encode(receipt));
         let line = format!("{j} {h} {r}\n");
-        crate::fsutil::append_line(&mut self.file, &self.path, self.len, line.as_bytes())?;
+        if let Err(e) =
+            crate::fsutil::append_line(&mut self.file, &self.path, self.len, line.as_bytes())
+        {
+            // An I/O error was cut back; anything else means the tail may be torn.
+            self.poisoned = !matches!(e, AgentError::Io { .. });
+            return Err(NotSafe::Store(e));
+        }
         let entry = Entry {
             hash,
             offset: self.len + (j.len() + h.len() + 2) as u64,
@@ -165,9 +184,10 @@ impl RecordStore {
     }
 
     /// The recorded receipt bytes for a job, if any (read back from the file and
-    /// checked against the recorded hash).
+    /// checked against the recorded hash). `None` also for a job recorded before
+    /// receipts were kept (its hash alone still refuses a different receipt).
     pub fn receipt(&self, job_id: &[u8]) -> Result<Option<Vec<u8>>, AgentError> {
-        let Some(e) = self.map.get(job_id) else {
+        let Some(e) = self.map.get(job_id).filter(|e| e.hex_len > 0) else {
             return Ok(None);
         };
         let mut hexbuf = vec![0u8; e.hex_len];

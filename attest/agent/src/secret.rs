@@ -201,16 +201,66 @@ impl Agent {
     }
 }
 
+/// Reads a plaintext secret file that is about to be sealed: a regular file with one
+/// link, not followed through a symlink, at most `max` bytes (what is destroyed after
+/// sealing must be this file alone, never the target of a link).
+pub fn read_plaintext(
+    path: &std::path::Path,
+    max: usize,
+) -> Result<Zeroizing<Vec<u8>>, AgentError> {
+    use std::io::Read;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let refuse = |msg: String| AgentError::State {
+        path: path.display().to_string(),
+        msg,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+        .map_err(io(path))?;
+    let meta = f.metadata().map_err(io(path))?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(refuse(
+            "must be a regular file with one link (not a symlink or hard link): it is destroyed once sealed".into(),
+        ));
+    }
+    if meta.len() > max as u64 {
+        return Err(refuse(format!(
+            "{} bytes, more than the {max} a secret may have",
+            meta.len()
+        )));
+    }
+    let mut out = Zeroizing::new(Vec::new());
+    f.read_to_end(&mut out).map_err(io(path))?;
+    Ok(out)
+}
+
+/// `O_NOFOLLOW` (Linux).
+fn libc_o_nofollow() -> i32 {
+    0o400000
+}
+
 /// Overwrites a plaintext secret file with zeros, syncs, and removes it (after it was
-/// sealed: the only copy on disk is then the sealed one).
+/// sealed: the only copy on disk is then the sealed one). Refuses a symlink or a file
+/// with other hard links (it would zero what they point at).
 pub fn destroy_plaintext(path: &std::path::Path) -> Result<(), AgentError> {
     use std::io::Write;
-    let len = std::fs::metadata(path).map_err(io(path))?.len();
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
+            .custom_flags(libc_o_nofollow())
             .open(path)
             .map_err(io(path))?;
+        let meta = f.metadata().map_err(io(path))?;
+        if !meta.is_file() || meta.nlink() != 1 {
+            return Err(AgentError::State {
+                path: path.display().to_string(),
+                msg: "not destroyed: not a regular file with one link".into(),
+            });
+        }
+        let len = meta.len();
         f.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)])
             .map_err(io(path))?;
         f.sync_all().map_err(io(path))?;

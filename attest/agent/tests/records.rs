@@ -113,3 +113,32 @@ fn a_failed_append_on_a_full_disk_is_cut_back_and_the_store_recovers() {
     assert_eq!(store.len(), 2);
     assert_eq!(store.receipt(b"job-2").unwrap(), Some(big));
 }
+
+#[test]
+fn records_written_before_receipts_were_kept_still_refuse_a_different_receipt() {
+    use sha2::Digest;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("signed.log");
+    let old: [u8; 32] = sha2::Sha256::digest(b"receipt A").into();
+    std::fs::write(
+        &path,
+        format!("{} {}\n", hex::encode(b"job-1"), hex::encode(old)),
+    )
+    .unwrap();
+    let mut store = RecordStore::open(&path).expect("a log of `job hash` lines opens");
+    assert_eq!(store.receipt(b"job-1").unwrap(), None);
+    assert!(matches!(
+        store.check_and_record(b"job-1", b"receipt B"),
+        Err(NotSafe::ConflictingReceipt { .. })
+    ));
+    assert_eq!(
+        store.check_and_record(b"job-1", b"receipt A").unwrap(),
+        Recorded::Repeat
+    );
+    assert_eq!(
+        store.check_and_record(b"job-2", b"receipt C").unwrap(),
+        Recorded::New
+    );
+    drop(store);
+    assert_eq!(RecordStore::open(&path).unwrap().len(), 2);
+}

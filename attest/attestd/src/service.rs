@@ -653,21 +653,22 @@ impl Service {
 /// (replacing any sealed one: placing a new key file is how an operator rotates it)
 /// and the file destroyed, so the key exists on disk only sealed.
 fn seal_tls_key(agent: &mut Agent, path: &Path) -> Result<(), ServiceError> {
-    let pem = match std::fs::read(path) {
+    let pem = match havn_attest_agent::read_plaintext(path, havn_proto::ipc::MAX_TLS_KEY) {
         Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        Err(AgentError::Io { source: e, .. }) if e.kind() == std::io::ErrorKind::NotFound => {
             if !agent.has_secret(TLS_KEY_SECRET) {
                 tracing::warn!(path = %path.display(), "no TLS key sealed and none at netd.tls_key: netd cannot start");
             }
             return Ok(());
         }
-        Err(source) => {
-            return Err(ServiceError::State {
-                path: path.to_path_buf(),
-                source,
-            })
-        }
+        Err(e) => return Err(e.into()),
     };
+    if !pem.windows(16).any(|w| w == b"PRIVATE KEY-----") {
+        return Err(ServiceError::Agent(AgentError::State {
+            path: path.display().to_string(),
+            msg: "netd.tls_key is not a PEM private key: not sealed, not destroyed".into(),
+        }));
+    }
     agent.seal_secret(TLS_KEY_SECRET, &pem)?;
     tracing::info!(path = %path.display(), "netd's TLS key sealed by the TPM; the plaintext file is destroyed");
     havn_attest_agent::destroy_plaintext(path)?;

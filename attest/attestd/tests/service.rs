@@ -446,6 +446,7 @@ fn one_job_id_gets_one_receipt_recorded_before_it_is_signed_across_restarts() {
         ExecdResponse::Receipt(first),
         "a restart must give back the first receipt, byte for byte"
     );
+    let text = std::fs::read_to_string(&log).unwrap();
     assert_eq!(text.lines().count(), 1, "one record for one job");
 }
 
@@ -589,9 +590,22 @@ fn netds_tls_key_is_sealed_at_first_start_the_file_destroyed_and_handed_over_onc
         "{again:?}"
     );
     // A new key file placed by the operator replaces the sealed one (rotation).
-    std::fs::write(&cfg.netd.tls_key, b"new key").unwrap();
+    const NEW: &[u8] = b"-----BEGIN PRIVATE KEY-----\nnew\n-----END PRIVATE KEY-----\n";
+    std::fs::write(&cfg.netd.tls_key, NEW).unwrap();
     drop(svc.take());
     svc = Some(start(&cfg).0);
     assert!(!cfg.netd.tls_key.exists());
-    assert!(matches!(got(&mut svc), NetdAttestResponse::TlsKey(k) if &k[..] == b"new key"));
+    assert!(matches!(got(&mut svc), NetdAttestResponse::TlsKey(k) if &k[..] == NEW));
+    drop(svc.take());
+    // A key path that is a symlink is refused, and what it points at is left alone.
+    let elsewhere = cfg.netd.tls_key.with_extension("elsewhere");
+    std::fs::write(&elsewhere, PEM).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &cfg.netd.tls_key).unwrap();
+    let err = Service::open(&cfg).unwrap_err().to_string();
+    assert!(err.contains("tls.key"), "{err}");
+    assert_eq!(
+        std::fs::read(&elsewhere).unwrap(),
+        PEM,
+        "the link's target is untouched"
+    );
 }

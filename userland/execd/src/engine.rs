@@ -475,7 +475,7 @@ impl Engine {
                     ),
                 )
             }
-            Err(e @ havn_exec::ExecError::Io { .. }) => {
+            Err(e @ (havn_exec::ExecError::Io { .. } | havn_exec::ExecError::Checkpoint(_))) => {
                 return storage_failed(ticket_id, "checkpointing", &e)
             }
             Err(e) => return failed(ticket_id, RemoteError::ExecutionFailed, &e.to_string()),

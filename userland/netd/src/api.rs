@@ -129,10 +129,12 @@ pub async fn handle(
                 "challenge another client's job",
                 "its submitter and validators",
             ),
-            _ if !access.reads_proof(&client, None) && !access.orchestrator => forbidden(
+            // A job netd does not know (pruned, or never here): validators only, so no
+            // orchestrator reaches another client's material through execd's retention.
+            None if !access.validator => forbidden(
                 &client,
-                "fetch challenge material",
-                "orchestrators and validators",
+                "fetch challenge material for a job it did not submit here",
+                "validators",
             ),
             _ => proof(&ctx, &client, j, n).await,
         },

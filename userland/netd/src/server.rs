@@ -51,6 +51,10 @@ pub enum StartError {
     /// The state dir or WAL.
     #[error("state: {0}")]
     State(String),
+    /// Under havn-init and attestd holds no sealed TLS key: netd.tls_key named no key
+    /// file at attestd's first start.
+    #[error("no TLS key: attestd holds none sealed (netd.tls_key must name the PEM key file at the first start; attestd seals it then)")]
+    NoTlsKey,
     /// The WAL is corrupt in the middle: the operator decides (salvage).
     #[error("{0}")]
     WalCorrupt(String),
@@ -178,6 +182,11 @@ pub async fn start(
         NetdAttestResponse::TlsKey(pem) => {
             tracing::info!("TLS key received from attestd (sealed by the TPM on disk)");
             zeroize::Zeroizing::new(pem.to_vec())
+        }
+        NetdAttestResponse::Error(havn_proto::ipc::RemoteError::NotYetAvailable)
+            if n.tls_key == std::path::Path::new(havn_config::SEALED_TLS_KEY) =>
+        {
+            return Err(StartError::NoTlsKey);
         }
         NetdAttestResponse::Error(havn_proto::ipc::RemoteError::NotYetAvailable) => {
             tracing::warn!(path = %n.tls_key.display(), "attestd holds no sealed TLS key: reading the plaintext file");

@@ -113,19 +113,41 @@ pub fn client_config(
     Ok(cfg)
 }
 
-/// The peer's identity from its end-entity certificate: the subject CN, else the
-/// first DNS SAN, else `"unknown"`.
+/// The peer's identity from its end-entity certificate: its one subject CN (walked by
+/// structure, OID 2.5.4.3, never by splitting the printed name, where `O=a\,CN=x`
+/// would read as CN `x`), else its first DNS SAN. A subject with several CNs is
+/// `"ambiguous"`, one with neither `"unknown"`: neither holds a role.
 pub fn peer_identity(cert: &CertificateDer<'_>) -> String {
+    use x509_cert::der::asn1::{PrintableStringRef, Utf8StringRef};
     use x509_cert::der::oid::AssociatedOid;
     use x509_cert::der::Decode;
+    const CN: x509_cert::der::oid::ObjectIdentifier =
+        x509_cert::der::oid::ObjectIdentifier::new_unwrap("2.5.4.3");
     let Ok(c) = x509_cert::Certificate::from_der(cert.as_ref()) else {
         return "unparseable".into();
     };
-    let subject = c.tbs_certificate.subject.to_string();
-    for part in subject.split(',') {
-        if let Some(cn) = part.trim().strip_prefix("CN=") {
-            return cn.to_string();
+    let mut cns = Vec::new();
+    for rdn in c.tbs_certificate.subject.0.iter() {
+        for atv in rdn.0.iter().filter(|a| a.oid == CN) {
+            let value = atv
+                .value
+                .decode_as::<Utf8StringRef<'_>>()
+                .map(|s| s.as_str().to_string())
+                .or_else(|_| {
+                    atv.value
+                        .decode_as::<PrintableStringRef<'_>>()
+                        .map(|s| s.as_str().to_string())
+                });
+            match value {
+                Ok(v) => cns.push(v),
+                Err(_) => return "unparseable".into(),
+            }
         }
+    }
+    match cns.len() {
+        1 => return cns.remove(0),
+        0 => {}
+        _ => return "ambiguous".into(),
     }
     for ext in c.tbs_certificate.extensions.iter().flatten() {
         if ext.extn_id == x509_cert::ext::pkix::SubjectAltName::OID {

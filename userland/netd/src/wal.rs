@@ -372,9 +372,17 @@ pub(crate) fn record_at(data: &[u8], pos: usize) -> Option<(usize, Record)> {
     Some((start + len, rec))
 }
 
-/// The offset of the first valid record after `end` (the log's end), if any.
+/// How far past the log's end a torn last commit can leave valid records: a power
+/// loss in the middle of one multi-block write may persist later blocks of it and not
+/// earlier ones. Valid records within this window were never acknowledged (the write
+/// that held them did not finish); one beyond it belongs to an earlier, acknowledged
+/// commit, so the bad record is corruption in the middle of the log.
+pub const TORN_WINDOW: usize = 8 << 20;
+
+/// The offset of the first valid record more than [`TORN_WINDOW`] bytes after `end`
+/// (the log's end), if any.
 pub(crate) fn valid_after(data: &[u8], end: usize) -> Option<usize> {
-    (end.saturating_add(1)..data.len().saturating_sub(HEADER))
+    (end.saturating_add(TORN_WINDOW)..data.len().saturating_sub(HEADER))
         .find(|&p| data.get(p) != Some(&0) && record_at(data, p).is_some())
 }
 
@@ -423,9 +431,10 @@ fn load(path: &Path, create: bool) -> Result<(Replay, u64, Vec<u8>), WalError> {
         }
         out.records = out.records.saturating_add(1);
     });
-    // A torn tail has nothing valid after it (each acknowledgement follows the durable
-    // write of everything before it); valid records after a bad one mean corruption
-    // in the middle, and cutting there would drop acknowledged jobs.
+    // A torn tail (a crash or power loss mid-commit) leaves nothing acknowledged after
+    // it, and at most one commit's worth of unacknowledged records; valid records
+    // further on mean corruption in the middle, and cutting there would drop
+    // acknowledged jobs.
     if let Some(next) = valid_after(&data, end) {
         return Err(WalError::Corrupt {
             offset: end as u64,
@@ -723,7 +732,7 @@ enum Compaction {
 }
 
 /// Most batches folded into one group commit.
-const MAX_GROUP: usize = 4096;
+const MAX_GROUP: usize = 1024;
 
 impl Writer {
     fn run(&mut self, mut rx: mpsc::UnboundedReceiver<Batch>) {

@@ -93,3 +93,28 @@ fn pki_keys_are_private() {
         assert_eq!(mode, 0o600, "{f}");
     }
 }
+
+#[test]
+fn identity_is_read_by_structure_not_from_the_printed_name() {
+    use rcgen::{CertificateParams, DnType, KeyPair};
+    let cert = |cn: Option<&str>, org: &str| {
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::OrganizationName, org);
+        if let Some(cn) = cn {
+            p.distinguished_name.push(DnType::CommonName, cn);
+        }
+        let key = KeyPair::generate().unwrap();
+        let c = p.self_signed(&key).unwrap();
+        rustls::pki_types::CertificateDer::from(c.der().to_vec())
+    };
+    // An organisation whose name embeds ",CN=validator" does not make its holder one.
+    assert_eq!(
+        havn_netd::tls::peer_identity(&cert(Some("mallory"), "a,CN=validator")),
+        "mallory"
+    );
+    assert_eq!(
+        havn_netd::tls::peer_identity(&cert(None, "a,CN=validator")),
+        "unknown"
+    );
+}

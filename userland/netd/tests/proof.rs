@@ -18,7 +18,10 @@ async fn submit(c: &mut havn_netd::client::Conn, id: &str) -> u64 {
 }
 
 async fn get(node: &Node, path: &str) -> (u16, Value) {
-    let mut conn = node.orchestrator().await;
+    let mut conn = validator()
+        .connect("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
     let r = conn.get(path).await.unwrap();
     (r.status, r.json::<Value>().unwrap_or(Value::Null))
 }
@@ -53,9 +56,11 @@ async fn proof_route_serves_challenge_material() {
         );
     }
 
-    // Errors: unknown job / node (404), bad ids (400), wrong method (405).
+    // Errors (as a validator): unknown job / node (404), bad ids (400), wrong method
+    // (405). An orchestrator may not probe jobs it did not submit here (403).
     let (s, b) = get(&node, "/job/nope/proof/n1").await;
     assert_eq!((s, b["field"].as_str()), (404, Some("job_id")), "{b}");
+    assert_eq!(v.get("/job/nope/proof/n1").await.unwrap().status, 403);
     let (s, b) = get(&node, "/job/p1/proof/nosuch").await;
     assert_eq!((s, b["field"].as_str()), (404, Some("node_id")), "{b}");
     let (s, b) = get(&node, "/job/p1/proof/bad%2Fid").await;
