@@ -122,7 +122,10 @@ impl Tap {
         let (cmd, port) = loop {
             let a = TcpListener::bind("127.0.0.1:0").unwrap();
             let p = a.local_addr().unwrap().port();
-            if let Ok(b) = TcpListener::bind(("127.0.0.1", p + 1)) {
+            let Some(next) = p.checked_add(1) else {
+                continue;
+            };
+            if let Ok(b) = TcpListener::bind(("127.0.0.1", next)) {
                 break ((a, b), p);
             }
         };

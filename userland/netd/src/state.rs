@@ -108,8 +108,9 @@ struct Table {
     drain: Option<f64>,
     last_finish: Option<std::time::Instant>,
     /// Artifacts a job's submitter may read beyond its outputs (challenge material).
-    grants: HashMap<String, Arc<str>>,
-    grant_order: VecDeque<String>,
+    /// (CID, submitter) pairs: several submitters may be granted the same CID.
+    grants: std::collections::HashSet<(String, Arc<str>)>,
+    grant_order: VecDeque<(String, Arc<str>)>,
 }
 
 /// Most artifact grants kept (challenge material of submitters' own jobs).
@@ -612,13 +613,17 @@ impl State {
     /// Whether `client` may read the artifact `cid` as a job's submitter: the outputs
     /// of one of its finished jobs, or challenge material served for one of them.
     pub fn may_read_artifact(&self, client: &str, cid: &str) -> bool {
+        let Ok(want) = cid.parse::<havn_proto::Cid>() else {
+            return false;
+        };
         let t = self.lock();
-        if t.grants.get(cid).is_some_and(|owner| &**owner == client) {
+        if t.grants.contains(&(cid.to_string(), Arc::from(client))) {
             return true;
         }
+        // A scan of the retained jobs without allocation (32-byte compares).
         t.jobs.values().any(|j| {
             j.owner.as_deref() == Some(client)
-                && matches!(&j.phase, Phase::Done(r) if r.receipt.outputs_cid.to_string() == cid)
+                && matches!(&j.phase, Phase::Done(r) if r.receipt.outputs_cid == want)
         })
     }
 
@@ -635,8 +640,9 @@ impl State {
             return;
         };
         for cid in cids {
-            if t.grants.insert(cid.clone(), owner.clone()).is_none() {
-                t.grant_order.push_back(cid.clone());
+            let pair = (cid.clone(), owner.clone());
+            if t.grants.insert(pair.clone()) {
+                t.grant_order.push_back(pair);
             }
         }
         while t.grant_order.len() > MAX_GRANTS {
