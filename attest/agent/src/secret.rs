@@ -9,7 +9,9 @@
 //! encryption, so the wrap key never crosses the TPM bus in the clear.
 
 use crate::error::{io, tpm, AgentError};
-use crate::tpm::{flush_session, read_json, salted_session, tpm2b, write_json, Agent};
+use crate::tpm::{
+    create_encrypted, flush_session, read_json, salted_session, tpm2b, write_json, Agent, Crypt,
+};
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
@@ -118,17 +120,8 @@ impl Agent {
             })?;
         let (private, public) = self.with(|c| {
             let data = SensitiveData::try_from(wrap.to_vec()).map_err(tpm("sensitive data"))?;
-            let r = c
-                .ctx
-                .create(
-                    c.srk,
-                    template().map_err(tpm("secret template"))?,
-                    None,
-                    Some(data),
-                    None,
-                    None,
-                )
-                .map_err(tpm("seal secret (create)"))?;
+            let template = template().map_err(tpm("secret template"))?;
+            let r = create_encrypted(c, template, data, "seal secret (create)")?;
             Ok((
                 r.out_private.value().to_vec(),
                 tpm2b(&r.out_public.marshall().map_err(tpm("marshal"))?),
@@ -170,15 +163,18 @@ impl Agent {
                 .ctx
                 .load(c.srk, private, public)
                 .map_err(AgentError::SealedBlobRejected)?;
-            let res = salted_session(&mut c.ctx, c.srk, SessionType::Hmac).and_then(|session| {
-                let r = c
-                    .ctx
-                    .execute_with_session(Some(session), |ctx| ctx.unseal(ObjectHandle::from(obj)))
-                    .map_err(AgentError::Unseal)
-                    .map(|d| Zeroizing::new(d.value().to_vec()));
-                flush_session(&mut c.ctx, session);
-                r
-            });
+            let res = salted_session(&mut c.ctx, c.srk, SessionType::Hmac, Crypt::Response)
+                .and_then(|session| {
+                    let r = c
+                        .ctx
+                        .execute_with_session(Some(session), |ctx| {
+                            ctx.unseal(ObjectHandle::from(obj))
+                        })
+                        .map_err(AgentError::Unseal)
+                        .map(|d| Zeroizing::new(d.value().to_vec()));
+                    flush_session(&mut c.ctx, session);
+                    r
+                });
             let _ = c.ctx.flush_context(ObjectHandle::from(obj));
             res
         })?;

@@ -768,17 +768,8 @@ impl Agent {
         let policy = havn_attest::policy_pcr_digest(&sel, &vals);
         let (private, public) = self.with(|c| {
             let data = SensitiveData::try_from(seed.to_vec()).map_err(tpm("sensitive data"))?;
-            let r = c
-                .ctx
-                .create(
-                    c.srk,
-                    sealed_template(&policy).map_err(tpm("seal template"))?,
-                    None,
-                    Some(data),
-                    None,
-                    None,
-                )
-                .map_err(tpm("seal (create)"))?;
+            let template = sealed_template(&policy).map_err(tpm("seal template"))?;
+            let r = create_encrypted(c, template, data, "seal (create)")?;
             Ok((
                 r.out_private.value().to_vec(),
                 tpm2b(&r.out_public.marshall().map_err(tpm("marshal"))?),
@@ -910,7 +901,7 @@ fn unseal_with_policy(
     obj: KeyHandle,
     sel: tss_esapi::structures::PcrSelectionList,
 ) -> Result<Zeroizing<[u8; 32]>, AgentError> {
-    let session = salted_session(ctx, srk, SessionType::Policy)?;
+    let session = salted_session(ctx, srk, SessionType::Policy, Crypt::Response)?;
     let res = (|| {
         let ps = PolicySession::try_from(session).map_err(tpm("policy session"))?;
         ctx.execute_without_session(|ctx| ctx.policy_pcr(ps, Digest::default(), sel))
@@ -932,13 +923,24 @@ fn unseal_with_policy(
     res
 }
 
+/// Which parameter a salted session encrypts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Crypt {
+    /// The command's first parameter (a secret sent to the TPM: `TPM2_Create`'s
+    /// sensitive data).
+    Command,
+    /// The response's first parameter (a secret coming back: `TPM2_Unseal`'s data).
+    Response,
+}
+
 /// A session salted to the SRK (its key derives from a secret encrypted to the SRK, so
-/// a bus observer cannot compute it) that encrypts response parameters (AES-128-CFB).
-/// The caller flushes it.
+/// a bus observer cannot compute it) that encrypts one direction's first parameter
+/// (AES-128-CFB). The caller flushes it.
 pub(crate) fn salted_session(
     ctx: &mut Context,
     srk: KeyHandle,
     kind: SessionType,
+    crypt: Crypt,
 ) -> Result<AuthSession, AgentError> {
     let session = ctx
         .execute_without_session(|ctx| {
@@ -955,13 +957,31 @@ pub(crate) fn salted_session(
         .ok_or(AgentError::TpmUnavailable("no session".into()))?;
     let (attrs, mask) = tss_esapi::attributes::SessionAttributesBuilder::new()
         .with_continue_session(true)
-        .with_encrypt(true)
+        .with_encrypt(crypt == Crypt::Response)
+        .with_decrypt(crypt == Crypt::Command)
         .build();
     if let Err(e) = ctx.tr_sess_set_attributes(session, attrs, mask) {
         flush_session(ctx, session);
         return Err(tpm("session attributes (response encryption)")(e));
     }
     Ok(session)
+}
+
+/// `TPM2_Create` under the SRK with the sensitive data encrypted on the bus (a salted
+/// session with command-parameter encryption authorises the SRK).
+pub(crate) fn create_encrypted(
+    c: &mut Conn,
+    template: Public,
+    data: SensitiveData,
+    op: &'static str,
+) -> Result<tss_esapi::structures::CreateKeyResult, AgentError> {
+    let srk = c.srk;
+    let session = salted_session(&mut c.ctx, srk, SessionType::Hmac, Crypt::Command)?;
+    let r = c.ctx.execute_with_session(Some(session), |ctx| {
+        ctx.create(srk, template, None, Some(data), None, None)
+    });
+    flush_session(&mut c.ctx, session);
+    r.map_err(tpm(op))
 }
 
 /// Flushes a session (best effort).
