@@ -151,6 +151,9 @@ impl Quote {
     }
 }
 
+mod seal;
+pub(crate) use seal::{create_encrypted, flush_session, salted_session, Crypt};
+
 pub(crate) struct Conn {
     pub(crate) ctx: Context,
     ak: KeyHandle,
@@ -250,22 +253,6 @@ fn srk_template() -> Result<Public, tss_esapi::Error> {
             .build()?,
         )
         .with_ecc_unique_identifier(EccPoint::default())
-        .build()
-}
-
-fn sealed_template(policy: &[u8; 32]) -> Result<Public, tss_esapi::Error> {
-    let attrs = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_no_da(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::KeyedHash)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attrs)
-        .with_auth_policy(Digest::try_from(policy.to_vec())?)
-        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
-        .with_keyed_hash_unique_identifier(Digest::default())
         .build()
 }
 
@@ -755,116 +742,6 @@ impl Agent {
         Err(AgentError::QuoteRace(3))
     }
 
-    /// Generate a fresh node key, seal it to the current values of the seal PCRs, and
-    /// write the sealed blob (replacing any previous one).
-    pub fn create_node_key(&mut self) -> Result<NodeKey, AgentError> {
-        let mut seed = Zeroizing::new([0u8; 32]);
-        getrandom::getrandom(seed.as_mut()).map_err(|e| AgentError::Random(e.to_string()))?;
-        let key = NodeKey::from_seed(&seed);
-        let pcrs = self.cfg.seal_pcrs.clone();
-        let values = self.read_pcrs(&pcrs)?;
-        let sel = [PcrSelection::sha256(&pcrs)];
-        let vals: Vec<[u8; 32]> = values.values().copied().collect();
-        let policy = havn_attest::policy_pcr_digest(&sel, &vals);
-        let (private, public) = self.with(|c| {
-            let data = SensitiveData::try_from(seed.to_vec()).map_err(tpm("sensitive data"))?;
-            let template = sealed_template(&policy).map_err(tpm("seal template"))?;
-            let r = create_encrypted(c, template, data, "seal (create)")?;
-            Ok((
-                r.out_private.value().to_vec(),
-                tpm2b(&r.out_public.marshall().map_err(tpm("marshal"))?),
-            ))
-        })?;
-        let blob = SealedBlob {
-            version: 1,
-            private,
-            public,
-            node_pubkey: key.public(),
-            pcrs: values.into_iter().map(|(k, v)| (k, PcrValue(v))).collect(),
-        };
-        write_json(&self.cfg.state_dir.join(SEALED_FILE), &blob)?;
-        self.sealed = Some(blob);
-        Ok(key)
-    }
-
-    /// The sealed blob's metadata, if a node key exists.
-    pub fn sealed_blob(&self) -> Option<&SealedBlob> {
-        self.sealed.as_ref()
-    }
-
-    /// Replace the sealed blob (e.g. restoring one; tests use it to try another TPM's blob).
-    pub fn install_sealed_blob(&mut self, blob: SealedBlob) -> Result<(), AgentError> {
-        write_json(&self.cfg.state_dir.join(SEALED_FILE), &blob)?;
-        self.sealed = Some(blob);
-        Ok(())
-    }
-
-    /// Unseal the node key, or create one if none was sealed yet.
-    pub fn load_or_create_node_key(&mut self) -> Result<NodeKey, AgentError> {
-        if self.sealed.is_some() {
-            self.unseal_node_key()
-        } else {
-            self.create_node_key()
-        }
-    }
-
-    /// Unseal the node key. If the TPM refuses because PCRs moved, the error names them.
-    pub fn unseal_node_key(&mut self) -> Result<NodeKey, AgentError> {
-        let blob = self.sealed.clone().ok_or_else(|| {
-            AgentError::NoNodeKey(self.cfg.state_dir.join(SEALED_FILE).display().to_string())
-        })?;
-        let pcrs: Vec<u32> = blob.pcrs.keys().copied().collect();
-        let sel = selection_list(&pcrs)?;
-        let public_inner = blob.public.get(2..).unwrap_or(&[]);
-        let r = self.with(|c| {
-            let public =
-                Public::unmarshall(public_inner).map_err(AgentError::SealedBlobRejected)?;
-            let private =
-                Private::try_from(blob.private.clone()).map_err(AgentError::SealedBlobRejected)?;
-            let obj = c
-                .ctx
-                .load(c.srk, private, public)
-                .map_err(AgentError::SealedBlobRejected)?;
-            let res = unseal_with_policy(&mut c.ctx, c.srk, obj, sel);
-            let _ = c.ctx.flush_context(ObjectHandle::from(obj));
-            res
-        });
-        match r {
-            Ok(seed) => {
-                let key = NodeKey::from_seed(&seed);
-                if key.public() != blob.node_pubkey {
-                    return Err(AgentError::State {
-                        path: SEALED_FILE.into(),
-                        msg: "unsealed key does not match recorded public key".into(),
-                    });
-                }
-                Ok(key)
-            }
-            Err(AgentError::Unseal(e)) => {
-                let moved = self.moved_pcrs()?;
-                if moved.is_empty() {
-                    Err(AgentError::Unseal(e))
-                } else {
-                    Err(AgentError::PcrsMoved { moved })
-                }
-            }
-            Err(e) => Err(e),
-        }
-    }
-
-    /// PCRs whose current value differs from the sealing policy.
-    pub fn moved_pcrs(&mut self) -> Result<Vec<u32>, AgentError> {
-        let Some(blob) = self.sealed.clone() else {
-            return Ok(Vec::new());
-        };
-        let pcrs: Vec<u32> = blob.pcrs.keys().copied().collect();
-        let now = self.read_pcrs(&pcrs)?;
-        Ok(pcrs
-            .into_iter()
-            .filter(|p| now.get(p).map(|v| PcrValue(*v)) != blob.pcrs.get(p).copied())
-            .collect())
-    }
-
     /// The gate: the TPM answers and the seal PCRs still hold their policy values.
     /// A dead connection is retried once with a fresh context (TPM restarted).
     pub fn gate(&mut self) -> Result<(), AgentError> {
@@ -889,106 +766,6 @@ impl Agent {
             Err(AgentError::GateClosed { moved })
         }
     }
-}
-
-/// Unseals `obj` in a policy session that is **salted** (its session key derives from a
-/// secret encrypted to the SRK, so someone watching the TPM bus cannot compute it) and
-/// **encrypts the response parameter** (AES-128-CFB): the seed never crosses the bus in
-/// the clear.
-fn unseal_with_policy(
-    ctx: &mut Context,
-    srk: KeyHandle,
-    obj: KeyHandle,
-    sel: tss_esapi::structures::PcrSelectionList,
-) -> Result<Zeroizing<[u8; 32]>, AgentError> {
-    let session = salted_session(ctx, srk, SessionType::Policy, Crypt::Response)?;
-    let res = (|| {
-        let ps = PolicySession::try_from(session).map_err(tpm("policy session"))?;
-        ctx.execute_without_session(|ctx| ctx.policy_pcr(ps, Digest::default(), sel))
-            .map_err(AgentError::Unseal)?;
-        let data = ctx
-            .execute_with_session(Some(session), |ctx| ctx.unseal(ObjectHandle::from(obj)))
-            .map_err(AgentError::Unseal)?;
-        let mut seed = Zeroizing::new([0u8; 32]);
-        if data.value().len() != 32 {
-            return Err(AgentError::State {
-                path: SEALED_FILE.into(),
-                msg: "unsealed seed is not 32 bytes".into(),
-            });
-        }
-        seed.copy_from_slice(data.value());
-        Ok(seed)
-    })();
-    flush_session(ctx, session);
-    res
-}
-
-/// Which parameter a salted session encrypts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Crypt {
-    /// The command's first parameter (a secret sent to the TPM: `TPM2_Create`'s
-    /// sensitive data).
-    Command,
-    /// The response's first parameter (a secret coming back: `TPM2_Unseal`'s data).
-    Response,
-}
-
-/// A session salted to the SRK (its key derives from a secret encrypted to the SRK, so
-/// a bus observer cannot compute it) that encrypts one direction's first parameter
-/// (AES-128-CFB). The caller flushes it.
-pub(crate) fn salted_session(
-    ctx: &mut Context,
-    srk: KeyHandle,
-    kind: SessionType,
-    crypt: Crypt,
-) -> Result<AuthSession, AgentError> {
-    let session = ctx
-        .execute_without_session(|ctx| {
-            ctx.start_auth_session(
-                Some(srk),
-                None,
-                None,
-                kind,
-                SymmetricDefinition::AES_128_CFB,
-                HashingAlgorithm::Sha256,
-            )
-        })
-        .map_err(tpm("start salted session"))?
-        .ok_or(AgentError::TpmUnavailable("no session".into()))?;
-    let (attrs, mask) = tss_esapi::attributes::SessionAttributesBuilder::new()
-        .with_continue_session(true)
-        .with_encrypt(crypt == Crypt::Response)
-        .with_decrypt(crypt == Crypt::Command)
-        .build();
-    if let Err(e) = ctx.tr_sess_set_attributes(session, attrs, mask) {
-        flush_session(ctx, session);
-        return Err(tpm("session attributes (response encryption)")(e));
-    }
-    Ok(session)
-}
-
-/// `TPM2_Create` under the SRK with the sensitive data encrypted on the bus (a salted
-/// session with command-parameter encryption authorises the SRK).
-pub(crate) fn create_encrypted(
-    c: &mut Conn,
-    template: Public,
-    data: SensitiveData,
-    op: &'static str,
-) -> Result<tss_esapi::structures::CreateKeyResult, AgentError> {
-    let srk = c.srk;
-    let session = salted_session(&mut c.ctx, srk, SessionType::Hmac, Crypt::Command)?;
-    let r = c.ctx.execute_with_session(Some(session), |ctx| {
-        ctx.create(srk, template, None, Some(data), None, None)
-    });
-    flush_session(&mut c.ctx, session);
-    r.map_err(tpm(op))
-}
-
-/// Flushes a session (best effort).
-pub(crate) fn flush_session(ctx: &mut Context, session: AuthSession) {
-    let _ = ctx.flush_context(ObjectHandle::from(tss_esapi::handles::SessionHandle::from(
-        session,
-    )));
 }
 
 /// PEM-encode DER bytes.
