@@ -64,8 +64,8 @@ pub enum Error {
     /// TPM / key / store failure.
     #[error(transparent)]
     Service(#[from] ServiceError),
-    /// `netd.user` cannot be looked up: netd's channel would accept any uid.
-    #[error("netd.user: {0}")]
+    /// `netd.user` or `execd.user` cannot be looked up: a channel would accept any uid.
+    #[error("netd.user or execd.user: {0}")]
     NetdUser(havn_sandbox::SandboxError),
     /// A channel descriptor havn-init should have placed is not open.
     #[error(
@@ -176,6 +176,7 @@ pub fn run(args: Args) -> Result<(), Error> {
     // netd's uid as havn-init runs it; a user that cannot be looked up stops attestd
     // (never "any uid").
     let (netd_uid, _) = havn_sandbox::user_ids(&cfg.netd.user).map_err(Error::NetdUser)?;
+    let (execd_uid, _) = havn_sandbox::user_ids(&cfg.execd.user).map_err(Error::NetdUser)?;
     let netd_policy = PeerPolicy {
         uid: Some(netd_uid),
         ..PeerPolicy::any()
@@ -238,9 +239,9 @@ pub fn run(args: Args) -> Result<(), Error> {
                 }
                 Src::ExecdHello => {
                     if let Some(fd) = execd_pending.take() {
-                        // execd runs as our uid (havn-init keeps both at its own);
-                        // the channel is then pinned to the process that said hello.
-                        let execd_policy = PeerPolicy::uid(nix::unistd::geteuid().as_raw());
+                        // execd runs as `execd.user`; the channel is then pinned to
+                        // the process that said hello.
+                        let execd_policy = PeerPolicy::uid(execd_uid);
                         let mut s = Server::<ExecdAttestd>::accept(fd, execd_policy)
                             .map_err(ipc("execd"))?;
                         // Gate (0) and Report (1) any number of times; Capabilities (2) once.

@@ -51,6 +51,22 @@ fn orchestrator_and_validator_against_a_real_node() {
         );
     }
 
+    // execd runs as its own user (not attestd's root), and attestd's state is root's,
+    // mode 0700: execd cannot open it (havn-sandbox: execd_cannot_open_or_write_attestds_state).
+    let execd = node.daemon_pid("havn-execd");
+    let execd_uid = status_field(execd, "Uid");
+    assert!(
+        execd_uid
+            .split_whitespace()
+            .all(|u| u != "0" && u != "65534"),
+        "execd Uid {execd_uid}"
+    );
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(node.path("state/attestd")).unwrap();
+        assert_eq!((m.uid(), m.mode() & 0o777), (0, 0o700));
+    }
+
     // netd runs unprivileged, without capabilities, with no_new_privs and seccomp.
     let netd = node.daemon_pid("havn-netd");
     let uid = status_field(netd, "Uid");

@@ -20,6 +20,12 @@ pub mod fds {
     pub const EXECD_ATTESTD: i32 = 3;
     /// havn-execd: server end of netd → execd.
     pub const EXECD_NETD: i32 = 4;
+    /// havn-execd: its view of node.toml (a sealed memfd; see [`crate::execd_view`]).
+    pub const EXECD_CONFIG: i32 = 5;
+    /// havn-execd: the state directory (`O_PATH`).
+    pub const EXECD_STATE: i32 = 6;
+    /// havn-execd: the model store (`O_PATH`).
+    pub const EXECD_MODELS: i32 = 7;
     /// havn-netd: client end of netd → execd.
     pub const NETD_EXECD: i32 = 3;
     /// havn-netd: client end of netd → attestd.
@@ -58,32 +64,56 @@ pub const SEALED_TLS_KEY: &str = "(sealed by the TPM: netd gets it from attestd)
 /// netd reads its configuration, certificates and state wherever the operator keeps
 /// them, even under directories it cannot enter, and never a private key file.
 pub fn netd_view(text: &str, path: &Path) -> Result<String, ConfigError> {
+    let fd = |n: i32| fds::path(n).display().to_string();
+    rewrite(
+        text,
+        path,
+        &[
+            ("node", "state_dir", fd(fds::NETD_STATE)),
+            ("netd", "tls_cert", fd(fds::NETD_TLS_CERT)),
+            ("netd", "tls_key", SEALED_TLS_KEY.into()),
+            ("netd", "client_ca", fd(fds::NETD_CLIENT_CA)),
+        ],
+    )
+}
+
+/// execd's view of node.toml: `node.state_dir` and `execd.model_store` replaced by the
+/// descriptors havn-init passes ([`fds::EXECD_STATE`], [`fds::EXECD_MODELS`]), so
+/// execd, running as its own unprivileged user, reaches them wherever they are.
+pub fn execd_view(text: &str, path: &Path) -> Result<String, ConfigError> {
+    let fd = |n: i32| fds::path(n).display().to_string();
+    rewrite(
+        text,
+        path,
+        &[
+            ("node", "state_dir", fd(fds::EXECD_STATE)),
+            ("execd", "model_store", fd(fds::EXECD_MODELS)),
+        ],
+    )
+}
+
+/// Sets `[section] key = value` for each entry (creating an absent optional section),
+/// and checks that the result is still a valid config.
+fn rewrite(text: &str, path: &Path, set: &[(&str, &str, String)]) -> Result<String, ConfigError> {
     let mut table: toml::Table = text.parse().map_err(|e| ConfigError::Parse {
         path: path.to_path_buf(),
         source: Box::new(e),
     })?;
-    let fd_path = |fd: i32| toml::Value::String(fds::path(fd).display().to_string());
-    let invalid = |what: &str| ConfigError::Invalid {
-        path: path.to_path_buf(),
-        what: format!("missing [{what}] section"),
-    };
-    let node = table
-        .get_mut("node")
-        .and_then(toml::Value::as_table_mut)
-        .ok_or_else(|| invalid("node"))?;
-    node.insert("state_dir".into(), fd_path(fds::NETD_STATE));
-    let netd = table
-        .get_mut("netd")
-        .and_then(toml::Value::as_table_mut)
-        .ok_or_else(|| invalid("netd"))?;
-    netd.insert("tls_cert".into(), fd_path(fds::NETD_TLS_CERT));
-    netd.insert("tls_key".into(), toml::Value::String(SEALED_TLS_KEY.into()));
-    netd.insert("client_ca".into(), fd_path(fds::NETD_CLIENT_CA));
+    for (section, key, value) in set {
+        let t = table
+            .entry(section.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .ok_or_else(|| ConfigError::Invalid {
+                path: path.to_path_buf(),
+                what: format!("[{section}] is not a table"),
+            })?;
+        t.insert(key.to_string(), toml::Value::String(value.clone()));
+    }
     let out = toml::to_string(&table).map_err(|e| ConfigError::Invalid {
         path: path.to_path_buf(),
-        what: format!("cannot write netd's view: {e}"),
+        what: format!("cannot write a daemon's view: {e}"),
     })?;
-    // What netd will parse must still be a valid config.
     NodeConfig::parse(&out, path)?;
     Ok(out)
 }
@@ -216,6 +246,14 @@ pub struct Execd {
     /// does not load stops execd at start.
     #[serde(default = "default_chat_model")]
     pub chat_model: String,
+    /// Unprivileged user execd runs as: its own, so it cannot open attestd's state
+    /// (`scripts/setup` creates `havn-execd`).
+    #[serde(default = "default_execd_user")]
+    pub user: String,
+}
+
+fn default_execd_user() -> String {
+    "havn-execd".into()
 }
 
 fn default_backend() -> String {
@@ -238,6 +276,7 @@ impl Default for Execd {
             backend: default_backend(),
             model_store: default_model_store(),
             chat_model: default_chat_model(),
+            user: default_execd_user(),
         }
     }
 }
@@ -459,6 +498,14 @@ mod tests {
             c.daemon_state("netd"),
             fds::path(fds::NETD_STATE).join("netd")
         );
+        let e = NodeConfig::parse(
+            &execd_view(EXAMPLE, Path::new("x")).unwrap(),
+            Path::new("x"),
+        )
+        .unwrap();
+        assert_eq!(e.node.state_dir, fds::path(fds::EXECD_STATE));
+        assert_eq!(e.execd.model_store, fds::path(fds::EXECD_MODELS));
+        assert_eq!(e.execd.chat_model, orig.execd.chat_model);
     }
 
     #[test]

@@ -92,12 +92,9 @@ pub fn run(args: Args) -> Result<(), Error> {
         "havn-execd started"
     );
     let mut attestd =
-        // attestd runs as our uid (havn-init keeps both at its own); the channel is then
-        // pinned to the process that said hello.
-        Client::<ExecdAttestd>::connect(
-            take_fd(fds::EXECD_ATTESTD)?,
-            PeerPolicy::uid(nix::unistd::geteuid().as_raw()),
-        )
+        // attestd keeps havn-init's uid (root); the channel is then pinned to the
+        // process that said hello.
+        Client::<ExecdAttestd>::connect(take_fd(fds::EXECD_ATTESTD)?, PeerPolicy::uid(0))
         .map_err(
             |source| Error::Ipc {
                 channel: "attestd",

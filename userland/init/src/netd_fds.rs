@@ -79,6 +79,40 @@ fn sealed_memfd(name: &str, bytes: &[u8]) -> Result<OwnedFd, InitError> {
     Ok(fd)
 }
 
+/// The descriptors execd gets beside its two channels: its view of node.toml, the
+/// state directory and the model store (`O_PATH`), so execd, running as its own user,
+/// reaches them wherever the operator keeps them.
+pub fn execd_fds(
+    config: &Path,
+    state_dir: &Path,
+    model_store: &Path,
+) -> Result<NetdFds, InitError> {
+    let text = std::fs::read_to_string(config).map_err(file_err("node.toml", config))?;
+    let view = havn_config::execd_view(&text, config)?;
+    let dir = |what: &'static str, p: &Path| {
+        nix::fcntl::open(
+            p,
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|source| InitError::File {
+            what,
+            path: p.to_path_buf(),
+            source: std::io::Error::from(source),
+        })
+    };
+    Ok(NetdFds {
+        fds: vec![
+            (
+                sealed_memfd("havn-execd.toml", view.as_bytes())?,
+                fds::EXECD_CONFIG,
+            ),
+            (dir("node.state_dir", state_dir)?, fds::EXECD_STATE),
+            (dir("execd.model_store", model_store)?, fds::EXECD_MODELS),
+        ],
+    })
+}
+
 impl NetdFds {
     /// Reads node.toml and the TLS files (as root, wherever they are) and opens the
     /// state directory.

@@ -57,6 +57,10 @@ pub struct Plan {
     pub attestd_needs_network: bool,
     /// User netd runs as.
     pub netd_user: String,
+    /// User execd runs as.
+    pub execd_user: String,
+    /// `execd.model_store`, handed to execd as a descriptor.
+    pub model_store: PathBuf,
     /// The PCR attestd's replies should name (logged only).
     pub userland_pcr: u8,
     /// `node.state_dir`; each daemon owns `state_dir/<daemon>/`.
@@ -124,16 +128,27 @@ impl Plan {
             tpm_device,
             attestd_needs_network: cfg.tpm.tcti.starts_with("swtpm:"),
             netd_user: cfg.netd.user.clone(),
+            execd_user: cfg.execd.user.clone(),
+            model_store: cfg.execd.model_store.clone(),
             userland_pcr: cfg.tpm.userland_pcr,
             state_dir: cfg.node.state_dir.clone(),
             netd_files,
         })
     }
 
+    /// The user `kind` runs as (attestd keeps havn-init's).
+    pub fn user(&self, kind: DaemonKind) -> &str {
+        match kind {
+            DaemonKind::Netd => &self.netd_user,
+            DaemonKind::Execd => &self.execd_user,
+            DaemonKind::Attestd => "root",
+        }
+    }
+
     /// The sandbox profile of `kind` (without descriptors and environment).
     pub fn profile(&self, kind: DaemonKind) -> Result<Profile, InitError> {
         let p =
-            Profile::for_daemon(kind, &self.netd_user).map_err(|source| InitError::Sandbox {
+            Profile::for_daemon(kind, self.user(kind)).map_err(|source| InitError::Sandbox {
                 daemon: kind.binary(),
                 source,
             })?;
@@ -179,8 +194,28 @@ impl Plan {
             std::fs::create_dir_all(&dir).map_err(io)?;
             std::os::unix::fs::chown(&dir, Some(uid), Some(gid)).map_err(io)?;
             std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+            // Outputs and challenge material execd writes and netd serves: execd's,
+            // readable by netd.
+            if d.kind == DaemonKind::Execd {
+                let art = self.state_dir.join("artifacts");
+                let io = |source| InitError::StateDir {
+                    path: art.clone(),
+                    source,
+                };
+                std::fs::create_dir_all(&art).map_err(io)?;
+                std::os::unix::fs::chown(&art, Some(uid), Some(gid)).map_err(io)?;
+                std::fs::set_permissions(&art, std::fs::Permissions::from_mode(0o755))
+                    .map_err(io)?;
+                // The model store execd reads (filled by `havnctl models fetch`).
+                std::fs::create_dir_all(&self.model_store).map_err(|source| {
+                    InitError::StateDir {
+                        path: self.model_store.clone(),
+                        source,
+                    }
+                })?;
+            }
             // Job inputs netd receives (`POST /artifact`) and execd reads: netd's, and
-            // readable by name by the executor (which has no CAP_DAC_OVERRIDE).
+            // readable by name by the executor.
             if d.kind == DaemonKind::Netd {
                 let up = havn_config::uploads_dir(&self.state_dir);
                 let io = |source| InitError::StateDir {
@@ -213,6 +248,12 @@ impl Plan {
             DaemonKind::Execd => vec![
                 (fds::EXECD_ATTESTD, "execd-attestd (client)"),
                 (fds::EXECD_NETD, "netd-execd (server)"),
+                (
+                    fds::EXECD_CONFIG,
+                    "execd's view of node.toml (sealed memfd)",
+                ),
+                (fds::EXECD_STATE, "state_dir (O_PATH)"),
+                (fds::EXECD_MODELS, "execd.model_store (O_PATH)"),
             ],
             DaemonKind::Netd => vec![
                 (fds::NETD_EXECD, "netd-execd (client)"),
@@ -246,20 +287,23 @@ impl Plan {
                 setting: "node.state_dir",
                 path: self.state_dir.clone(),
                 need: Need::Search,
+                via_fd: false,
             },
             Use {
                 daemon: "havn-execd",
                 ids: e,
-                setting: "node.state_dir",
+                setting: "node.state_dir (through its descriptor)",
                 path: self.state_dir.clone(),
                 need: Need::Search,
+                via_fd: true,
             },
             Use {
                 daemon: "havn-execd",
                 ids: e,
-                setting: "execd.model_store",
+                setting: "execd.model_store (through its descriptor)",
                 path: cfg.execd.model_store.clone(),
                 need: Need::Search,
+                via_fd: true,
             },
         ])
     }

@@ -28,6 +28,9 @@ pub struct Use {
     pub path: PathBuf,
     /// What it needs there.
     pub need: Need,
+    /// Reached through a descriptor havn-init opens (as root): only the last
+    /// component's own permissions matter, not the directories above it.
+    pub via_fd: bool,
 }
 
 fn allowed(meta: &std::fs::Metadata, (uid, gid): (u32, u32), bits: u32) -> bool {
@@ -54,6 +57,9 @@ pub fn problem(u: &Use) -> Option<String> {
     let comps: Vec<Component> = u.path.components().collect();
     for (i, c) in comps.iter().enumerate() {
         at.push(c.as_os_str());
+        if u.via_fd && i + 1 < comps.len() {
+            continue;
+        }
         let meta = match std::fs::metadata(&at) {
             Ok(m) => m,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
@@ -116,6 +122,7 @@ mod tests {
             setting: "x.file",
             path: private.join("f"),
             need,
+            via_fd: false,
         };
         assert_eq!(problem(&mk(me, Need::Read)), None, "the owner reaches it");
         let other = (me.0 + 4242, me.1 + 4242);
@@ -129,6 +136,12 @@ mod tests {
         // A path that does not exist yet is fine when its parent is reachable.
         let mut u = mk(me, Need::Search);
         u.path = private.join("later/deeper");
+        assert_eq!(problem(&u), None);
+        // Through a descriptor: the private directory above does not matter.
+        let mut u = mk(other, Need::Read);
+        u.via_fd = true;
+        std::fs::set_permissions(private.join("f"), std::fs::Permissions::from_mode(0o644))
+            .unwrap();
         assert_eq!(problem(&u), None);
     }
 }

@@ -211,11 +211,16 @@ fn start_into(plan: &Plan, set: &mut Set) -> Result<(), InitError> {
     }
     set.attestd = Some(client);
 
-    // execd, then netd.
-    let profile = plan
+    // execd (its own user: its config view, state and model store come as
+    // descriptors), then netd.
+    let given = crate::netd_fds::execd_fds(&plan.config, &plan.state_dir, &plan.model_store)?;
+    let mut profile = plan
         .profile(DaemonKind::Execd)?
         .fd(ea_execd.as_fd(), fds::EXECD_ATTESTD)
         .fd(ne_execd.as_fd(), fds::EXECD_NETD);
+    for (fd, at) in &given.fds {
+        profile = profile.fd(fd.as_fd(), *at);
+    }
     spawn_one(
         plan,
         DaemonKind::Execd,
@@ -223,7 +228,7 @@ fn start_into(plan: &Plan, set: &mut Set) -> Result<(), InitError> {
         profile,
         &mut set.children,
     )?;
-    drop((ea_execd, ne_execd));
+    drop((ea_execd, ne_execd, given));
     // netd reads nothing by path: its config view, TLS files and state directory
     // come as descriptors (see crate::netd_fds).
     let given = crate::netd_fds::NetdFds::open(&plan.netd_files)?;
@@ -271,7 +276,8 @@ fn spawn_one(
     };
     let config = match kind {
         DaemonKind::Netd => fds::path(fds::NETD_CONFIG),
-        _ => plan.config.clone(),
+        DaemonKind::Execd => fds::path(fds::EXECD_CONFIG),
+        DaemonKind::Attestd => plan.config.clone(),
     };
     let mut cmd = Command::new(path);
     cmd.arg0(kind.binary())

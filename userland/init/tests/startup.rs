@@ -18,6 +18,11 @@ fn each_daemon_gets_exactly_its_fds_env_and_sandbox() {
     ]);
     let ev = node.wait_sets(1);
     let report = |role: &str| node.report(role, pids(&ev, role)[0]);
+    let execd_uid = nix::unistd::User::from_name("havn-execd")
+        .unwrap()
+        .expect("the havn-execd user (scripts/setup creates it)")
+        .uid
+        .as_raw();
 
     let a = report("attestd");
     assert_eq!(field(&a, "fds:"), "0 1 2 3 4 5 6", "{a}");
@@ -27,7 +32,7 @@ fn each_daemon_gets_exactly_its_fds_env_and_sandbox() {
     );
     assert_eq!(field(&a, "env:"), "RUST_LOG TSS2_LOG");
     let e = report("execd");
-    assert_eq!(field(&e, "fds:"), "0 1 2 3 4", "{e}");
+    assert_eq!(field(&e, "fds:"), "0 1 2 3 4 5 6 7", "{e}");
     assert_eq!(field(&e, "env:"), "LD_LIBRARY_PATH RUST_LOG");
     let n = report("netd");
     assert_eq!(field(&n, "fds:"), "0 1 2 3 4 5 6 7 8", "{n}");
@@ -42,11 +47,16 @@ fn each_daemon_gets_exactly_its_fds_env_and_sandbox() {
         assert!(st.no_capabilities(), "{role}: {text}");
         assert_eq!(st.no_new_privs, 1, "{role}");
         assert_eq!(st.seccomp, 2, "{role}: its policy is installed");
-        let uid = if role == "netd" { 65534 } else { 0 };
+        let uid = match role {
+            "netd" => 65534,
+            "execd" => execd_uid,
+            _ => 0,
+        };
         assert_eq!(st.uid, [uid; 4], "{role}");
     }
-    // Each daemon owns its state directory; netd's belongs to nobody.
-    for (role, uid) in [("attestd", 0), ("execd", 0), ("netd", 65534)] {
+    // Each daemon owns its state directory: attestd's is root's, execd's its own
+    // user's (so execd cannot open attestd's), netd's nobody's.
+    for (role, uid) in [("attestd", 0), ("execd", execd_uid), ("netd", 65534)] {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(node.state.join(role)).unwrap();
         assert_eq!((m.uid(), m.mode() & 0o777), (uid, 0o700), "{role}");
@@ -111,20 +121,20 @@ fn check_prints_the_plan_and_help_explains() {
         "{text}"
     );
     if root() {
-        // A model store behind a directory execd (uid 0 without CAP_DAC_OVERRIDE)
-        // cannot search: named, as the user execd runs as, and --check fails.
+        // A model store that execd's own user cannot search (it reaches the store through
+        // a descriptor, so only the store's own mode matters): named, as the user execd
+        // runs as, and --check fails. A private directory above it does not matter.
         let private = node.dir.join("private");
-        std::fs::create_dir_all(private.join("models")).unwrap();
-        std::os::unix::fs::chown(&private, Some(4242), Some(4242)).unwrap();
+        let models = private.join("models");
+        std::fs::create_dir_all(&models).unwrap();
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+        std::os::unix::fs::chown(&models, Some(4242), Some(4242)).unwrap();
+        std::fs::set_permissions(&models, std::fs::Permissions::from_mode(0o700)).unwrap();
         let cfg = std::fs::read_to_string(&node.config).unwrap();
         std::fs::write(
             &node.config,
-            cfg.replace(
-                "[execd]\n",
-                &format!("[execd]\nmodel_store = {:?}\n", private.join("models")),
-            ),
+            cfg.replace("[execd]\n", &format!("[execd]\nmodel_store = {models:?}\n")),
         )
         .unwrap();
         let out = node.init_cmd().arg("--check").output().unwrap();
@@ -135,9 +145,9 @@ fn check_prints_the_plan_and_help_explains() {
             .find(|l| l.starts_with("UNREACHABLE"))
             .unwrap_or_default();
         assert!(
-            line.contains("havn-execd (uid 0")
+            line.contains("havn-execd (uid ")
                 && line.contains("execd.model_store")
-                && line.contains(&format!("{} is mode 0700", private.display())),
+                && line.contains(&format!("{} is mode 0700", models.display())),
             "{text}"
         );
         std::fs::write(&node.config, cfg).unwrap();

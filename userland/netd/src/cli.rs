@@ -55,17 +55,24 @@ pub fn run(args: &Args, execd_fd: OwnedFd, attestd_fd: OwnedFd) -> u8 {
         }
     };
     rt.block_on(async move {
-        // execd and attestd run as havn-init's uid (root); each channel is pinned to
-        // the process that said hello (havn-ipc), so nothing else may speak on it.
-        let peer = PeerPolicy::uid(0);
-        let execd = match AsyncClient::connect(execd_fd, peer).await {
+        // attestd runs as havn-init's uid (root), execd as `execd.user`; each channel is
+        // pinned to the process that said hello (havn-ipc), so nothing else may speak
+        // on it. A user that cannot be looked up is a configuration error.
+        let execd_uid = match havn_sandbox::user_ids(&cfg.execd.user) {
+            Ok((uid, _)) => uid,
+            Err(e) => {
+                tracing::error!(error = %e, "execd.user");
+                return EXIT_CONFIG;
+            }
+        };
+        let execd = match AsyncClient::connect(execd_fd, PeerPolicy::uid(execd_uid)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "execd channel (fd 3) handshake failed");
                 return EXIT_STARTUP;
             }
         };
-        let attestd = match AsyncClient::connect(attestd_fd, peer).await {
+        let attestd = match AsyncClient::connect(attestd_fd, PeerPolicy::uid(0)).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "attestd channel (fd 4) handshake failed");

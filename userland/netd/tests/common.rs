@@ -75,6 +75,8 @@ tcti = "swtpm:host=127.0.0.1,port=1"
 # havn-config's derived Default leaves execd.backend empty: spell it out.
 [execd]
 backend = "auto"
+# The execd stand-in runs in this (root) test process.
+user = "root"
 [netd]
 listen = "127.0.0.1:0"
 tls_cert = "{d}/node.pem"

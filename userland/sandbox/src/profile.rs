@@ -50,16 +50,17 @@ impl Profile {
     }
 
     /// The profile havn-init uses for `kind`, exceptions listed by name:
-    /// - netd: keeps the network namespace (it serves); runs as `netd_user`.
-    /// - execd: keeps uid 0 (device nodes such as `/dev/nvidia*` are root-owned);
-    ///   capabilities are still all gone.
+    /// - netd: keeps the network namespace (it serves); runs as `user` (`netd.user`).
+    /// - execd: runs as `user` (`execd.user`), its own uid, so it cannot open attestd's
+    ///   root-owned, mode-0700 state (GPU device nodes are world-accessible).
     /// - attestd: keeps uid 0 (its sealed state is root-owned); the TPM is passed
     ///   as a descriptor. If it reaches swtpm over TCP, add
-    ///   [`keep_network`](Self::keep_network).
-    pub fn for_daemon(kind: DaemonKind, netd_user: &str) -> Result<Self, SandboxError> {
+    ///   [`keep_network`](Self::keep_network). `user` is not used.
+    pub fn for_daemon(kind: DaemonKind, user: &str) -> Result<Self, SandboxError> {
         Ok(match kind {
-            DaemonKind::Netd => Self::restrictive().keep_network().run_as_user(netd_user)?,
-            DaemonKind::Execd | DaemonKind::Attestd => Self::restrictive().keep_uid(),
+            DaemonKind::Netd => Self::restrictive().keep_network().run_as_user(user)?,
+            DaemonKind::Execd => Self::restrictive().run_as_user(user)?,
+            DaemonKind::Attestd => Self::restrictive().keep_uid(),
         })
     }
 

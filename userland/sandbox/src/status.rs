@@ -101,8 +101,11 @@ impl ProcStatus {
         if kind == DaemonKind::Netd && (self.uid.contains(&0) || self.gid.contains(&0)) {
             return Err("havn-netd must not run as root (uid or gid 0)");
         }
-        if kind == DaemonKind::Netd && !self.groups.is_empty() {
-            return Err("havn-netd must have no supplementary groups");
+        if kind == DaemonKind::Execd && (self.uid.contains(&0) || self.gid.contains(&0)) {
+            return Err("havn-execd must not run as root (uid or gid 0): execd.user");
+        }
+        if kind != DaemonKind::Attestd && !self.groups.is_empty() {
+            return Err("havn-netd and havn-execd must have no supplementary groups");
         }
         Ok(())
     }

@@ -92,7 +92,7 @@ fn netd_profile_drops_everything_and_cannot_open_secrets() {
 }
 
 #[test]
-fn execd_profile_keeps_uid_but_no_capabilities() {
+fn execd_profile_runs_as_its_own_user_with_no_capabilities() {
     if !root() {
         return;
     }
@@ -100,7 +100,7 @@ fn execd_profile_keeps_uid_but_no_capabilities() {
     let (text, code) = run_status(Some(&profile), "execd", &[]);
     assert_eq!(code, 0, "{text}");
     let st = ProcStatus::parse(&text).unwrap();
-    assert_eq!(st.uid, [0; 4]);
+    assert_eq!(st.uid, [65534; 4]);
     assert!(st.no_capabilities(), "{text}");
     assert_eq!((st.no_new_privs, st.seccomp), (1, 2));
     assert_eq!(field(&text, "fds:"), "0 1 2");
@@ -170,4 +170,55 @@ fn bad_descriptor_maps_are_refused_before_spawn() {
         .fd(null.as_fd(), 3)
         .install(&mut cmd)
         .is_err());
+}
+
+#[test]
+fn execd_cannot_open_or_write_attestds_state() {
+    if !root() {
+        return;
+    }
+    // attestd's state as havn-init lays it out: root-owned, mode 0700.
+    let dir = tempdir("attestd-state");
+    let attestd = dir.join("attestd");
+    std::fs::create_dir_all(&attestd).unwrap();
+    std::fs::set_permissions(&attestd, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let files = [
+        "node_key.sealed.json",
+        "signed-receipts.log",
+        "netd-tls-key.sealed.json",
+    ]
+    .map(|f| attestd.join(f));
+    for f in &files {
+        std::fs::write(f, b"secret").unwrap();
+    }
+    let user = if nix::unistd::User::from_name("havn-execd")
+        .ok()
+        .flatten()
+        .is_some()
+    {
+        "havn-execd"
+    } else {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "scripts/setup creates havn-execd"
+        );
+        "nobody"
+    };
+    let profile = Profile::for_daemon(DaemonKind::Execd, user).unwrap();
+    let paths: Vec<&Path> = files.iter().map(|p| p.as_path()).collect();
+    let (text, code) = run_status(Some(&profile), "execd", &paths);
+    assert_eq!(code, 0, "{text}");
+    let st = ProcStatus::parse(&text).unwrap();
+    assert_ne!(st.uid[0], 0, "execd runs as its own user: {text}");
+    for f in &files {
+        for op in ["open", "write"] {
+            let line = format!("{op} {}: errno {}", f.display(), libc::EACCES);
+            assert!(
+                text.contains(&line),
+                "execd could {op} {}:\n{text}",
+                f.display()
+            );
+        }
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }

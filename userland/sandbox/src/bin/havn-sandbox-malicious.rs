@@ -4,7 +4,8 @@
 //!
 //! Usage: `havn-sandbox-malicious <attestd|execd|netd> <ptrace|mount|packet-socket|execve|unshare|kill|ok>`
 //!        `havn-sandbox-malicious status <policy> [path...]` — `enter(policy)`, print
-//!        `/proc/self/status`, then try to open each path and print the outcome.
+//!        `/proc/self/status`, then try to open each path for reading and for writing
+//!        and print the outcomes.
 
 use havn_sandbox::DaemonKind;
 use std::io::Write;
@@ -84,6 +85,10 @@ fn status(args: &[String]) {
         match std::fs::File::open(p) {
             Ok(_) => println!("open {p}: ok"),
             Err(e) => println!("open {p}: errno {}", e.raw_os_error().unwrap_or(-1)),
+        }
+        match std::fs::OpenOptions::new().append(true).open(p) {
+            Ok(_) => println!("write {p}: ok"),
+            Err(e) => println!("write {p}: errno {}", e.raw_os_error().unwrap_or(-1)),
         }
     }
 }
