@@ -135,8 +135,22 @@ fn ipc(channel: &'static str) -> impl FnOnce(IpcError) -> Error {
 
 /// Runs the daemon until init says `Shutdown` or its channel closes.
 pub fn run(args: Args) -> Result<(), Error> {
-    let cfg = NodeConfig::load(&args.config)?;
+    let mut cfg = NodeConfig::load(&args.config)?;
     havn_log::init(cfg.attestd.log.as_deref());
+    // On hardware havn-init opens the TPM device and passes it at fd 6: reach it through
+    // that descriptor (never by walking /dev). tss-esapi's device TCTI takes a path, so
+    // it is given `/proc/self/fd/6`.
+    // (Held open for the daemon's life: the resource manager keeps a client's objects
+    // while any of its descriptors is open.)
+    let tpm_fd = cfg
+        .tpm
+        .tcti
+        .starts_with("device:")
+        .then(|| havn_ipc::inherited_fd(fds::ATTESTD_TPM))
+        .flatten();
+    if tpm_fd.is_some() {
+        cfg.tpm.tcti = format!("device:{}", fds::path(fds::ATTESTD_TPM).display());
+    }
     let mut svc = Service::open(&cfg)?;
     tracing::info!(tcti = %cfg.tpm.tcti, "havn-attestd started");
 

@@ -145,6 +145,10 @@ pub fn enter(kind: DaemonKind) -> Result<(), SandboxError> {
     if kind == DaemonKind::Attestd {
         nix::sys::prctl::set_dumpable(false)
             .map_err(|e| SandboxError::Prctl("PR_SET_DUMPABLE", e))?;
+        // Checked before the filter (which forbids prctl): never run dumpable.
+        if nix::sys::prctl::get_dumpable().map_err(|e| SandboxError::Prctl("PR_GET_DUMPABLE", e))? {
+            return Err(SandboxError::NotDropped("attestd is still dumpable".into()));
+        }
     }
     apply_seccomp(kind)
 }

@@ -222,3 +222,10 @@ fn execd_cannot_open_or_write_attestds_state() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_user_that_cannot_be_looked_up_is_an_error_never_any_uid() {
+    assert!(havn_sandbox::user_ids("no-such-user-havn").is_err());
+    assert_eq!(havn_sandbox::user_ids("root").unwrap(), (0, 0));
+    assert!(Profile::for_daemon(DaemonKind::Execd, "no-such-user-havn").is_err());
+}
