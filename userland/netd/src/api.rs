@@ -115,14 +115,7 @@ pub async fn handle(
         }
         (Method::POST, ["job", "accept"]) => accept(&ctx, &client, req).await,
         (_, ["job", "accept"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
-        (Method::GET, ["job", t]) => match t.parse::<u64>().map(|n| ctx.state.owner_of_ticket(n)) {
-            Ok(Some(owner)) if !access.reads_job(&client, owner.as_deref()) => forbidden(
-                &client,
-                "read another client's job",
-                "its submitter, validators and operators",
-            ),
-            _ => job_status(&ctx, t, req.uri().query()).await,
-        },
+        (Method::GET, ["job", t]) => job_status(&ctx, &client, access, t, req.uri().query()).await,
         (Method::GET, ["job", j, "proof", n]) => match ctx.state.owner_of_job(j) {
             Some(owner) if !access.reads_proof(&client, owner.as_deref()) => forbidden(
                 &client,
@@ -429,7 +422,18 @@ pub const MAX_STATUS_WAIT_S: u64 = 60;
 
 /// `GET /job/{ticket}`; with `?wait=S` (1 to 60) it answers once the job is done or
 /// failed, or after S seconds with its state then (long polling, no client backoff).
-async fn job_status(ctx: &Ctx, t: &str, query: Option<&str>) -> Resp {
+async fn job_status(ctx: &Ctx, client: &str, access: Access, t: &str, query: Option<&str>) -> Resp {
+    // Refused before any wait, and checked again with the state it answers with (a
+    // ticket created during a long poll may be another client's).
+    if let Ok(Some(owner)) = t.parse::<u64>().map(|n| ctx.state.owner_of_ticket(n)) {
+        if !access.reads_job(client, owner.as_deref()) {
+            return forbidden(
+                client,
+                "read another client's job",
+                "its submitter, validators and operators",
+            );
+        }
+    }
     let Ok(ticket) = t.parse::<u64>() else {
         return error(
             StatusCode::BAD_REQUEST,
@@ -457,7 +461,12 @@ async fn job_status(ctx: &Ctx, t: &str, query: Option<&str>) -> Resp {
         }
     }
     match ctx.state.status(ticket) {
-        Some((job_id, state)) => json(
+        Some((_, _, owner)) if !access.reads_job(client, owner.as_deref()) => forbidden(
+            client,
+            "read another client's job",
+            "its submitter, validators and operators",
+        ),
+        Some((job_id, state, _)) => json(
             StatusCode::OK,
             &StatusBody {
                 ticket_id: ticket,

@@ -570,7 +570,7 @@ impl State {
     }
 
     /// `(job_id, state)` of a ticket, as clients see it.
-    pub fn status(&self, ticket: u64) -> Option<(String, JobState)> {
+    pub fn status(&self, ticket: u64) -> Option<(String, JobState, Option<Arc<str>>)> {
         let t = self.lock();
         let j = t.jobs.get(&ticket)?;
         let s = match &j.phase {
@@ -582,7 +582,7 @@ impl State {
                 reason: havn_proto::bounded(r),
             },
         };
-        Some((j.job_id.clone(), s))
+        Some((j.job_id.clone(), s, j.owner.clone()))
     }
 
     /// The receipt of a job id: `Err(true)` known but not done, `Err(false)` unknown.
