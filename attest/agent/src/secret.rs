@@ -10,21 +10,17 @@
 
 use crate::error::{io, tpm, AgentError};
 use crate::tpm::{
-    create_encrypted, flush_session, read_json, salted_session, tpm2b, write_json, Agent, Crypt,
+    create_encrypted, flush_session, read_json, salted_session, sealed_template, tpm2b, write_json,
+    Agent, Crypt,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tss_esapi::{
-    attributes::ObjectAttributesBuilder,
     constants::SessionType,
     handles::ObjectHandle,
-    interface_types::algorithm::{HashingAlgorithm, PublicAlgorithm},
-    structures::{
-        Digest, KeyedHashScheme, Private, Public, PublicBuilder, PublicKeyedHashParameters,
-        SensitiveData,
-    },
+    structures::{Private, Public, SensitiveData},
     traits::{Marshall, UnMarshall},
 };
 use zeroize::Zeroizing;
@@ -63,22 +59,6 @@ fn check_name(name: &str) -> Result<(), AgentError> {
             msg: "a secret's name is 1-64 of [A-Za-z0-9_-]".into(),
         })
     }
-}
-
-fn template() -> Result<Public, tss_esapi::Error> {
-    let attrs = ObjectAttributesBuilder::new()
-        .with_fixed_tpm(true)
-        .with_fixed_parent(true)
-        .with_no_da(true)
-        .with_user_with_auth(true)
-        .build()?;
-    PublicBuilder::new()
-        .with_public_algorithm(PublicAlgorithm::KeyedHash)
-        .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attrs)
-        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
-        .with_keyed_hash_unique_identifier(Digest::default())
-        .build()
 }
 
 impl Agent {
@@ -120,7 +100,7 @@ impl Agent {
             })?;
         let (private, public) = self.with(|c| {
             let data = SensitiveData::try_from(wrap.to_vec()).map_err(tpm("sensitive data"))?;
-            let template = template().map_err(tpm("secret template"))?;
+            let template = sealed_template(None).map_err(tpm("secret template"))?;
             let r = create_encrypted(c, template, data, "seal secret (create)")?;
             Ok((
                 r.out_private.value().to_vec(),
@@ -197,6 +177,27 @@ impl Agent {
     }
 }
 
+/// Opens `path` (for writing with `write`) refusing a symlink (`O_NOFOLLOW`), anything
+/// but a regular file, and a file with other hard links: what is read here and later
+/// destroyed must be this file alone, never what a link points at.
+fn open_single_link(path: &std::path::Path, write: bool) -> Result<std::fs::File, AgentError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let f = std::fs::OpenOptions::new()
+        .read(!write)
+        .write(write)
+        .custom_flags(libc_o_nofollow())
+        .open(path)
+        .map_err(io(path))?;
+    let meta = f.metadata().map_err(io(path))?;
+    if !meta.is_file() || meta.nlink() != 1 {
+        return Err(AgentError::State {
+            path: path.display().to_string(),
+            msg: "must be a regular file with one link (not a symlink or hard link): it is destroyed once sealed".into(),
+        });
+    }
+    Ok(f)
+}
+
 /// Reads a plaintext secret file that is about to be sealed: a regular file with one
 /// link, not followed through a symlink, at most `max` bytes (what is destroyed after
 /// sealing must be this file alone, never the target of a link).
@@ -205,27 +206,13 @@ pub fn read_plaintext(
     max: usize,
 ) -> Result<Zeroizing<Vec<u8>>, AgentError> {
     use std::io::Read;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let refuse = |msg: String| AgentError::State {
-        path: path.display().to_string(),
-        msg,
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc_o_nofollow())
-        .open(path)
-        .map_err(io(path))?;
-    let meta = f.metadata().map_err(io(path))?;
-    if !meta.is_file() || meta.nlink() != 1 {
-        return Err(refuse(
-            "must be a regular file with one link (not a symlink or hard link): it is destroyed once sealed".into(),
-        ));
-    }
-    if meta.len() > max as u64 {
-        return Err(refuse(format!(
-            "{} bytes, more than the {max} a secret may have",
-            meta.len()
-        )));
+    let mut f = open_single_link(path, false)?;
+    let len = f.metadata().map_err(io(path))?.len();
+    if len > max as u64 {
+        return Err(AgentError::State {
+            path: path.display().to_string(),
+            msg: format!("{len} bytes, more than the {max} a secret may have"),
+        });
     }
     let mut out = Zeroizing::new(Vec::new());
     f.read_to_end(&mut out).map_err(io(path))?;
@@ -242,21 +229,9 @@ fn libc_o_nofollow() -> i32 {
 /// with other hard links (it would zero what they point at).
 pub fn destroy_plaintext(path: &std::path::Path) -> Result<(), AgentError> {
     use std::io::Write;
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc_o_nofollow())
-            .open(path)
-            .map_err(io(path))?;
-        let meta = f.metadata().map_err(io(path))?;
-        if !meta.is_file() || meta.nlink() != 1 {
-            return Err(AgentError::State {
-                path: path.display().to_string(),
-                msg: "not destroyed: not a regular file with one link".into(),
-            });
-        }
-        let len = meta.len();
+        let mut f = open_single_link(path, true)?;
+        let len = f.metadata().map_err(io(path))?.len();
         f.write_all(&vec![0u8; usize::try_from(len).unwrap_or(0)])
             .map_err(io(path))?;
         f.sync_all().map_err(io(path))?;

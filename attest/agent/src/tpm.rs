@@ -152,7 +152,7 @@ impl Quote {
 }
 
 mod seal;
-pub(crate) use seal::{create_encrypted, flush_session, salted_session, Crypt};
+pub(crate) use seal::{create_encrypted, flush_session, salted_session, sealed_template, Crypt};
 
 pub(crate) struct Conn {
     pub(crate) ctx: Context,

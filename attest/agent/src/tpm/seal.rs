@@ -3,18 +3,24 @@
 
 use super::*;
 
-fn sealed_template(policy: &[u8; 32]) -> Result<Public, tss_esapi::Error> {
+/// A sealed data object bound to this TPM: released only under `policy` (a PCR policy
+/// digest) or, with `None`, to an (empty) auth value in a session.
+pub(crate) fn sealed_template(policy: Option<&[u8; 32]>) -> Result<Public, tss_esapi::Error> {
     let attrs = ObjectAttributesBuilder::new()
         .with_fixed_tpm(true)
         .with_fixed_parent(true)
         .with_no_da(true)
+        .with_user_with_auth(policy.is_none())
         .build()?;
-    PublicBuilder::new()
+    let b = PublicBuilder::new()
         .with_public_algorithm(PublicAlgorithm::KeyedHash)
         .with_name_hashing_algorithm(HashingAlgorithm::Sha256)
-        .with_object_attributes(attrs)
-        .with_auth_policy(Digest::try_from(policy.to_vec())?)
-        .with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
+        .with_object_attributes(attrs);
+    let b = match policy {
+        Some(p) => b.with_auth_policy(Digest::try_from(p.to_vec())?),
+        None => b,
+    };
+    b.with_keyed_hash_parameters(PublicKeyedHashParameters::new(KeyedHashScheme::Null))
         .with_keyed_hash_unique_identifier(Digest::default())
         .build()
 }
@@ -33,7 +39,7 @@ impl Agent {
         let policy = havn_attest::policy_pcr_digest(&sel, &vals);
         let (private, public) = self.with(|c| {
             let data = SensitiveData::try_from(seed.to_vec()).map_err(tpm("sensitive data"))?;
-            let template = sealed_template(&policy).map_err(tpm("seal template"))?;
+            let template = sealed_template(Some(&policy)).map_err(tpm("seal template"))?;
             let r = create_encrypted(c, template, data, "seal (create)")?;
             Ok((
                 r.out_private.value().to_vec(),
