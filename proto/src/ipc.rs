@@ -146,6 +146,8 @@ pub struct JobResult {
     pub backend: Backend,
     /// Class billed.
     pub compute_class: ComputeClass,
+    /// Who submitted the job (the client certificate's identity).
+    pub submitter: Name,
 }
 
 impl JobResult {
@@ -164,6 +166,7 @@ impl JobResult {
             backend: self.backend,
             compute_class: self.compute_class,
             node,
+            submitter: self.submitter,
         }
     }
 }
@@ -182,6 +185,7 @@ impl From<Receipt> for JobResult {
             gas: r.gas,
             backend: r.backend,
             compute_class: r.compute_class,
+            submitter: r.submitter,
         }
     }
 }
@@ -360,6 +364,9 @@ pub enum NetdExecRequest {
         ticket_id: u64,
         /// The job.
         payload: JobPayload,
+        /// Who submitted it (the client certificate's identity): job ids are scoped per
+        /// submitter, and the receipt names it.
+        submitter: Name,
     },
     /// What can this node run?
     Capabilities,
@@ -371,6 +378,8 @@ pub enum NetdExecRequest {
         job_id: JobId,
         /// The DAG node id (`[A-Za-z0-9._:-]`).
         node_id: Name,
+        /// Who submitted the job (job ids are scoped per submitter).
+        submitter: Name,
     },
 }
 message!(

@@ -341,6 +341,9 @@ pub struct Receipt {
     pub compute_class: ComputeClass,
     /// Signing node.
     pub node: NodeId,
+    /// Who submitted the job (its client certificate's identity): a job id names one
+    /// job of one submitter.
+    pub submitter: Name,
 }
 
 impl Receipt {

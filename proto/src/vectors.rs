@@ -93,6 +93,7 @@ pub fn receipt() -> Receipt {
         backend: Backend::Cpu,
         compute_class: ComputeClass::S,
         node: node(),
+        submitter: s("orchestrator"),
     }
 }
 
@@ -309,6 +310,7 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 &NetdExecRequest::Run {
                     ticket_id: 9,
                     payload: job_payload(),
+                    submitter: s("orchestrator"),
                 },
             ),
             sample(
@@ -320,6 +322,7 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 &NetdExecRequest::Prove {
                     job_id: s("job-0001"),
                     node_id: s("block0.attn"),
+                    submitter: s("orchestrator"),
                 },
             ),
             sample(

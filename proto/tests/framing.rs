@@ -7,6 +7,7 @@ fn run_frame() -> Vec<u8> {
     frame::encode(&NetdExecRequest::Run {
         ticket_id: 9,
         payload: vectors::job_payload(),
+        submitter: havn_proto::bounded("orchestrator"),
     })
     .unwrap()
 }
@@ -19,7 +20,8 @@ fn well_formed_frame_decodes() {
         m,
         NetdExecRequest::Run {
             ticket_id: 9,
-            payload: vectors::job_payload()
+            payload: vectors::job_payload(),
+            submitter: havn_proto::bounded("orchestrator"),
         }
     );
 }
@@ -259,6 +261,7 @@ fn overlong_varint_is_non_canonical() {
     let canonical = frame::encode(&NetdExecRequest::Run {
         ticket_id: 0,
         payload: vectors::job_payload(),
+        submitter: havn_proto::bounded("orchestrator"),
     })
     .unwrap();
     let mut body = canonical[HEADER_LEN..].to_vec();

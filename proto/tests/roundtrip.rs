@@ -52,8 +52,13 @@ fn arb_receipt() -> impl Strategy<Value = Receipt> {
                 backend: if gpu { Backend::Cuda } else { Backend::Cpu },
                 compute_class: class,
                 node: NodeId(PubKey32(node)),
+                submitter: j_owner(),
             },
         )
+}
+
+fn j_owner() -> havn_proto::Name {
+    havn_proto::bounded("orchestrator")
 }
 
 fn arb_payload() -> impl Strategy<Value = JobPayload> {
@@ -110,7 +115,7 @@ proptest! {
 
     #[test]
     fn payload_round_trips_through_frames_and_json(p in arb_payload(), ticket in any::<u64>()) {
-        let msg = NetdExecRequest::Run { ticket_id: ticket, payload: p.clone() };
+        let msg = NetdExecRequest::Run { ticket_id: ticket, payload: p.clone(), submitter: havn_proto::bounded("o") };
         let f = frame::encode(&msg).unwrap();
         let back: NetdExecRequest = frame::decode(&f).unwrap();
         prop_assert_eq!(&back, &msg);

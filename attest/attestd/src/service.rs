@@ -436,8 +436,10 @@ impl Service {
             return ExecdResponse::Error(RemoteError::GateClosed);
         };
         let job_id = r.job_id.clone();
+        // Job ids are scoped per submitter: the record is keyed by both.
+        let record_key = [r.submitter.as_bytes(), b"\0", r.job_id.as_bytes()].concat();
         let mut receipt = r.into_receipt(NodeId(PubKey32(key.public())));
-        match self.records.receipt(job_id.as_bytes()) {
+        match self.records.receipt(&record_key) {
             Ok(None) => {}
             Ok(Some(bytes)) => match postcard::from_bytes::<Receipt>(&bytes) {
                 Ok(first) if first.same_result(&receipt) => {
@@ -465,7 +467,7 @@ impl Service {
         match key.sign_receipt(
             &mut self.records,
             Domain::Receipt.tag(),
-            job_id.as_bytes(),
+            &record_key,
             &bytes,
         ) {
             Ok((signature, recorded)) => {

@@ -609,3 +609,33 @@ fn netds_tls_key_is_sealed_at_first_start_the_file_destroyed_and_handed_over_onc
         "the link's target is untouched"
     );
 }
+
+#[test]
+fn job_ids_are_scoped_per_submitter_so_no_one_can_claim_anothers() {
+    let mut b = boot(0, 0);
+    let mut mallory = result("shared-id");
+    mallory.submitter = bounded("mallory");
+    let first = match sign(&mut b, mallory) {
+        ExecdResponse::Receipt(r) => r,
+        other => panic!("{other:?}"),
+    };
+    // Mallory used the id first; Alice's job under the same id is still hers to sign.
+    let mut alice = result("shared-id");
+    alice.submitter = bounded("alice");
+    alice.runtime_hash = Hash32([0x77; 32]);
+    match sign(&mut b, alice) {
+        ExecdResponse::Receipt(r) => {
+            assert_eq!(r.receipt.submitter.as_str(), "alice");
+            assert_ne!(r.receipt.runtime_hash, first.receipt.runtime_hash);
+        }
+        other => panic!("another submitter's use of the id blocked Alice: {other:?}"),
+    }
+    // Within one submitter the rule holds: a different result is refused.
+    let mut again = result("shared-id");
+    again.submitter = bounded("mallory");
+    again.runtime_hash = Hash32([0x78; 32]);
+    assert_eq!(
+        sign(&mut b, again),
+        ExecdResponse::Error(RemoteError::AlreadySigned)
+    );
+}

@@ -36,6 +36,9 @@ pub const RETAIN_JOBS: usize = 64;
 #[derive(Debug, Serialize, Deserialize)]
 struct RetainedJob {
     job_id: String,
+    /// Who submitted it (job ids are scoped per submitter).
+    #[serde(default)]
+    submitter: String,
     workflow: String,
     seed: u64,
     /// The signed receipt's runtime hash (hex).
@@ -94,14 +97,11 @@ fn refused(error: RemoteError, reason: &str) -> NetdExecResponse {
     }
 }
 
-/// The directory name of a job's checkpoint (and retained) directory.
-fn job_dir_name(job_id: &str) -> String {
-    Hash32(
-        havn_proto::sign::Domain::Manifest
-            .digest(job_id.as_bytes())
-            .0,
-    )
-    .to_hex()
+/// The directory name of a job's checkpoint (and retained) directory: job ids are
+/// scoped per submitter.
+fn job_dir_name(submitter: &str, job_id: &str) -> String {
+    let scoped = [submitter.as_bytes(), b"\0", job_id.as_bytes()].concat();
+    Hash32(havn_proto::sign::Domain::Manifest.digest(&scoped).0).to_hex()
 }
 
 fn read_retained(dir: &Path) -> Option<RetainedJob> {
@@ -230,10 +230,16 @@ impl Engine {
     ) -> NetdExecResponse {
         match req {
             NetdExecRequest::Capabilities => NetdExecResponse::Capabilities(self.capabilities()),
-            NetdExecRequest::Run { ticket_id, payload } => {
-                self.run_job(ticket_id, payload, attestd)
-            }
-            NetdExecRequest::Prove { job_id, node_id } => self.prove(&job_id, &node_id),
+            NetdExecRequest::Run {
+                ticket_id,
+                payload,
+                submitter,
+            } => self.run_job(ticket_id, payload, &submitter, attestd),
+            NetdExecRequest::Prove {
+                job_id,
+                node_id,
+                submitter,
+            } => self.prove(&submitter, &job_id, &node_id),
         }
     }
 
@@ -243,11 +249,13 @@ impl Engine {
         &mut self,
         ckpt: &Path,
         payload: &JobPayload,
+        submitter: &str,
         runtime_hash: &Hash32,
         inputs: &[u8],
     ) -> Result<(), String> {
         let rec = RetainedJob {
             job_id: payload.job_id.to_string(),
+            submitter: submitter.to_string(),
             workflow: payload.workflow.id.to_string(),
             seed: payload.seed,
             runtime_hash: runtime_hash.to_hex(),
@@ -258,7 +266,7 @@ impl Engine {
         havn_exec::exec::write_atomic(&ckpt.join("inputs.safetensors"), inputs)
             .and_then(|()| havn_exec::exec::write_atomic(&ckpt.join("retained.json"), &json))
             .map_err(|e| e.to_string())?;
-        let dest = self.retained.join(job_dir_name(&payload.job_id));
+        let dest = self.retained.join(job_dir_name(submitter, &payload.job_id));
         if dest.exists() {
             std::fs::remove_dir_all(&dest).map_err(|e| format!("{}: {e}", dest.display()))?;
         }
@@ -301,7 +309,7 @@ impl Engine {
     }
 
     /// Challenge material for one node of a retained job.
-    fn prove(&self, job_id: &str, node_id: &str) -> NetdExecResponse {
+    fn prove(&self, submitter: &str, job_id: &str, node_id: &str) -> NetdExecResponse {
         let span = tracing::info_span!("prove", job = job_id, node = node_id);
         let _g = span.enter();
         if !havn_proto::is_ref_id(job_id) || !havn_proto::is_ref_id(node_id) {
@@ -310,8 +318,10 @@ impl Engine {
                 "job and node ids are 1-64 characters of [A-Za-z0-9._:-]",
             );
         }
-        let dir = self.retained.join(job_dir_name(job_id));
-        let Some(rec) = read_retained(&dir).filter(|r| r.job_id == job_id) else {
+        let dir = self.retained.join(job_dir_name(submitter, job_id));
+        let Some(rec) =
+            read_retained(&dir).filter(|r| r.job_id == job_id && r.submitter == submitter)
+        else {
             return refused(
                 RemoteError::UnknownJob,
                 &format!(
@@ -401,13 +411,14 @@ impl Engine {
         &mut self,
         ticket_id: u64,
         payload: JobPayload,
+        submitter: &str,
         attestd: &mut Client<ExecdAttestd>,
     ) -> NetdExecResponse {
         let started = Instant::now();
         let span = tracing::info_span!("job", job = %payload.job_id, ticket = ticket_id, workflow = %payload.workflow.id);
         let _g = span.enter();
         if payload.workflow.id.as_str() == crate::chat::WORKFLOW && self.chat.is_some() {
-            return self.run_chat_job(ticket_id, &payload, attestd, started);
+            return self.run_chat_job(ticket_id, &payload, submitter, attestd, started);
         }
         let Some(w) = self.workflows.get(payload.workflow.id.as_str()) else {
             return failed(
@@ -453,7 +464,9 @@ impl Engine {
             Ok(p) => p,
             Err(e) => return failed(ticket_id, RemoteError::BadRequest, &e.to_string()),
         };
-        let ckpt = self.checkpoints.join(job_dir_name(&payload.job_id));
+        let ckpt = self
+            .checkpoints
+            .join(job_dir_name(submitter, &payload.job_id));
         // The job's timeout_ms, counted from dequeue: the run stops before its next node.
         let deadline = Deadline::arm(
             Duration::from_millis(u64::from(payload.timeout_ms)).saturating_sub(started.elapsed()),
@@ -502,12 +515,13 @@ impl Engine {
                 Backend::Cpu
             },
             compute_class: payload.compute_class,
+            submitter: bounded(submitter),
         };
         tracing::info!(runtime_hash = %report.runtime_hash, outputs = %report.outputs_cid, latency_ms, "executed");
         match sign(ticket_id, report, attestd) {
             Ok(receipt) => {
                 let rh = receipt.receipt.runtime_hash;
-                if let Err(e) = self.retain_job(&ckpt, &payload, &rh, &job.inputs) {
+                if let Err(e) = self.retain_job(&ckpt, &payload, submitter, &rh, &job.inputs) {
                     tracing::warn!(error = %e, "cannot retain the checkpoint; Prove will not answer for this job");
                     let _ = std::fs::remove_dir_all(&ckpt);
                 }
@@ -601,6 +615,7 @@ impl Engine {
         &mut self,
         ticket_id: u64,
         payload: &JobPayload,
+        submitter: &str,
         attestd: &mut Client<ExecdAttestd>,
         started: Instant,
     ) -> NetdExecResponse {
@@ -661,13 +676,22 @@ impl Engine {
             gas: job.flops,
             backend: Backend::Cpu,
             compute_class: payload.compute_class,
+            submitter: bounded(submitter),
         };
         match sign(ticket_id, report, attestd) {
             Ok(receipt) => {
                 // Kept so that Prove can open any block of this job later.
-                let dir = self.checkpoints.join(job_dir_name(&payload.job_id));
+                let dir = self
+                    .checkpoints
+                    .join(job_dir_name(submitter, &payload.job_id));
                 let kept = mkdir(&dir).map_err(|e| e.to_string()).and_then(|()| {
-                    self.retain_job(&dir, payload, &receipt.receipt.runtime_hash, &request)
+                    self.retain_job(
+                        &dir,
+                        payload,
+                        submitter,
+                        &receipt.receipt.runtime_hash,
+                        &request,
+                    )
                 });
                 if let Err(e) = kept {
                     tracing::warn!(error = %e, "cannot retain the chat request; Prove will not answer for this job");

@@ -65,6 +65,7 @@ fn attestd() -> Client<ExecdAttestd> {
                         backend: j.backend,
                         compute_class: j.compute_class,
                         node: NodeId(PubKey32([7; 32])),
+                        submitter: j.submitter,
                     },
                     signature: Sig64([9; 64]),
                 }),
@@ -110,6 +111,7 @@ fn run_with(
         NetdExecRequest::Run {
             ticket_id: 1,
             payload,
+            submitter: bounded("orchestrator"),
         },
         at,
     )
@@ -147,6 +149,7 @@ fn prove(
         NetdExecRequest::Prove {
             job_id: bounded(job),
             node_id: bounded(node),
+            submitter: bounded("orchestrator"),
         },
         at,
     )

@@ -3,7 +3,7 @@
 
 use crate::roles::Access;
 use crate::signed_cache::{attestd_refused, relay_attestd};
-use crate::state::{NoReceipt, Refusal, State};
+use crate::state::{NoReceipt, Refusal, Resolve, State};
 use crate::Fatal;
 use bytes::Bytes;
 use havn_ipc::AsyncClient;
@@ -116,29 +116,35 @@ pub async fn handle(
         (Method::POST, ["job", "accept"]) => accept(&ctx, &client, req).await,
         (_, ["job", "accept"]) => error(StatusCode::METHOD_NOT_ALLOWED, "use POST", None),
         (Method::GET, ["job", t]) => job_status(&ctx, &client, access, t, req.uri().query()).await,
-        (Method::GET, ["job", j, "proof", n]) => match ctx.state.owner_of_job(j) {
-            Some(owner) if !access.reads_proof(&client, owner.as_deref()) => forbidden(
-                &client,
-                "challenge another client's job",
-                "its submitter and validators",
-            ),
-            // A job netd does not know (pruned, or never here): validators only, so no
-            // orchestrator reaches another client's material through execd's retention.
-            None if !access.validator => forbidden(
-                &client,
-                "fetch challenge material for a job it did not submit here",
-                "validators",
-            ),
-            _ => proof(&ctx, &client, j, n).await,
-        },
-        (Method::GET, ["receipt", id]) => match ctx.state.owner_of_job(id) {
-            Some(owner) if !access.reads_job(&client, owner.as_deref()) => forbidden(
-                &client,
-                "read another client's receipt",
-                "its submitter, validators and operators",
-            ),
-            _ => receipt(&ctx, id),
-        },
+        (Method::GET, ["job", j, "proof", n]) => {
+            if !(access.validator || access.orchestrator) {
+                return Ok(forbidden(
+                    &client,
+                    "fetch challenge material",
+                    "submitters and validators",
+                ));
+            }
+            match submitter_of(&ctx, &client, access.validator, j, req.uri().query()) {
+                // execd's retention is keyed by submitter too: an orchestrator only ever
+                // reaches its own jobs' material.
+                Ok(submitter) => proof(&ctx, &client, &submitter, j, n).await,
+                Err(r) => *r,
+            }
+        }
+        (Method::GET, ["receipt", id]) => {
+            if !(access.validator || access.operator || access.orchestrator) {
+                return Ok(forbidden(
+                    &client,
+                    "read receipts",
+                    "submitters, validators and operators",
+                ));
+            }
+            let all = access.validator || access.operator;
+            match submitter_of(&ctx, &client, all, id, req.uri().query()) {
+                Ok(submitter) => receipt(&ctx, &submitter, id),
+                Err(r) => *r,
+            }
+        }
         (Method::GET, ["artifact", cid]) => {
             if access.validator
                 || access.operator
@@ -362,11 +368,6 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
                     format!("job id already used by ticket {t} with a different payload"),
                     Some("job_id"),
                 ),
-                Refusal::JobIdOwned => (
-                    StatusCode::CONFLICT,
-                    "job id already used by another client; choose another".into(),
-                    Some("job_id"),
-                ),
                 Refusal::KeySealed => (
                     StatusCode::SERVICE_UNAVAILABLE,
                     "the node key is sealed (attestation gate closed: a measured binary changed or \
@@ -478,8 +479,46 @@ async fn job_status(ctx: &Ctx, client: &str, access: Access, t: &str, query: Opt
     }
 }
 
-fn receipt(ctx: &Ctx, id: &str) -> Resp {
-    match ctx.state.receipt(id) {
+/// Whose job a request names by `job_id` (job ids are scoped per submitter): a client
+/// that reads only its own (`!all`) names its own; a validator or operator names the
+/// one submitter that used the id, or `?submitter=CN` when several did.
+fn submitter_of(
+    ctx: &Ctx,
+    client: &str,
+    all: bool,
+    job_id: &str,
+    query: Option<&str>,
+) -> Result<String, Box<Resp>> {
+    let asked = query
+        .unwrap_or("")
+        .split('&')
+        .find_map(|kv| kv.strip_prefix("submitter="));
+    if !all {
+        return match asked {
+            Some(s) if s != client => Err(Box::new(forbidden(
+                client,
+                "read another client's job",
+                "its submitter, validators and operators",
+            ))),
+            _ => Ok(client.to_string()),
+        };
+    }
+    match ctx.state.resolve(job_id, asked) {
+        Ok(s) => Ok(s.to_string()),
+        // Unknown to netd: ask as named (execd may still retain it), else 404 below.
+        Err(Resolve::Unknown) => Ok(asked.unwrap_or("").to_string()),
+        Err(Resolve::Ambiguous) => Err(Box::new(error(
+            StatusCode::CONFLICT,
+            &format!(
+                "job id {job_id:?} was used by several submitters: add ?submitter=<client CN>"
+            ),
+            Some("submitter"),
+        ))),
+    }
+}
+
+fn receipt(ctx: &Ctx, submitter: &str, id: &str) -> Resp {
+    match ctx.state.receipt(submitter, id) {
         Ok(r) => json(StatusCode::OK, &*r),
         Err(NoReceipt::NotDone) => error(StatusCode::NOT_FOUND, "job not done yet", Some("job_id")),
         Err(NoReceipt::UnknownJob) => error(StatusCode::NOT_FOUND, "no such job", Some("job_id")),
@@ -547,7 +586,7 @@ pub struct ProofBody {
 
 /// Challenge material for one DAG node of a finished job: asks execd to put the node's
 /// proof and input tensors into the artifact store and answers their CIDs.
-async fn proof(ctx: &Ctx, client: &str, job: &str, node: &str) -> Resp {
+async fn proof(ctx: &Ctx, client: &str, submitter: &str, job: &str, node: &str) -> Resp {
     for (v, field) in [(job, "job_id"), (node, "node_id")] {
         if !havn_proto::is_ref_id(v) {
             return error(
@@ -560,6 +599,7 @@ async fn proof(ctx: &Ctx, client: &str, job: &str, node: &str) -> Resp {
     let req = NetdExecRequest::Prove {
         job_id: havn_proto::bounded(job),
         node_id: havn_proto::bounded(node),
+        submitter: havn_proto::bounded(submitter),
     };
     let execd = ctx.execd.clone();
     // The call runs in its own task: a client that hangs up must not cancel it between
@@ -588,7 +628,7 @@ async fn proof(ctx: &Ctx, client: &str, job: &str, node: &str) -> Resp {
             inputs_cid,
             runtime_hash,
         }) => {
-            if let Ok(r) = ctx.state.receipt(job) {
+            if let Ok(r) = ctx.state.receipt(submitter, job) {
                 if r.receipt.runtime_hash != runtime_hash {
                     tracing::error!(job, signed = %r.receipt.runtime_hash, proof = %runtime_hash,
                         "execd's proof commits to another runtime hash than the receipt");
@@ -601,8 +641,11 @@ async fn proof(ctx: &Ctx, client: &str, job: &str, node: &str) -> Resp {
             }
             tracing::info!(client, job, node, %proof_cid, %inputs_cid, "challenge material served");
             // The job's submitter may fetch this material too (validators may anyway).
-            ctx.state
-                .grant_artifacts(job, &[proof_cid.to_string(), inputs_cid.to_string()]);
+            ctx.state.grant_artifacts(
+                submitter,
+                job,
+                &[proof_cid.to_string(), inputs_cid.to_string()],
+            );
             json(
                 StatusCode::OK,
                 &ProofBody {

@@ -34,7 +34,7 @@ pub async fn run(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        let Some((ticket, body)) = state.next_job() else {
+        let Some((ticket, body, submitter)) = state.next_job() else {
             state.work.notified().await;
             continue;
         };
@@ -52,6 +52,7 @@ pub async fn run(
         let req = NetdExecRequest::Run {
             ticket_id: ticket,
             payload,
+            submitter: havn_proto::bounded(&submitter),
         };
         let NetdExecRequest::Run { payload, .. } = &req else {
             continue;
@@ -69,6 +70,7 @@ pub async fn run(
                 Ok(NetdExecResponse::Done { ticket_id, receipt })
                     if ticket_id == ticket
                         && receipt.receipt.job_id == payload.job_id
+                        && receipt.receipt.submitter.as_str() == &*submitter
                         && receipt.receipt.workflow_id == payload.workflow.id =>
                 {
                     backoff = Duration::from_millis(100);

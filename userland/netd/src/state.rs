@@ -34,6 +34,15 @@ pub enum Phase {
     Failed(String),
 }
 
+/// Why [`State::resolve`] names no job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Resolve {
+    /// No submitter used this id (or not the one named).
+    Unknown,
+    /// Several submitters used this id: the request must name one.
+    Ambiguous,
+}
+
 /// Why [`State::receipt`] has no receipt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NoReceipt {
@@ -94,7 +103,9 @@ impl std::hash::Hasher for TicketHasher {
 #[derive(Debug, Default)]
 struct Table {
     jobs: HashMap<u64, Job, std::hash::BuildHasherDefault<TicketHasher>>,
-    by_job_id: HashMap<String, u64>,
+    /// (submitter, job id) → ticket: job ids are scoped per submitter (a job logged
+    /// before owners were has the submitter "").
+    by_job_id: HashMap<(Arc<str>, String), u64>,
     queue: VecDeque<u64>,
     terminal: VecDeque<u64>,
     next_ticket: u64,
@@ -150,8 +161,6 @@ pub enum Refusal {
     },
     /// 409: the job id is taken by a different payload.
     JobIdConflict(u64),
-    /// 409: another client submitted a job under this id (its ticket is not named).
-    JobIdOwned,
     /// 503: the node key is sealed (gate closed at boot): nothing can be signed.
     KeySealed,
     /// 429.
@@ -233,7 +242,8 @@ impl State {
                 Some(Outcome::Done(r)) => Phase::Done(Arc::new((**r).clone())),
                 Some(Outcome::Failed(r)) => Phase::Failed(r.clone()),
             };
-            t.by_job_id.insert(lj.job_id.clone(), *ticket);
+            let owner: Arc<str> = Arc::from(lj.owner.as_deref().unwrap_or(""));
+            t.by_job_id.insert((owner, lj.job_id.clone()), *ticket);
             t.jobs.insert(
                 *ticket,
                 Job {
@@ -334,11 +344,9 @@ impl State {
         }
         let step = {
             let mut t = self.lock();
-            if let Some(&ticket) = t.by_job_id.get(&*p.job_id) {
+            let key: (Arc<str>, String) = (Arc::from(client), p.job_id.to_string());
+            if let Some(&ticket) = t.by_job_id.get(&key) {
                 match t.jobs.get(&ticket) {
-                    Some(j) if j.owner.as_deref() != Some(client) => {
-                        return Err(Refusal::JobIdOwned)
-                    }
                     Some(j) if j.body == body => Step::Duplicate {
                         ticket,
                         pending: j.phase == Phase::Pending,
@@ -353,7 +361,8 @@ impl State {
                 t.next_ticket = ticket.saturating_add(1);
                 t.active = t.active.saturating_add(1);
                 let job_id = p.job_id.to_string();
-                t.by_job_id.insert(job_id.clone(), ticket);
+                let owner = key.0.clone();
+                t.by_job_id.insert(key, ticket);
                 t.jobs.insert(
                     ticket,
                     Job {
@@ -361,7 +370,7 @@ impl State {
                         body: body.clone(),
                         workflow,
                         phase: Phase::Pending,
-                        owner: Some(Arc::from(client)),
+                        owner: Some(owner),
                     },
                 );
                 // Submitted under the lock: log order = ticket order.
@@ -416,7 +425,8 @@ impl State {
             Err(e) => {
                 let mut t = self.lock();
                 if let Some(j) = t.jobs.remove(&ticket) {
-                    t.by_job_id.remove(&j.job_id);
+                    let owner: Arc<str> = j.owner.clone().unwrap_or_else(|| Arc::from(""));
+                    t.by_job_id.remove(&(owner, j.job_id));
                 }
                 t.active = t.active.saturating_sub(1);
                 Err(Refusal::Wal(e))
@@ -449,7 +459,7 @@ impl State {
 
     /// Takes the next queued job and marks it running; returns its ticket and the
     /// postcard bytes of its payload.
-    pub fn next_job(&self) -> Option<(u64, Arc<[u8]>)> {
+    pub fn next_job(&self) -> Option<(u64, Arc<[u8]>, Arc<str>)> {
         let mut t = self.lock();
         while let Some(ticket) = t.queue.pop_front() {
             let Some(j) = t.jobs.get_mut(&ticket) else {
@@ -460,9 +470,10 @@ impl State {
                 continue;
             }
             let p = j.body.clone();
+            let owner = j.owner.clone().unwrap_or_else(|| Arc::from(""));
             j.phase = Phase::Running;
             t.running = t.running.saturating_add(1);
-            return Some((ticket, p));
+            return Some((ticket, p, owner));
         }
         None
     }
@@ -528,7 +539,8 @@ impl State {
         while t.terminal.len() > self.retain_terminal {
             if let Some(old) = t.terminal.pop_front() {
                 if let Some(j) = t.jobs.remove(&old) {
-                    t.by_job_id.remove(&j.job_id);
+                    let owner: Arc<str> = j.owner.clone().unwrap_or_else(|| Arc::from(""));
+                    t.by_job_id.remove(&(owner, j.job_id));
                 }
             }
         }
@@ -585,10 +597,11 @@ impl State {
         Some((j.job_id.clone(), s, j.owner.clone()))
     }
 
-    /// The receipt of a job id: `Err(true)` known but not done, `Err(false)` unknown.
-    pub fn receipt(&self, job_id: &str) -> Result<Arc<SignedReceipt>, NoReceipt> {
+    /// The receipt of `submitter`'s job `job_id`.
+    pub fn receipt(&self, submitter: &str, job_id: &str) -> Result<Arc<SignedReceipt>, NoReceipt> {
         let t = self.lock();
-        let ticket = t.by_job_id.get(job_id).ok_or(NoReceipt::UnknownJob)?;
+        let key = (Arc::from(submitter), job_id.to_string());
+        let ticket = t.by_job_id.get(&key).ok_or(NoReceipt::UnknownJob)?;
         match t.jobs.get(ticket).map(|j| &j.phase) {
             Some(Phase::Done(r)) => Ok(r.clone()),
             Some(Phase::Failed(why)) => Err(NoReceipt::Failed(why.clone())),
@@ -603,11 +616,28 @@ impl State {
         self.lock().jobs.get(&ticket).map(|j| j.owner.clone())
     }
 
-    /// Who submitted the job with this id (as [`State::owner_of_ticket`]).
-    pub fn owner_of_job(&self, job_id: &str) -> Option<Option<Arc<str>>> {
+    /// The submitter of the job a request names by `job_id`: `submitter`'s when given,
+    /// else the one submitter that used the id (job ids are scoped per submitter).
+    pub fn resolve(&self, job_id: &str, submitter: Option<&str>) -> Result<Arc<str>, Resolve> {
         let t = self.lock();
-        let ticket = t.by_job_id.get(job_id)?;
-        t.jobs.get(ticket).map(|j| j.owner.clone())
+        if let Some(s) = submitter {
+            let key = (Arc::from(s), job_id.to_string());
+            return if t.by_job_id.contains_key(&key) {
+                Ok(key.0)
+            } else {
+                Err(Resolve::Unknown)
+            };
+        }
+        let mut owners = t
+            .by_job_id
+            .keys()
+            .filter(|(_, j)| j == job_id)
+            .map(|(o, _)| o);
+        match (owners.next(), owners.next()) {
+            (None, _) => Err(Resolve::Unknown),
+            (Some(o), None) => Ok(o.clone()),
+            (Some(_), Some(_)) => Err(Resolve::Ambiguous),
+        }
     }
 
     /// Whether `client` may read the artifact `cid` as a job's submitter: the outputs
@@ -629,11 +659,12 @@ impl State {
 
     /// Lets the submitter of `job_id` read these artifacts (challenge material served
     /// for its job). Bounded: the oldest grants go first.
-    pub fn grant_artifacts(&self, job_id: &str, cids: &[String]) {
+    pub fn grant_artifacts(&self, submitter: &str, job_id: &str, cids: &[String]) {
         let mut t = self.lock();
+        let key = (Arc::from(submitter), job_id.to_string());
         let Some(owner) = t
             .by_job_id
-            .get(job_id)
+            .get(&key)
             .and_then(|tk| t.jobs.get(tk))
             .and_then(|j| j.owner.clone())
         else {

@@ -161,6 +161,11 @@ pub struct ExecdStandIn {
 }
 
 pub fn receipt_for(p: &JobPayload) -> SignedReceipt {
+    receipt_by(p, "orchestrator")
+}
+
+/// What the stand-in execd answers for `submitter`'s job `p`.
+pub fn receipt_by(p: &JobPayload, submitter: &str) -> SignedReceipt {
     let mut h = [0u8; 32];
     for (i, b) in p.job_id.as_bytes().iter().enumerate() {
         h[i % 32] ^= *b;
@@ -179,6 +184,7 @@ pub fn receipt_for(p: &JobPayload) -> SignedReceipt {
             backend: Backend::Cpu,
             compute_class: p.compute_class,
             node: NodeId(PubKey32([7; 32])),
+            submitter: bounded(submitter),
         },
         signature: Sig64([9; 64]),
     }
@@ -216,7 +222,11 @@ impl ExecdStandIn {
                             workflows,
                         })
                     }
-                    NetdExecRequest::Run { ticket_id, payload } => {
+                    NetdExecRequest::Run {
+                        ticket_id,
+                        payload,
+                        submitter,
+                    } => {
                         let id = payload.job_id.to_string();
                         let first = {
                             let mut l = self.log.lock().unwrap();
@@ -250,7 +260,7 @@ impl ExecdStandIn {
                                 reason: bounded("boom"),
                             }
                         } else {
-                            let receipt = receipt_for(&payload);
+                            let receipt = receipt_by(&payload, &submitter);
                             self.log
                                 .lock()
                                 .unwrap()
@@ -259,9 +269,9 @@ impl ExecdStandIn {
                             NetdExecResponse::Done { ticket_id, receipt }
                         }
                     }
-                    NetdExecRequest::Prove { job_id, node_id } => {
-                        prove(&self.log, &job_id, &node_id)
-                    }
+                    NetdExecRequest::Prove {
+                        job_id, node_id, ..
+                    } => prove(&self.log, &job_id, &node_id),
                 };
                 if let Err(e) = s.reply(&resp) {
                     if !e.is_peer_restart() {

@@ -57,10 +57,10 @@ async fn proof_route_serves_challenge_material() {
     }
 
     // Errors (as a validator): unknown job / node (404), bad ids (400), wrong method
-    // (405). An orchestrator may not probe jobs it did not submit here (403).
+    // (405). An orchestrator names only its own jobs: an unknown one is 404 too.
     let (s, b) = get(&node, "/job/nope/proof/n1").await;
     assert_eq!((s, b["field"].as_str()), (404, Some("job_id")), "{b}");
-    assert_eq!(v.get("/job/nope/proof/n1").await.unwrap().status, 403);
+    assert_eq!(v.get("/job/nope/proof/n1").await.unwrap().status, 404);
     let (s, b) = get(&node, "/job/p1/proof/nosuch").await;
     assert_eq!((s, b["field"].as_str()), (404, Some("node_id")), "{b}");
     let (s, b) = get(&node, "/job/p1/proof/bad%2Fid").await;

@@ -38,11 +38,10 @@ async fn each_client_reads_only_what_its_role_allows() {
         alice.get("/receipt/alice-1").await.unwrap().json().unwrap();
     let outputs = format!("/artifact/{}", receipt.receipt.outputs_cid);
 
-    // Bob, another orchestrator: not Alice's job, receipt or outputs; and her job id
-    // is not his to reuse (no ticket named).
+    // Bob, another orchestrator: not Alice's job, receipt or outputs.
     for path in [
         format!("/job/{ticket}"),
-        "/receipt/alice-1".into(),
+        "/receipt/alice-1?submitter=orchestrator".into(),
         outputs.clone(),
     ] {
         let r = bob.get(&path).await.unwrap();
@@ -53,20 +52,34 @@ async fn each_client_reads_only_what_its_role_allows() {
             "the refusal names the client: {e}"
         );
     }
+    // Job ids are scoped per submitter: "alice-1" from Bob names Bob's job (none yet),
+    // and Bob may use the id for his own job without touching Alice's.
+    assert_eq!(bob.get("/receipt/alice-1").await.unwrap().status, 404);
     let r = bob.post("/job/accept", body.clone()).await.unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let bobs = r.json::<serde_json::Value>().unwrap()["ticket_id"]
+        .as_u64()
+        .unwrap();
+    assert_ne!(bobs, ticket);
+    assert_eq!(wait_terminal(&mut bob, bobs).await["state"], "done");
+    let his: havn_proto::SignedReceipt = bob.get("/receipt/alice-1").await.unwrap().json().unwrap();
+    assert_eq!(his.receipt.submitter.as_str(), "operator");
+    let hers: havn_proto::SignedReceipt =
+        alice.get("/receipt/alice-1").await.unwrap().json().unwrap();
+    assert_eq!(hers, receipt, "Alice's receipt is untouched");
+    // The validator reads everything but may not submit; with two submitters of one
+    // id it names whose.
+    let r = val.get("/receipt/alice-1").await.unwrap();
     assert_eq!(r.status, 409, "{}", r.text());
-    assert!(
-        !r.text().contains(&ticket.to_string()),
-        "no ticket leaks: {}",
-        r.text()
-    );
-    // The validator reads everything but may not submit.
+    let v: havn_proto::SignedReceipt = val
+        .get("/receipt/alice-1?submitter=orchestrator")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(v, receipt);
     // (The stand-in execd stores no outputs file: an allowed read of it is a 404.)
-    for path in [
-        format!("/job/{ticket}"),
-        "/receipt/alice-1".into(),
-        outputs.clone(),
-    ] {
+    for path in [format!("/job/{ticket}"), outputs.clone()] {
         let s = val.get(&path).await.unwrap().status;
         assert!(
             s == 200 || (s == 404 && path == outputs),
@@ -135,7 +148,15 @@ async fn the_submitter_and_the_job_totals_survive_a_restart() {
     let mut alice = orchestrator().connect("127.0.0.1", port).await.unwrap();
     let mut bob = operator().connect("127.0.0.1", port).await.unwrap();
     assert_eq!(alice.get("/receipt/owned-1").await.unwrap().status, 200);
-    assert_eq!(bob.get("/receipt/owned-1").await.unwrap().status, 403);
+    assert_eq!(
+        bob.get("/receipt/owned-1?submitter=orchestrator")
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    // (Bob's own "owned-1" does not exist: the id is scoped per submitter.)
+    assert_eq!(bob.get("/receipt/owned-1").await.unwrap().status, 404);
     // The job totals the log can rebuild survive the restart (metrics are for operators).
     drop(again);
     let state = rep_state;

@@ -219,7 +219,7 @@ async fn echo_server(pki: &DevPki) -> SocketAddr {
     addr
 }
 
-fn receipt(p: &JobPayload) -> SignedReceipt {
+fn receipt(p: &JobPayload, submitter: havn_proto::Name) -> SignedReceipt {
     SignedReceipt {
         receipt: Receipt {
             workflow_id: p.workflow.id.clone(),
@@ -234,6 +234,7 @@ fn receipt(p: &JobPayload) -> SignedReceipt {
             backend: Backend::Cpu,
             compute_class: p.compute_class,
             node: NodeId(PubKey32([7; 32])),
+            submitter,
         },
         signature: Sig64([0; 64]),
     }
@@ -264,11 +265,15 @@ fn execd(fd: std::os::fd::OwnedFd, delay: Duration) {
                         workflows,
                     })
                 }
-                NetdExecRequest::Run { ticket_id, payload } => {
+                NetdExecRequest::Run {
+                    ticket_id,
+                    payload,
+                    submitter,
+                } => {
                     std::thread::sleep(delay);
                     NetdExecResponse::Done {
                         ticket_id,
-                        receipt: receipt(&payload),
+                        receipt: receipt(&payload, submitter),
                     }
                 }
                 NetdExecRequest::Prove { .. } => NetdExecResponse::Refused {
