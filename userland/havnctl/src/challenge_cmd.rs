@@ -137,7 +137,13 @@ pub fn run(a: ChallengeArgs) -> anyhow::Result<()> {
     let ch = crate::net_cmd::runtime()?
         .block_on(async {
             let mut conn = client.connect(&host, port).await?;
-            let ch = havn_netd::client::fetch_challenge(&mut conn, &a.job, &a.node).await?;
+            let ch = havn_netd::client::fetch_challenge(
+                &mut conn,
+                &a.job,
+                &a.node,
+                Some(r.submitter.as_str()),
+            )
+            .await?;
             // A chat job's outputs are checked against the committed token ids too.
             let outputs = if r.workflow_id.as_str() == "chat" {
                 Some(havn_netd::client::fetch_artifact(&mut conn, &r.outputs_cid).await?)

@@ -489,10 +489,22 @@ fn submitter_of(
     job_id: &str,
     query: Option<&str>,
 ) -> Result<String, Box<Resp>> {
-    let asked = query
+    let decoded = query
         .unwrap_or("")
         .split('&')
-        .find_map(|kv| kv.strip_prefix("submitter="));
+        .find_map(|kv| kv.strip_prefix("submitter="))
+        .map(percent_decode);
+    let asked = match &decoded {
+        Some(Some(s)) => Some(s.as_str()),
+        Some(None) => {
+            return Err(Box::new(error(
+                StatusCode::BAD_REQUEST,
+                "submitter is not valid percent-encoded UTF-8",
+                Some("submitter"),
+            )))
+        }
+        None => None,
+    };
     if !all {
         return match asked {
             Some(s) if s != client => Err(Box::new(forbidden(
@@ -515,6 +527,31 @@ fn submitter_of(
             Some("submitter"),
         ))),
     }
+}
+
+/// Decodes `%XX` escapes (and `+` as a space); `None` for a bad escape or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 fn receipt(ctx: &Ctx, submitter: &str, id: &str) -> Resp {

@@ -263,6 +263,7 @@ pub async fn fetch_challenge(
     conn: &mut Conn,
     job_id: &str,
     node_id: &str,
+    submitter: Option<&str>,
 ) -> Result<Challenge, ClientError> {
     for id in [job_id, node_id] {
         if !havn_proto::is_ref_id(id) {
@@ -271,7 +272,12 @@ pub async fn fetch_challenge(
             )));
         }
     }
-    let r = get_ok(conn, &format!("/job/{job_id}/proof/{node_id}")).await?;
+    // Job ids are scoped per submitter: name whose (the receipt says) when known.
+    let query = submitter
+        .filter(|s| !s.is_empty())
+        .map(|s| format!("?submitter={}", percent_encode(s)))
+        .unwrap_or_default();
+    let r = get_ok(conn, &format!("/job/{job_id}/proof/{node_id}{query}")).await?;
     let body: crate::api::ProofBody = r
         .json()
         .map_err(|e| ClientError::Invalid(format!("proof answer: {e}")))?;
@@ -288,4 +294,17 @@ pub async fn fetch_challenge(
         proof,
         inputs,
     })
+}
+
+/// Percent-encodes everything but unreserved URL characters.
+fn percent_encode(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

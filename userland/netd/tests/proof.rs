@@ -40,7 +40,9 @@ async fn proof_route_serves_challenge_material() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let mut v = node.orchestrator().await;
     let node_id = PROVABLE_NODES[1];
-    let ch = fetch_challenge(&mut v, "p1", node_id).await.unwrap();
+    let ch = fetch_challenge(&mut v, "p1", node_id, Some("orchestrator"))
+        .await
+        .unwrap();
     assert_eq!(ch.body.runtime_hash, receipt.receipt.runtime_hash);
     let (proof, inputs) = proof_bytes("p1", node_id);
     assert_eq!((&ch.proof[..], &ch.inputs[..]), (&proof[..], &inputs[..]));
@@ -70,11 +72,11 @@ async fn proof_route_serves_challenge_material() {
     let r = v.post("/job/p1/proof/n1", b"{}".to_vec()).await.unwrap();
     assert_eq!(r.status, 405);
     assert!(matches!(
-        fetch_challenge(&mut v, "p1", "nosuch").await,
+        fetch_challenge(&mut v, "p1", "nosuch", None).await,
         Err(ClientError::Status { status: 404, .. })
     ));
     assert!(matches!(
-        fetch_challenge(&mut v, "p1", "a/b").await,
+        fetch_challenge(&mut v, "p1", "a/b", None).await,
         Err(ClientError::Invalid(_))
     ));
 

@@ -78,6 +78,20 @@ async fn each_client_reads_only_what_its_role_allows() {
         .json()
         .unwrap();
     assert_eq!(v, receipt);
+    // The parameter is percent-decoded ("%65" is "e"); a bad escape is named.
+    let r = val
+        .get("/receipt/alice-1?submitter=orch%65strator")
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.text());
+    let r = val.get("/receipt/alice-1?submitter=%zz").await.unwrap();
+    assert_eq!(
+        (
+            r.status,
+            r.json::<serde_json::Value>().unwrap()["field"].clone()
+        ),
+        (400, "submitter".into())
+    );
     // (The stand-in execd stores no outputs file: an allowed read of it is a 404.)
     for path in [format!("/job/{ticket}"), outputs.clone()] {
         let s = val.get(&path).await.unwrap().status;
