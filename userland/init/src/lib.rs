@@ -62,7 +62,7 @@
 
 pub mod backoff;
 pub mod cli;
-pub mod netd_fds;
+pub mod given_fds;
 pub mod pid1;
 pub mod plan;
 pub mod reach;

@@ -65,8 +65,10 @@ pub struct Plan {
     pub userland_pcr: u8,
     /// `node.state_dir`; each daemon owns `state_dir/<daemon>/`.
     pub state_dir: PathBuf,
-    /// What netd is handed as descriptors instead of paths.
-    pub netd_files: crate::netd_fds::NetdFiles,
+    /// `netd.tls_cert`, handed to netd as a sealed memfd copy.
+    pub tls_cert: PathBuf,
+    /// `netd.client_ca`, handed to netd as a sealed memfd copy.
+    pub client_ca: PathBuf,
 }
 
 impl Plan {
@@ -121,7 +123,6 @@ impl Plan {
             },
         ];
         let tpm_device = cfg.tpm.tcti.strip_prefix("device:").map(PathBuf::from);
-        let netd_files = crate::netd_fds::NetdFiles::new(cfg, &config);
         Ok(Self {
             config,
             daemons,
@@ -132,7 +133,8 @@ impl Plan {
             model_store: cfg.execd.model_store.clone(),
             userland_pcr: cfg.tpm.userland_pcr,
             state_dir: cfg.node.state_dir.clone(),
-            netd_files,
+            tls_cert: cfg.netd.tls_cert.clone(),
+            client_ca: cfg.netd.client_ca.clone(),
         })
     }
 

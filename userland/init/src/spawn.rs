@@ -1,6 +1,7 @@
 //! Starting and stopping the set: socketpairs, descriptor layout, measurement,
 //! fork+exec in the sandbox profile, ordered stop.
 
+use crate::given_fds::GivenFds;
 use crate::plan::{hash_reader, Plan};
 use crate::InitError;
 use havn_config::fds;
@@ -83,6 +84,8 @@ fn pair() -> Result<(OwnedFd, OwnedFd), InitError> {
 
 fn start_into(plan: &Plan, set: &mut Set) -> Result<(), InitError> {
     plan.prepare_state_dirs()?;
+    // Read once per start: the views execd and netd get are made from it.
+    let config_text = crate::given_fds::read_config(plan)?;
     // Open each binary once, hash that descriptor, and exec the same open file
     // through /proc/self/fd: replacing the file after it was measured does not
     // change what runs (writing into the same inode still could: see the crate docs).
@@ -213,7 +216,7 @@ fn start_into(plan: &Plan, set: &mut Set) -> Result<(), InitError> {
 
     // execd (its own user: its config view, state and model store come as
     // descriptors), then netd.
-    let given = crate::netd_fds::execd_fds(&plan.config, &plan.state_dir, &plan.model_store)?;
+    let given = GivenFds::execd(plan, &config_text)?;
     let mut profile = plan
         .profile(DaemonKind::Execd)?
         .fd(ea_execd.as_fd(), fds::EXECD_ATTESTD)
@@ -230,8 +233,8 @@ fn start_into(plan: &Plan, set: &mut Set) -> Result<(), InitError> {
     )?;
     drop((ea_execd, ne_execd, given));
     // netd reads nothing by path: its config view, TLS files and state directory
-    // come as descriptors (see crate::netd_fds).
-    let given = crate::netd_fds::NetdFds::open(&plan.netd_files)?;
+    // come as descriptors (see crate::given_fds).
+    let given = GivenFds::netd(plan, &config_text)?;
     let mut profile = plan
         .profile(DaemonKind::Netd)?
         .fd(ne_netd.as_fd(), fds::NETD_EXECD)
