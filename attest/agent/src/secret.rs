@@ -10,19 +10,14 @@
 
 use crate::error::{io, tpm, AgentError};
 use crate::tpm::{
-    create_encrypted, flush_session, read_json, salted_session, sealed_template, tpm2b, write_json,
+    flush_session, load_sealed, read_json, salted_session, seal_data, sealed_template, write_json,
     Agent, Crypt,
 };
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{ChaCha20Poly1305, Key, Nonce};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
-use tss_esapi::{
-    constants::SessionType,
-    handles::ObjectHandle,
-    structures::{Private, Public, SensitiveData},
-    traits::{Marshall, UnMarshall},
-};
+use tss_esapi::{constants::SessionType, handles::ObjectHandle};
 use zeroize::Zeroizing;
 
 /// Longest secret accepted (a PEM private key is well under this).
@@ -99,13 +94,8 @@ impl Agent {
                 msg: "encryption failed".into(),
             })?;
         let (private, public) = self.with(|c| {
-            let data = SensitiveData::try_from(wrap.to_vec()).map_err(tpm("sensitive data"))?;
             let template = sealed_template(None).map_err(tpm("secret template"))?;
-            let r = create_encrypted(c, template, data, "seal secret (create)")?;
-            Ok((
-                r.out_private.value().to_vec(),
-                tpm2b(&r.out_public.marshall().map_err(tpm("marshal"))?),
-            ))
+            seal_data(c, template, wrap.as_ref(), "seal secret (create)")
         })?;
         write_json(
             &path,
@@ -135,14 +125,7 @@ impl Agent {
             return Err(bad("unknown sealed secret format"));
         }
         let wrap: Zeroizing<Vec<u8>> = self.with(|c| {
-            let public = Public::unmarshall(blob.public.get(2..).unwrap_or(&[]))
-                .map_err(AgentError::SealedBlobRejected)?;
-            let private =
-                Private::try_from(blob.private.clone()).map_err(AgentError::SealedBlobRejected)?;
-            let obj = c
-                .ctx
-                .load(c.srk, private, public)
-                .map_err(AgentError::SealedBlobRejected)?;
+            let obj = load_sealed(c, &blob.private, &blob.public)?;
             let res = salted_session(&mut c.ctx, c.srk, SessionType::Hmac, Crypt::Response)
                 .and_then(|session| {
                     let r = c
@@ -185,7 +168,7 @@ fn open_single_link(path: &std::path::Path, write: bool) -> Result<std::fs::File
     let f = std::fs::OpenOptions::new()
         .read(!write)
         .write(write)
-        .custom_flags(libc_o_nofollow())
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(io(path))?;
     let meta = f.metadata().map_err(io(path))?;
@@ -217,11 +200,6 @@ pub fn read_plaintext(
     let mut out = Zeroizing::new(Vec::new());
     f.read_to_end(&mut out).map_err(io(path))?;
     Ok(out)
-}
-
-/// `O_NOFOLLOW` (Linux).
-fn libc_o_nofollow() -> i32 {
-    0o400000
 }
 
 /// Overwrites a plaintext secret file with zeros, syncs, and removes it (after it was

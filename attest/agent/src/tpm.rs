@@ -152,7 +152,9 @@ impl Quote {
 }
 
 mod seal;
-pub(crate) use seal::{create_encrypted, flush_session, salted_session, sealed_template, Crypt};
+pub(crate) use seal::{
+    flush_session, load_sealed, salted_session, seal_data, sealed_template, Crypt,
+};
 
 pub(crate) struct Conn {
     pub(crate) ctx: Context,

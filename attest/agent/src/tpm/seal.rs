@@ -38,13 +38,8 @@ impl Agent {
         let vals: Vec<[u8; 32]> = values.values().copied().collect();
         let policy = havn_attest::policy_pcr_digest(&sel, &vals);
         let (private, public) = self.with(|c| {
-            let data = SensitiveData::try_from(seed.to_vec()).map_err(tpm("sensitive data"))?;
             let template = sealed_template(Some(&policy)).map_err(tpm("seal template"))?;
-            let r = create_encrypted(c, template, data, "seal (create)")?;
-            Ok((
-                r.out_private.value().to_vec(),
-                tpm2b(&r.out_public.marshall().map_err(tpm("marshal"))?),
-            ))
+            seal_data(c, template, seed.as_ref(), "seal (create)")
         })?;
         let blob = SealedBlob {
             version: 1,
@@ -86,16 +81,8 @@ impl Agent {
         })?;
         let pcrs: Vec<u32> = blob.pcrs.keys().copied().collect();
         let sel = selection_list(&pcrs)?;
-        let public_inner = blob.public.get(2..).unwrap_or(&[]);
         let r = self.with(|c| {
-            let public =
-                Public::unmarshall(public_inner).map_err(AgentError::SealedBlobRejected)?;
-            let private =
-                Private::try_from(blob.private.clone()).map_err(AgentError::SealedBlobRejected)?;
-            let obj = c
-                .ctx
-                .load(c.srk, private, public)
-                .map_err(AgentError::SealedBlobRejected)?;
+            let obj = load_sealed(c, &blob.private, &blob.public)?;
             let res = unseal_with_policy(&mut c.ctx, c.srk, obj, sel);
             let _ = c.ctx.flush_context(ObjectHandle::from(obj));
             res
@@ -213,21 +200,42 @@ pub(crate) fn salted_session(
     Ok(session)
 }
 
-/// `TPM2_Create` under the SRK with the sensitive data encrypted on the bus (a salted
-/// session with command-parameter encryption authorises the SRK).
-pub(crate) fn create_encrypted(
+/// Seals `secret` under the SRK with `template` (`TPM2_Create`, the sensitive data
+/// encrypted on the bus: a salted session with command-parameter encryption authorises
+/// the SRK). Returns the private blob and the marshalled TPM2B_PUBLIC to store.
+pub(crate) fn seal_data(
     c: &mut Conn,
     template: Public,
-    data: SensitiveData,
+    secret: &[u8],
     op: &'static str,
-) -> Result<tss_esapi::structures::CreateKeyResult, AgentError> {
+) -> Result<(Vec<u8>, Vec<u8>), AgentError> {
+    let data = SensitiveData::try_from(secret.to_vec()).map_err(tpm("sensitive data"))?;
     let srk = c.srk;
     let session = salted_session(&mut c.ctx, srk, SessionType::Hmac, Crypt::Command)?;
     let r = c.ctx.execute_with_session(Some(session), |ctx| {
         ctx.create(srk, template, None, Some(data), None, None)
     });
     flush_session(&mut c.ctx, session);
-    r.map_err(tpm(op))
+    let r = r.map_err(tpm(op))?;
+    Ok((
+        r.out_private.value().to_vec(),
+        tpm2b(&r.out_public.marshall().map_err(tpm("marshal"))?),
+    ))
+}
+
+/// Loads a blob [`seal_data`] made under the SRK; a blob from another TPM, or an
+/// altered one, is [`AgentError::SealedBlobRejected`]. The caller flushes the handle.
+pub(crate) fn load_sealed(
+    c: &mut Conn,
+    private: &[u8],
+    public_tpm2b: &[u8],
+) -> Result<KeyHandle, AgentError> {
+    let public = Public::unmarshall(public_tpm2b.get(2..).unwrap_or(&[]))
+        .map_err(AgentError::SealedBlobRejected)?;
+    let private = Private::try_from(private.to_vec()).map_err(AgentError::SealedBlobRejected)?;
+    c.ctx
+        .load(c.srk, private, public)
+        .map_err(AgentError::SealedBlobRejected)
 }
 
 /// Flushes a session (best effort).
