@@ -493,9 +493,18 @@ fn submitter_of(
         .unwrap_or("")
         .split('&')
         .find_map(|kv| kv.strip_prefix("submitter="))
-        .map(percent_decode);
+        .map(|v| {
+            // percent-encoding passes a malformed escape through: refuse it instead.
+            let escapes_ok = v.split('%').skip(1).all(|rest| {
+                rest.get(..2)
+                    .is_some_and(|h| h.bytes().all(|b| b.is_ascii_hexdigit()))
+            });
+            escapes_ok
+                .then(|| percent_encoding::percent_decode_str(v).decode_utf8().ok())
+                .flatten()
+        });
     let asked = match &decoded {
-        Some(Some(s)) => Some(s.as_str()),
+        Some(Some(s)) => Some(s.as_ref()),
         Some(None) => {
             return Err(Box::new(error(
                 StatusCode::BAD_REQUEST,
@@ -527,31 +536,6 @@ fn submitter_of(
             Some("submitter"),
         ))),
     }
-}
-
-/// Decodes `%XX` escapes (and `+` as a space); `None` for a bad escape or invalid UTF-8.
-fn percent_decode(s: &str) -> Option<String> {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' => {
-                let hex = std::str::from_utf8(b.get(i + 1..i + 3)?).ok()?;
-                out.push(u8::from_str_radix(hex, 16).ok()?);
-                i += 3;
-            }
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            c => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).ok()
 }
 
 fn receipt(ctx: &Ctx, submitter: &str, id: &str) -> Resp {

@@ -275,7 +275,10 @@ pub async fn fetch_challenge(
     // Job ids are scoped per submitter: name whose (the receipt says) when known.
     let query = submitter
         .filter(|s| !s.is_empty())
-        .map(|s| format!("?submitter={}", percent_encode(s)))
+        .map(|s| {
+            let enc = percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC);
+            format!("?submitter={enc}")
+        })
         .unwrap_or_default();
     let r = get_ok(conn, &format!("/job/{job_id}/proof/{node_id}{query}")).await?;
     let body: crate::api::ProofBody = r
@@ -294,17 +297,4 @@ pub async fn fetch_challenge(
         proof,
         inputs,
     })
-}
-
-/// Percent-encodes everything but unreserved URL characters.
-fn percent_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }

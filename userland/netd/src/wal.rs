@@ -169,6 +169,34 @@ pub(crate) use replay::{load, record_at};
 pub use replay::{replay, Replay, TORN_WINDOW};
 pub use snapshot::{LoggedJob, Outcome, Snapshot};
 
+/// Where [`replace_log`] failed.
+#[derive(Debug)]
+pub(crate) enum Replace {
+    /// Before the rename: the old log is untouched.
+    Before(WalError),
+    /// After it (syncing the directory): the new log is in place.
+    After(WalError),
+}
+
+/// Replaces the log at `path` with `bytes`, durably: written and synced as `tmp`,
+/// renamed over `path`, the directory synced (compaction and `havnctl wal salvage`).
+pub(crate) fn replace_log(tmp: &Path, path: &Path, bytes: &[u8]) -> Result<(), Replace> {
+    let written = (|| {
+        let mut f = File::create(tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(tmp, path)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(tmp);
+        return Err(Replace::Before(io(e)));
+    }
+    let dir = path.parent().unwrap_or(Path::new("."));
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| Replace::After(io(e)))
+}
+
 /// Group-commit statistics.
 #[derive(Debug, Default)]
 pub struct WalStats {
@@ -662,19 +690,11 @@ impl Writer {
         // Preallocated like the live log: the records, then at least one step of zeros.
         let alloc = self.alloc_target(len);
         buf.resize(alloc as usize, 0);
-        let written = (|| {
-            let mut f = File::create(&tmp)?;
-            f.write_all(&buf)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Compaction::Skipped(io(e)));
+        match replace_log(&tmp, &self.path, &buf) {
+            Ok(()) => {}
+            Err(Replace::Before(e)) => return Err(Compaction::Skipped(e)),
+            Err(Replace::After(e)) => return Err(Compaction::Failed(e)),
         }
-        File::open(&self.dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| Compaction::Failed(io(e)))?;
         let (file, direct) = open_log(&self.path, &self.opts).map_err(Compaction::Failed)?;
         let start = (len - len % BLOCK as u64) as usize;
         self.mode = Mode::new(direct, buf.get(start..len as usize).unwrap_or_default());

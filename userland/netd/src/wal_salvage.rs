@@ -54,18 +54,8 @@ pub fn salvage(path: &Path) -> Result<Salvaged, WalError> {
     out.jobs = snap.jobs.len();
     let backup = path.with_extension("log.corrupt");
     std::fs::copy(path, &backup).map_err(io)?;
-    let tmp = path.with_extension("salvage");
-    {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp).map_err(io)?;
-        f.write_all(&buf).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)?;
-    if let Some(dir) = path.parent() {
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io)?;
-    }
+    crate::wal::replace_log(&path.with_extension("salvage"), path, &buf).map_err(|e| match e {
+        crate::wal::Replace::Before(e) | crate::wal::Replace::After(e) => e,
+    })?;
     Ok(out)
 }
