@@ -545,7 +545,9 @@ fn receipt(ctx: &Ctx, submitter: &str, id: &str) -> Resp {
         Err(NoReceipt::UnknownJob) => error(StatusCode::NOT_FOUND, "no such job", Some("job_id")),
         // The node signed another result under this id before (slashing protection):
         // the id is spent, and this job's result will never be signed.
-        Err(NoReceipt::Failed(why)) if why.starts_with(&RemoteError::AlreadySigned.to_string()) => {
+        Err(NoReceipt::Failed(why))
+            if crate::dispatch::failed_with(&why, RemoteError::AlreadySigned) =>
+        {
             error(
                 StatusCode::CONFLICT,
                 &format!("job id {id:?} already has a different signed receipt on this node; submit under a new id"),

@@ -105,7 +105,7 @@ pub async fn run(
                     true
                 }
                 Ok(NetdExecResponse::Failed { error, reason, .. }) => {
-                    let why = format!("{error}: {reason}");
+                    let why = failure(error, &reason);
                     record(&state, &fatal, ticket, Outcome::Failed(why), start);
                     true
                 }
@@ -132,6 +132,17 @@ pub async fn run(
             return;
         }
     }
+}
+
+/// The reason a job failed for good, as the WAL keeps it: execd's error, then its words.
+pub(crate) fn failure(error: RemoteError, reason: &str) -> String {
+    format!("{error}: {reason}")
+}
+
+/// Whether a reason [`failure`] wrote was for `error`.
+pub(crate) fn failed_with(why: &str, error: RemoteError) -> bool {
+    why.strip_prefix(&error.to_string())
+        .is_some_and(|rest| rest.starts_with(": "))
 }
 
 /// How often an outcome that met a full disk is tried again.
