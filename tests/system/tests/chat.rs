@@ -23,8 +23,35 @@ fn store() -> Option<String> {
         dir.display()
     );
     assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
-    eprintln!("SKIP: {msg}");
+    havn_testkit::note_skip(&msg);
     None
+}
+
+/// Writes `body` to `file` in the node's directory and submits it as a chat job
+/// (`havnctl submit --input`) as the orchestrator, waiting up to `wait_s` seconds.
+fn submit_request(
+    node: &Node,
+    file: &str,
+    body: &[u8],
+    job_id: &str,
+    wait_s: &str,
+    extra: &[&str],
+) -> std::process::Output {
+    let req = node.path(file);
+    std::fs::write(&req, body).unwrap();
+    let req = req.display().to_string();
+    let mut args = vec![
+        "submit",
+        "--workflow",
+        "chat",
+        "--input",
+        &req,
+        "--job-id",
+        job_id,
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--wait", "--timeout", wait_s]);
+    node.ctl("orchestrator", &args)
 }
 
 fn run_chat(store: &str, out: &std::path::Path, extra: &[&str]) -> Value {
@@ -292,22 +319,13 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
 
     // submit --input FILE uploads the request; a malformed one is refused at intake
     // (400) naming the field inside the request.
-    let req = node.path("bad.json");
-    std::fs::write(&req, br#"{"messages":[{"role":"robot","content":"hi"}]}"#).unwrap();
-    let o = node.ctl(
-        "orchestrator",
-        &[
-            "submit",
-            "--workflow",
-            "chat",
-            "--input",
-            &req.display().to_string(),
-            "--job-id",
-            "chat-bad",
-            "--wait",
-            "--timeout",
-            "60",
-        ],
+    let o = submit_request(
+        &node,
+        "bad.json",
+        br#"{"messages":[{"role":"robot","content":"hi"}]}"#,
+        "chat-bad",
+        "60",
+        &[],
     );
     assert!(
         !o.status.success()
@@ -319,26 +337,17 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
 
     // A prompt beyond the model's context (each digit is a token) fails the job before
     // any forward pass, naming the field.
-    let req = node.path("long-prompt.json");
     let long = format!(
         r#"{{"messages":[{{"role":"user","content":"{}"}}]}}"#,
         "7".repeat(9000)
     );
-    std::fs::write(&req, long).unwrap();
-    let o = node.ctl(
-        "orchestrator",
-        &[
-            "submit",
-            "--workflow",
-            "chat",
-            "--input",
-            &req.display().to_string(),
-            "--job-id",
-            "chat-long",
-            "--wait",
-            "--timeout",
-            "120",
-        ],
+    let o = submit_request(
+        &node,
+        "long-prompt.json",
+        long.as_bytes(),
+        "chat-long",
+        "120",
+        &[],
     );
     assert!(
         !o.status.success() && stderr(&o).contains("messages") && stderr(&o).contains("context"),
@@ -347,28 +356,13 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
     );
 
     // timeout_ms is enforced: the job is cancelled and fails with that reason.
-    let req = node.path("long.json");
-    std::fs::write(
-        &req,
+    let o = submit_request(
+        &node,
+        "long.json",
         br#"{"messages":[{"role":"user","content":"Write a long essay."}],"max_tokens":400}"#,
-    )
-    .unwrap();
-    let o = node.ctl(
-        "orchestrator",
-        &[
-            "submit",
-            "--workflow",
-            "chat",
-            "--input",
-            &req.display().to_string(),
-            "--job-id",
-            "chat-slow",
-            "--timeout-ms",
-            "300",
-            "--wait",
-            "--timeout",
-            "120",
-        ],
+        "chat-slow",
+        "120",
+        &["--timeout-ms", "300"],
     );
     assert!(
         !o.status.success() && stderr(&o).contains("timeout_ms"),
