@@ -246,48 +246,32 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
         br#"{"messages":[{"role":"user","content":"Hi"}],"max_tokens":24}"#,
     )
     .unwrap();
-    let o = node.ctl(
-        "validator",
-        &[
+    // `havnctl challenge` of chat1 as the validator, at one position, with `extra`.
+    let challenge = |position: &str, extra: &[&str]| {
+        let mut args = vec![
             "challenge",
             "--job",
             "chat1",
             "--node",
-            "s1.b3",
+            position,
             "--receipt",
             &receipt,
             "--store",
             &store,
             "--out",
             &out,
-            "--request",
-            &other,
-        ],
-    );
+        ];
+        args.extend_from_slice(extra);
+        node.ctl("validator", &args)
+    };
+    let o = challenge("s1.b3", &["--request", &other]);
     assert!(
         !o.status.success() && stderr(&o).contains("another request"),
         "{}",
         stderr(&o)
     );
     for block in ["s0.b0", "s3.b29", "s2.head"] {
-        let o = node.ctl(
-            "validator",
-            &[
-                "challenge",
-                "--job",
-                "chat1",
-                "--node",
-                block,
-                "--receipt",
-                &receipt,
-                "--store",
-                &store,
-                "--out",
-                &out,
-                "--request",
-                &sent,
-            ],
-        );
+        let o = challenge(block, &["--request", &sent]);
         assert!(
             o.status.success(),
             "challenge {block}: {}{}",
@@ -296,22 +280,7 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
         );
         assert!(String::from_utf8_lossy(&o.stdout).contains("challenge passed"));
     }
-    let o = node.ctl(
-        "validator",
-        &[
-            "challenge",
-            "--job",
-            "chat1",
-            "--node",
-            "s0.b30",
-            "--receipt",
-            &receipt,
-            "--store",
-            &store,
-            "--out",
-            &out,
-        ],
-    );
+    let o = challenge("s0.b30", &[]);
     assert!(
         !o.status.success(),
         "a block that does not exist was served"
