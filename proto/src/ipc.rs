@@ -151,8 +151,9 @@ pub struct JobResult {
 }
 
 impl JobResult {
-    /// The receipt attestd signs: this result plus the signing node's identity.
-    pub fn into_receipt(self, node: NodeId) -> Receipt {
+    /// The receipt attestd signs: this result plus the signing node's identity and
+    /// attestd's clock.
+    pub fn into_receipt(self, node: NodeId, signed_unix_ms: u64) -> Receipt {
         Receipt {
             workflow_id: self.workflow_id,
             job_id: self.job_id,
@@ -167,6 +168,7 @@ impl JobResult {
             compute_class: self.compute_class,
             node,
             submitter: self.submitter,
+            signed_unix_ms,
         }
     }
 }

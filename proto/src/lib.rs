@@ -22,6 +22,8 @@ pub mod chat;
 pub mod cid;
 pub mod frame;
 pub mod ipc;
+pub mod merkle;
+pub mod mesh;
 pub mod sign;
 pub mod types;
 pub mod vectors;

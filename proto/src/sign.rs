@@ -16,8 +16,16 @@ pub enum Domain {
     Heartbeat,
     /// A [`CapabilityManifest`].
     Capabilities,
-    /// A validator [`crate::types::Verdict`] body.
+    /// A validator's [`crate::mesh::Verdict`].
     Verdict,
+    /// A [`crate::mesh::MeshManifest`].
+    MeshManifest,
+    /// A [`crate::mesh::Challenge`].
+    Challenge,
+    /// An [`crate::mesh::EpochSettlement`].
+    Settlement,
+    /// A validator's sampling lottery ticket over a receipt digest.
+    Lottery,
     /// A self-audit proof-of-software record.
     SelfAudit,
     /// The TPM quote's extraData binding (nonce ‖ node key).
@@ -33,7 +41,11 @@ impl Domain {
             Self::Receipt => b"havn/receipt/v1",
             Self::Heartbeat => b"havn/heartbeat/v2",
             Self::Capabilities => b"havn/capabilities/v1",
-            Self::Verdict => b"havn/verdict/v1",
+            Self::Verdict => b"havn/verdict/v2",
+            Self::MeshManifest => b"havn/mesh-manifest/v1",
+            Self::Challenge => b"havn/challenge/v1",
+            Self::Settlement => b"havn/settlement/v1",
+            Self::Lottery => b"havn/lottery/v1",
             Self::SelfAudit => b"havn/self-audit/v1",
             Self::QuoteBinding => b"havn/quote/v1",
             Self::Manifest => b"havn/manifest/v1",
@@ -106,6 +118,10 @@ mod tests {
             Domain::Heartbeat,
             Domain::Capabilities,
             Domain::Verdict,
+            Domain::MeshManifest,
+            Domain::Challenge,
+            Domain::Settlement,
+            Domain::Lottery,
             Domain::SelfAudit,
             Domain::QuoteBinding,
             Domain::Manifest,

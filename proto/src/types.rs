@@ -1,5 +1,6 @@
 //! The messages the spec names: identity, compute classes, capability manifests,
-//! job payloads, tickets, heartbeats, receipts, quote evidence, challenges, verdicts.
+//! job payloads, tickets, heartbeats, receipts, quote evidence. (The mesh's gossip
+//! messages are in [`crate::mesh`].)
 //!
 //! Strings and lists are `heapless` with the bounds below, so a decoded value can
 //! never be larger than its type says; JSON that exceeds a bound fails to parse.
@@ -42,9 +43,25 @@ pub type Name = heapless::String<MAX_NAME>;
 
 /// A node's identity: its TPM-sealed ed25519 public key.
 #[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    postcard_schema::Schema,
 )]
 pub struct NodeId(pub PubKey32);
+
+impl core::fmt::Display for NodeId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.0, f)
+    }
+}
 
 /// The spec's compute classes.
 #[derive(
@@ -98,16 +115,6 @@ impl ComputeClass {
     /// Whether the class needs a GPU.
     pub const fn requires_gpu(self) -> bool {
         !matches!(self, Self::S)
-    }
-
-    /// The gossip topic for receipts of this class.
-    pub const fn receipt_topic(self) -> &'static str {
-        match self {
-            Self::S => "havn/receipts/S/v1",
-            Self::M => "havn/receipts/M/v1",
-            Self::L => "havn/receipts/L/v1",
-            Self::XL => "havn/receipts/XL/v1",
-        }
     }
 
     /// Lower-case-insensitive parse of `S`, `M`, `L`, `XL`.
@@ -344,16 +351,20 @@ pub struct Receipt {
     /// Who submitted the job (its client certificate's identity): a job id names one
     /// job of one submitter.
     pub submitter: Name,
+    /// attestd's clock when it first signed, Unix time in milliseconds: the receipt's
+    /// epoch in the mesh (a receipt signed again keeps its first time).
+    pub signed_unix_ms: u64,
 }
 
 impl Receipt {
     /// Whether `other` states the same result: every field but the measurements of one
-    /// run (`latency_ms`, `energy_estimate_mj`) is equal. A job run twice (a crash
+    /// run (`latency_ms`, `energy_estimate_mj`, `signed_unix_ms`) is equal. A job run twice (a crash
     /// between signing and recording the ticket) implies the receipt signed first.
     pub fn same_result(&self, other: &Receipt) -> bool {
         let mut o = other.clone();
         o.latency_ms = self.latency_ms;
         o.energy_estimate_mj = self.energy_estimate_mj;
+        o.signed_unix_ms = self.signed_unix_ms;
         *self == o
     }
 }
@@ -446,48 +457,6 @@ pub struct QuoteEvidence {
     pub events: heapless::Vec<MeasurementEvent, MAX_EVENTS>,
     /// The EK certificate (DER), if the TPM holds one.
     pub ek_cert: Option<heapless::Vec<u8, MAX_CERT>>,
-}
-
-/// A validator's challenge of one receipt: re-execute one DAG node.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
-pub struct Challenge {
-    /// Challenger.
-    pub validator: NodeId,
-    /// Receipt digest challenged.
-    pub receipt_digest: Hash32,
-    /// DAG node index sampled.
-    pub node_index: u32,
-    /// Fresh nonce.
-    pub nonce: Hash32,
-}
-
-/// A validator's outcome.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, postcard_schema::Schema,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum VerdictOutcome {
-    /// Re-execution and signatures check out.
-    Confirm,
-    /// Something did not match; stake at risk.
-    Reject,
-    /// Could not decide (e.g. inputs unavailable).
-    Abstain,
-}
-
-/// A signed validator verdict on a receipt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
-pub struct Verdict {
-    /// Who votes.
-    pub validator: NodeId,
-    /// Receipt digest judged.
-    pub receipt_digest: Hash32,
-    /// Outcome.
-    pub outcome: VerdictOutcome,
-    /// Why.
-    pub reason: Reason,
-    /// Signature over [`crate::sign::Domain::Verdict`].
-    pub signature: Sig64,
 }
 
 /// Whether `s` is a safe reference id (a job id or DAG node id named in a URL path or

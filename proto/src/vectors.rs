@@ -7,6 +7,7 @@ use crate::bytes::{Hash32, PubKey32, Sig64};
 use crate::cid::Cid;
 use crate::frame::Hello;
 use crate::ipc::*;
+use crate::mesh::*;
 use crate::types::*;
 use serde::Serialize;
 
@@ -94,6 +95,7 @@ pub fn receipt() -> Receipt {
         compute_class: ComputeClass::S,
         node: node(),
         submitter: s("orchestrator"),
+        signed_unix_ms: 1_767_225_600_000,
     }
 }
 
@@ -418,6 +420,111 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
     }
 }
 
+fn opening(index: u32, b: u8) -> Opening {
+    let mut path = heapless::Vec::new();
+    let _ = path.push((h(b.wrapping_add(1)), false));
+    let _ = path.push((h(b.wrapping_add(2)), true));
+    Opening {
+        index,
+        hash: h(b),
+        path,
+    }
+}
+
+/// Sample mesh manifest, signed, with its quote.
+pub fn signed_mesh_manifest() -> SignedMeshManifest {
+    SignedMeshManifest {
+        manifest: MeshManifest {
+            node: node(),
+            peer_id: heapless::Vec::from_slice(&[0x00, 0x24, 0x08, 0x01, 0x12, 0x20, 0x5a])
+                .unwrap_or_default(),
+            role: Role::Validator,
+            compute_class: ComputeClass::M,
+            weight: 5_000,
+            unix_ms: 1_767_225_600_000,
+        },
+        signature: Sig64([0x47; 64]),
+        quote: Box::new(quote_evidence()),
+    }
+}
+
+/// Sample verdict.
+pub fn signed_verdict() -> SignedVerdict {
+    SignedVerdict {
+        verdict: Verdict {
+            validator: node(),
+            receipt_digest: h(0x88),
+            node: NodeId(PubKey32([0x12; 32])),
+            compute_class: ComputeClass::S,
+            epoch: 29_453_760,
+            outcome: VerdictOutcome::Reject,
+            first_divergent: Some(3),
+        },
+        signature: Sig64([0x46; 64]),
+    }
+}
+
+/// Sample settlement.
+pub fn settlement() -> EpochSettlement {
+    EpochSettlement {
+        compute_class: ComputeClass::S,
+        epoch: 29_453_760,
+        receipts_root: h(0x51),
+        receipt_count: 17,
+        liveness_root: h(0x52),
+        liveness_count: 4,
+        committee_root: h(0x53),
+    }
+}
+
+/// Sample settlement vote.
+pub fn settlement_vote() -> SettlementVote {
+    SettlementVote {
+        settlement: settlement(),
+        validator: node(),
+        signature: Sig64([0x48; 64]),
+    }
+}
+
+/// Sample challenge.
+pub fn signed_challenge() -> SignedChallenge {
+    let mut parents = heapless::Vec::new();
+    let _ = parents.push(opening(1, 0x61));
+    SignedChallenge {
+        challenge: Challenge {
+            challenger: node(),
+            receipt: signed_receipt(),
+            merkle_root: h(0x60),
+            leaves: 5,
+            divergent: opening(3, 0x63),
+            recomputed: h(0x64),
+            parents,
+            epoch: 29_453_760,
+        },
+        signature: Sig64([0x49; 64]),
+    }
+}
+
+/// Sample settlement certificate.
+pub fn settlement_certificate() -> SettlementCertificate {
+    let mut committee = heapless::Vec::new();
+    let _ = committee.push(CommitteeMember {
+        node: node(),
+        weight: 5_000,
+    });
+    let _ = committee.push(CommitteeMember {
+        node: NodeId(PubKey32([0x13; 32])),
+        weight: 9_000,
+    });
+    let mut signatures = heapless::Vec::new();
+    let _ = signatures.push((1u16, Sig64([0x4a; 64])));
+    SettlementCertificate {
+        settlement: settlement(),
+        committee,
+        signatures,
+    }
+}
+
 /// Samples of every wire type and IPC variant.
 pub fn all_samples() -> Vec<Sample> {
     let mut out = vec![
@@ -447,24 +554,20 @@ pub fn all_samples() -> Vec<Sample> {
         sample("Heartbeat", &heartbeat()),
         sample("QuoteEvidence", &quote_evidence()),
         sample(
-            "Challenge",
-            &Challenge {
-                validator: node(),
-                receipt_digest: h(0x88),
-                node_index: 3,
-                nonce: h(0x99),
-            },
+            "Topic::Receipt(XL)",
+            &Topic::Receipt(ComputeClass::XL).name(),
+        ),
+        sample("SignedMeshManifest", &signed_mesh_manifest()),
+        sample(
+            "VerdictMessage::Verdict",
+            &VerdictMessage::Verdict(signed_verdict()),
         ),
         sample(
-            "Verdict",
-            &Verdict {
-                validator: node(),
-                receipt_digest: h(0x88),
-                outcome: VerdictOutcome::Confirm,
-                reason: s("node 3 re-executed to the same hash"),
-                signature: Sig64([0x46; 64]),
-            },
+            "VerdictMessage::Vote",
+            &VerdictMessage::Vote(settlement_vote()),
         ),
+        sample("SignedChallenge", &signed_challenge()),
+        sample("SettlementCertificate", &settlement_certificate()),
         sample(
             "Hello",
             &Hello {

@@ -53,6 +53,7 @@ fn arb_receipt() -> impl Strategy<Value = Receipt> {
                 compute_class: class,
                 node: NodeId(PubKey32(node)),
                 submitter: j_owner(),
+                signed_unix_ms: lat ^ en,
             },
         )
 }

@@ -438,7 +438,7 @@ impl Service {
         let job_id = r.job_id.clone();
         // Job ids are scoped per submitter: the record is keyed by both.
         let record_key = [r.submitter.as_bytes(), b"\0", r.job_id.as_bytes()].concat();
-        let mut receipt = r.into_receipt(NodeId(PubKey32(key.public())));
+        let mut receipt = r.into_receipt(NodeId(PubKey32(key.public())), unix_ms());
         match self.records.receipt(&record_key) {
             Ok(None) => {}
             Ok(Some(bytes)) => match postcard::from_bytes::<Receipt>(&bytes) {

@@ -53,6 +53,7 @@ fn receipt(i: u64, key: &SigningKey) -> SignedReceipt {
         compute_class: ComputeClass::S,
         node: NodeId(PubKey32(key.verifying_key().to_bytes())),
         submitter: bounded("orchestrator"),
+        signed_unix_ms: 1,
     };
     let signature = Sig64(key.sign(&receipt.signing_digest().0).to_bytes());
     SignedReceipt { receipt, signature }

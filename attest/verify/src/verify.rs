@@ -59,6 +59,71 @@ mod hex_opt {
 pub struct PcrValue(#[serde(with = "hex::serde")] pub [u8; 32]);
 
 impl Evidence {
+    /// Converts the wire form (what netd relays and mesh manifests carry) into the
+    /// verifier's evidence.
+    pub fn from_wire(q: &havn_proto::QuoteEvidence) -> Self {
+        Self {
+            attest: q.attest.to_vec(),
+            signature: q.signature.to_vec(),
+            ak_public: q.ak_public.to_vec(),
+            pcrs: q
+                .pcrs
+                .iter()
+                .map(|p| (u32::from(p.index), PcrValue(p.value.0)))
+                .collect(),
+            events: q
+                .events
+                .iter()
+                .map(|e| Event {
+                    seq: e.seq,
+                    pcr: u32::from(e.pcr),
+                    event_type: e.event_type.to_string(),
+                    digest: e.digest.0,
+                    description: e.description.to_string(),
+                })
+                .collect(),
+            node_pubkey: q.node.0 .0,
+            ek_cert_pem: q.ek_cert.as_ref().map(|der| pem("CERTIFICATE", der)),
+            firmware_log: None,
+        }
+    }
+
+    /// The wire form of this evidence for `nonce` (the inverse of [`Self::from_wire`]
+    /// for evidence without an EK certificate or firmware log); `None` when a field is
+    /// over the wire's bounds.
+    pub fn to_wire(&self, nonce: havn_proto::Hash32) -> Option<havn_proto::QuoteEvidence> {
+        let mut pcrs = heapless::Vec::new();
+        for (i, v) in &self.pcrs {
+            pcrs.push(havn_proto::PcrValue {
+                index: u8::try_from(*i).ok()?,
+                value: havn_proto::Hash32(v.0),
+            })
+            .ok()?;
+        }
+        let mut events = heapless::Vec::new();
+        for e in &self.events {
+            events
+                .push(havn_proto::MeasurementEvent {
+                    seq: e.seq,
+                    pcr: u8::try_from(e.pcr).ok()?,
+                    event_type: heapless::String::try_from(e.event_type.as_str()).ok()?,
+                    digest: havn_proto::Hash32(e.digest),
+                    description: heapless::String::try_from(e.description.as_str()).ok()?,
+                })
+                .ok()?;
+        }
+        Some(havn_proto::QuoteEvidence {
+            nonce,
+            node: havn_proto::NodeId(havn_proto::PubKey32(self.node_pubkey)),
+            attest: heapless::Vec::from_slice(&self.attest).ok()?,
+            signature: heapless::Vec::from_slice(&self.signature).ok()?,
+            ak_public: heapless::Vec::from_slice(&self.ak_public).ok()?,
+            pcrs,
+            events,
+            ek_cert: None,
+        })
+    }
+
     /// Parse from JSON.
     pub fn from_json(bytes: &[u8]) -> Result<Self, ParseError> {
         serde_json::from_slice(bytes).map_err(|e| ParseError::Json {
@@ -275,4 +340,16 @@ pub fn verify_quote(ev: &Evidence, nonce: &[u8], policy: &Policy) -> Result<Verd
         ek_issuer,
         warnings,
     })
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut s = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
+        s.push('\n');
+    }
+    s.push_str(&format!("-----END {label}-----\n"));
+    s
 }

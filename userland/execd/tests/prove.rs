@@ -66,6 +66,7 @@ fn attestd() -> Client<ExecdAttestd> {
                         compute_class: j.compute_class,
                         node: NodeId(PubKey32([7; 32])),
                         submitter: j.submitter,
+                        signed_unix_ms: 1,
                     },
                     signature: Sig64([9; 64]),
                 }),

@@ -5,7 +5,7 @@
 use anyhow::{bail, Context};
 use havn_attest::evidence_dir;
 use havn_attest::golden::{GoldenEvent, GoldenManifest, GoldenPcr, Policy as GoldenPolicy};
-use havn_attest::{Event, Evidence, PcrValue};
+use havn_attest::Evidence;
 use havn_proto::sign::Signable;
 use havn_proto::{QuoteEvidence, SignedCapabilityManifest, SignedReceipt, SignedSelfAudit};
 use p256::pkcs8::{EncodePublicKey, LineEnding};
@@ -28,46 +28,6 @@ pub struct FetchQuoteArgs {
     /// Evidence directory to write (tpm2-tools files + evidence.json).
     #[arg(long)]
     pub out: PathBuf,
-}
-
-/// Converts the wire form netd relays into the verifier's evidence.
-pub fn evidence_from_wire(q: &QuoteEvidence) -> Evidence {
-    Evidence {
-        attest: q.attest.to_vec(),
-        signature: q.signature.to_vec(),
-        ak_public: q.ak_public.to_vec(),
-        pcrs: q
-            .pcrs
-            .iter()
-            .map(|p| (u32::from(p.index), PcrValue(p.value.0)))
-            .collect(),
-        events: q
-            .events
-            .iter()
-            .map(|e| Event {
-                seq: e.seq,
-                pcr: u32::from(e.pcr),
-                event_type: e.event_type.to_string(),
-                digest: e.digest.0,
-                description: e.description.to_string(),
-            })
-            .collect(),
-        node_pubkey: q.node.0 .0,
-        ek_cert_pem: q.ek_cert.as_ref().map(|der| pem("CERTIFICATE", der)),
-        firmware_log: None,
-    }
-}
-
-fn pem(label: &str, der: &[u8]) -> String {
-    use base64::Engine;
-    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
-    let mut s = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        s.push_str(std::str::from_utf8(chunk).unwrap_or(""));
-        s.push('\n');
-    }
-    s.push_str(&format!("-----END {label}-----\n"));
-    s
 }
 
 /// Fetch a quote through the node's API and write the evidence directory.
@@ -100,7 +60,7 @@ pub fn fetch_quote(a: FetchQuoteArgs) -> anyhow::Result<()> {
     if q.nonce != nonce {
         bail!("node quoted nonce {} instead of ours {}", q.nonce, nonce);
     }
-    let ev = evidence_from_wire(&q);
+    let ev = Evidence::from_wire(&q);
     let ak = havn_attest::wire::parse_ecc_public(&ev.ak_public).context("AK public area")?;
     let key = havn_attest::verify::check_ak(&ak).context("AK")?;
     let ak_pem = key.to_public_key_pem(LineEnding::LF).context("AK PEM")?;

@@ -185,6 +185,7 @@ pub fn receipt_by(p: &JobPayload, submitter: &str) -> SignedReceipt {
             compute_class: p.compute_class,
             node: NodeId(PubKey32([7; 32])),
             submitter: bounded(submitter),
+            signed_unix_ms: 1,
         },
         signature: Sig64([9; 64]),
     }

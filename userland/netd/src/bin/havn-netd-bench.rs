@@ -235,6 +235,7 @@ fn receipt(p: &JobPayload, submitter: havn_proto::Name) -> SignedReceipt {
             compute_class: p.compute_class,
             node: NodeId(PubKey32([7; 32])),
             submitter,
+            signed_unix_ms: 1,
         },
         signature: Sig64([0; 64]),
     }

@@ -1,0 +1,4 @@
+mod common;
+mod lottery;
+mod settle;
+mod validate;
