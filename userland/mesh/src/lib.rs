@@ -15,6 +15,8 @@
 #![deny(missing_docs)]
 
 pub mod evidence;
+#[cfg(feature = "fixtures")]
+pub mod fixtures;
 pub mod liveness;
 pub mod lottery;
 pub mod params;

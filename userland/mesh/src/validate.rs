@@ -7,9 +7,11 @@
 //! 3. seen cache: the same receipt again → Ignore (honest-but-late, never penalised);
 //! 4. unknown node → Ignore and fetch its manifest; quarantined → Reject;
 //! 5. signature (batched over what is queued) → Reject;
-//! 6. the same job with a different result → Reject, and the two signed receipts are
-//!    kept as equivocation evidence. This comes after the signature check so that a
-//!    forged second receipt can never frame an honest node.
+//! 6. the same job with a different result → dropped unforwarded, and the two signed
+//!    receipts are kept as equivocation evidence. This comes after the signature check
+//!    so that a forged second receipt can never frame an honest node; and gossipsub is
+//!    told Ignore, not Reject, so an honest peer that forwarded the other half first is
+//!    not penalised (the signer answers for it through the evidence).
 //!
 //! Every [`Rejection`] maps to an [`Action`] and a [`Penalty`] in matches with no
 //! wildcard, so a new rejection cannot be added without deciding both.
@@ -123,12 +125,15 @@ impl Rejection {
             | Rejection::WrongTopic { .. }
             | Rejection::Quarantined(_)
             | Rejection::BadSignature
-            | Rejection::Equivocation(_)
             | Rejection::NotOnCommittee(_)
-            | Rejection::DoubleVerdict(_)
             | Rejection::BadQuote(_)
             | Rejection::BadChallenge(_) => Action::Reject,
-            Rejection::TooOld { .. }
+            // Not forwarded, but not a gossipsub Reject either: that would charge the
+            // invalid-message penalty to an honest forwarder that saw the other half of
+            // the equivocation first. The signer answers for it through the evidence.
+            Rejection::Equivocation(_)
+            | Rejection::DoubleVerdict(_)
+            | Rejection::TooOld { .. }
             | Rejection::FromTheFuture { .. }
             | Rejection::Duplicate
             | Rejection::UnknownNode(_)
@@ -144,13 +149,15 @@ impl Rejection {
             | Rejection::Undecodable(_)
             | Rejection::WrongTopic { .. }
             | Rejection::BadSignature
-            | Rejection::Equivocation(_)
             | Rejection::NotOnCommittee(_)
-            | Rejection::DoubleVerdict(_)
             | Rejection::BadQuote(_)
             | Rejection::BadChallenge(_) => Penalty::Invalid,
+            // An honest forwarder may have accepted the other half of an equivocation
+            // first: the signer answers for it (evidence), not the forwarder.
+            Rejection::Equivocation(_)
+            | Rejection::DoubleVerdict(_)
             // A forwarder may not know of the quarantine yet.
-            Rejection::Quarantined(_)
+            | Rejection::Quarantined(_)
             | Rejection::TooOld { .. }
             | Rejection::FromTheFuture { .. }
             | Rejection::Duplicate

@@ -234,7 +234,7 @@ fn verdicts_come_only_from_validators_of_the_class_and_only_once() {
     let flip = verdict(&val, &exec, 1, VerdictOutcome::Reject);
     let e = rejected(st.on_verdict(S, &bytes(&VerdictMessage::Verdict(flip)), T0));
     assert_eq!(e, Rejection::DoubleVerdict(val.id));
-    assert_eq!(e.action(), Action::Reject);
+    assert_eq!((e.action(), e.penalty()), (Action::Ignore, Penalty::None));
     // An execution node cannot vote.
     let by_exec = verdict(&exec, &exec, 2, VerdictOutcome::Confirm);
     let e = rejected(st.on_verdict(S, &bytes(&VerdictMessage::Verdict(by_exec)), T0));

@@ -13,6 +13,7 @@ pub mod body;
 pub mod cli;
 pub mod client;
 pub mod dispatch;
+pub mod gossip;
 pub mod heartbeat;
 pub mod intake;
 pub mod metrics;
