@@ -23,6 +23,7 @@ const BATCH: usize = 64;
 const INVALID_PENALTY: f64 = -100.0;
 
 /// What the node's gossip layer hands on: only verified values, and rejections.
+#[allow(clippy::large_enum_variant)] // receipts are the common case: not boxed
 #[derive(Debug)]
 pub enum Delivered {
     /// A receipt.
@@ -30,7 +31,7 @@ pub enum Delivered {
     /// A verdict or settlement vote.
     Verdict(Verified<VerdictMessage>),
     /// A challenge.
-    Challenge(Verified<SignedChallenge>),
+    Challenge(Box<Verified<SignedChallenge>>),
     /// A heartbeat.
     Heartbeat(Verified<SignedHeartbeat>),
     /// A node's manifest, verified (its quote included) and now in the mesh view; the
@@ -301,7 +302,7 @@ impl Runner {
                 Topic::Challenge => self
                     .state
                     .on_challenge(&m.data, now)
-                    .map(Delivered::Challenge),
+                    .map(|c| Delivered::Challenge(Box::new(c))),
                 Topic::Heartbeat => self
                     .state
                     .on_heartbeat(&m.data, now)
