@@ -9,7 +9,7 @@
 //! | [`Channel::NetdExecd`] | havn-netd → havn-execd | run queued jobs, capabilities, node proofs |
 //! | [`Channel::NetdAttestd`] | havn-netd → havn-attestd | quotes for validators, heartbeats, signed self-audit and capability manifest |
 
-use crate::bytes::{Hash32, PubKey32};
+use crate::bytes::{Hash32, PubKey32, Sig64};
 use crate::cid::Cid;
 use crate::types::*;
 use serde::de::DeserializeOwned;
@@ -326,8 +326,26 @@ pub enum ExecdRequest {
     /// execd's view of the hardware, once at start: attestd assembles and signs the
     /// node's [`CapabilityManifest`] from it.
     Capabilities(Box<CapabilityReport>),
+    /// A validator's execd re-executed another node's receipt: attestd assembles the
+    /// verdict from this result and signs it under slashing protection.
+    Reexecuted(Box<Reexecution>),
 }
-message!(ExecdRequest, "ExecdRequest", [Gate, Report, Capabilities]);
+message!(
+    ExecdRequest,
+    "ExecdRequest",
+    [Gate, Report, Capabilities, Reexecuted]
+);
+
+/// What a validator's execd found when it re-executed a receipt's job.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
+pub struct Reexecution {
+    /// The receipt, as its node signed it.
+    pub receipt: SignedReceipt,
+    /// The runtime hash the re-execution gave.
+    pub runtime_hash: Hash32,
+    /// The first DAG node (leaf index) whose output differed, when it differed.
+    pub first_divergent: Option<u32>,
+}
 
 /// havn-attestd → havn-execd.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
@@ -345,11 +363,13 @@ pub enum ExecdResponse {
     Error(RemoteError),
     /// Accepted (e.g. the capability report).
     Ack,
+    /// The verdict on a re-executed receipt.
+    Verdict(Box<crate::mesh::SignedVerdict>),
 }
 message!(
     ExecdResponse,
     "ExecdResponse",
-    [GateOpen, GateClosed, Receipt, Error, Ack]
+    [GateOpen, GateClosed, Receipt, Error, Ack, Verdict]
 );
 
 // ---- netd → execd ---------------------------------------------------------------
@@ -460,11 +480,36 @@ pub enum NetdAttestRequest {
     /// netd's TLS private key, which exists on disk only sealed by the TPM: attestd
     /// unseals it and hands it over in memory, once per start.
     TlsKey,
+    /// A freshly signed mesh manifest binding netd's libp2p peer id: attestd fills in
+    /// the node key, role, class and weight from its own config, its clock, and a quote
+    /// over the manifest's digest.
+    MeshManifest {
+        /// netd's libp2p peer id (multihash bytes).
+        peer_id: heapless::Vec<u8, { crate::mesh::MAX_PEER_ID }>,
+    },
+    /// The node's sampling-lottery ticket for a receipt (a validator only).
+    Lottery {
+        /// The receipt's signing digest.
+        receipt_digest: Hash32,
+    },
+    /// Sign a vote on an epoch settlement (a validator only; one per class and epoch,
+    /// ever).
+    Vote(Box<crate::mesh::EpochSettlement>),
 }
 message!(
     NetdAttestRequest,
     "NetdAttestRequest",
-    [Quote, Heartbeat, Identity, SelfAudit, Capabilities, TlsKey]
+    [
+        Quote,
+        Heartbeat,
+        Identity,
+        SelfAudit,
+        Capabilities,
+        TlsKey,
+        MeshManifest,
+        Lottery,
+        Vote
+    ]
 );
 
 /// havn-attestd → havn-netd.
@@ -487,6 +532,12 @@ pub enum NetdAttestResponse {
     Capabilities(Box<SignedCapabilityManifest>),
     /// netd's TLS private key (PEM), unsealed.
     TlsKey(Box<heapless::Vec<u8, MAX_TLS_KEY>>),
+    /// A signed mesh manifest with its quote.
+    MeshManifest(Box<crate::mesh::SignedMeshManifest>),
+    /// A lottery ticket (the node key's signature over the lottery digest).
+    Ticket(Sig64),
+    /// A signed settlement vote.
+    Vote(Box<crate::mesh::SettlementVote>),
 }
 message!(
     NetdAttestResponse,
@@ -498,7 +549,10 @@ message!(
         Error,
         SelfAudit,
         Capabilities,
-        TlsKey
+        TlsKey,
+        MeshManifest,
+        Ticket,
+        Vote
     ]
 );
 

@@ -305,6 +305,18 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 &ExecdRequest::Capabilities(Box::new(capability_report())),
             ),
             sample("ExecdResponse::Ack", &ExecdResponse::Ack),
+            sample(
+                "ExecdRequest::Reexecuted",
+                &ExecdRequest::Reexecuted(Box::new(Reexecution {
+                    receipt: signed_receipt(),
+                    runtime_hash: h(0x34),
+                    first_divergent: Some(3),
+                })),
+            ),
+            sample(
+                "ExecdResponse::Verdict",
+                &ExecdResponse::Verdict(Box::new(signed_verdict())),
+            ),
         ],
         Channel::NetdExecd => vec![
             sample(
@@ -410,6 +422,35 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 &NetdAttestResponse::Capabilities(Box::new(signed_capability_manifest())),
             ),
             sample("NetdAttestRequest::TlsKey", &NetdAttestRequest::TlsKey),
+            sample(
+                "NetdAttestRequest::MeshManifest",
+                &NetdAttestRequest::MeshManifest {
+                    peer_id: heapless::Vec::from_slice(&[0x00, 0x24, 0x08, 0x01])
+                        .unwrap_or_default(),
+                },
+            ),
+            sample(
+                "NetdAttestRequest::Lottery",
+                &NetdAttestRequest::Lottery {
+                    receipt_digest: h(0x88),
+                },
+            ),
+            sample(
+                "NetdAttestRequest::Vote",
+                &NetdAttestRequest::Vote(Box::new(settlement())),
+            ),
+            sample(
+                "NetdAttestResponse::MeshManifest",
+                &NetdAttestResponse::MeshManifest(Box::new(signed_mesh_manifest())),
+            ),
+            sample(
+                "NetdAttestResponse::Ticket",
+                &NetdAttestResponse::Ticket(Sig64([0x4b; 64])),
+            ),
+            sample(
+                "NetdAttestResponse::Vote",
+                &NetdAttestResponse::Vote(Box::new(settlement_vote())),
+            ),
             sample(
                 "NetdAttestResponse::TlsKey",
                 &NetdAttestResponse::TlsKey(Box::new(

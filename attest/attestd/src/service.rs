@@ -16,6 +16,17 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod mesh;
+
+/// What attestd knows of its place in the mesh, and the record that keeps its verdicts
+/// and votes single.
+struct MeshSigning {
+    role: havn_config::NodeRole,
+    class: havn_proto::ComputeClass,
+    epoch_ms: u64,
+    records: RecordStore,
+}
+
 /// A good self-audit stays fresh for this many audit intervals.
 pub const AUDIT_FRESH_INTERVALS: u32 = 3;
 
@@ -129,6 +140,7 @@ pub struct Service {
     heartbeat_seq: crate::counter::Counter,
     /// Whether netd already got its TLS key in this start.
     tls_key_served: bool,
+    mesh: MeshSigning,
 }
 
 /// The sealed secret that holds netd's TLS private key.
@@ -162,6 +174,13 @@ impl Service {
         let mut agent = Agent::open(acfg)?;
         seal_tls_key(&mut agent, &cfg.netd.tls_key)?;
         let records = RecordStore::open(&dir.join("signed-receipts.log"))?;
+        let mesh = MeshSigning {
+            role: cfg.node.role,
+            class: havn_proto::ComputeClass::parse(&cfg.node.compute_class)
+                .unwrap_or(havn_proto::ComputeClass::S),
+            epoch_ms: cfg.mesh.epoch_ms,
+            records: RecordStore::open(&dir.join("mesh-records.log"))?,
+        };
         let heartbeat_seq = crate::counter::Counter::open(&dir.join("heartbeat.seq"))?;
         let userland_pcr = u32::from(cfg.tpm.userland_pcr);
         // Binaries already measured since the TPM was reset (a supervised restart of
@@ -188,6 +207,7 @@ impl Service {
             capabilities: None,
             heartbeat_seq,
             tls_key_served: false,
+            mesh,
         })
     }
 
@@ -418,6 +438,7 @@ impl Service {
             },
             ExecdRequest::Report(result) => self.sign_result(result),
             ExecdRequest::Capabilities(report) => self.sign_capabilities(*report),
+            ExecdRequest::Reexecuted(r) => self.verdict(*r),
         }
     }
 
@@ -553,6 +574,9 @@ impl Service {
                 None => NetdAttestResponse::Error(RemoteError::NotYetAvailable),
             },
             NetdAttestRequest::TlsKey => self.tls_key(),
+            NetdAttestRequest::MeshManifest { peer_id } => self.mesh_manifest(node, peer_id),
+            NetdAttestRequest::Lottery { receipt_digest } => self.lottery(&receipt_digest),
+            NetdAttestRequest::Vote(s) => self.vote(node, *s),
             NetdAttestRequest::Quote { nonce } => match self.quote(&nonce, node) {
                 Ok(ev) => NetdAttestResponse::Quote(Box::new(ev)),
                 Err(e) => {

@@ -2,6 +2,9 @@
 //! (`havn-<daemon> --config node.toml`), plus the fixed descriptor layout init uses
 //! when it execs each daemon. See `userland/config/node.example.toml`.
 
+pub mod mesh;
+
+pub use mesh::{Mesh, NodeRole};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -163,6 +166,9 @@ pub struct NodeConfig {
     pub execd: Execd,
     /// havn-netd.
     pub netd: Netd,
+    /// The validator mesh (gossip).
+    #[serde(default)]
+    pub mesh: Mesh,
 }
 
 /// `[node]`
@@ -183,6 +189,12 @@ pub struct Node {
     /// younger than 3 × this.
     #[serde(default = "default_audit_interval")]
     pub audit_interval_ms: u64,
+    /// Execution node or validator.
+    #[serde(default)]
+    pub role: NodeRole,
+    /// The class it serves (execution) or validates (validator): `S`, `M`, `L`, `XL`.
+    #[serde(default = "mesh::default_compute_class")]
+    pub compute_class: String,
 }
 
 fn default_audit_interval() -> u64 {
@@ -424,6 +436,13 @@ impl NodeConfig {
         if self.netd.heartbeat_ms < 100 {
             return Err("netd.heartbeat_ms must be at least 100".into());
         }
+        if !["S", "M", "L", "XL"].contains(&self.node.compute_class.as_str()) {
+            return Err(format!(
+                "node.compute_class must be S, M, L or XL, got {:?}",
+                self.node.compute_class
+            ));
+        }
+        self.mesh.validate()?;
         Ok(())
     }
 

@@ -71,6 +71,7 @@ fn attestd() -> Client<ExecdAttestd> {
                     signature: Sig64([9; 64]),
                 }),
                 ExecdRequest::Capabilities(_) => ExecdResponse::Ack,
+                ExecdRequest::Reexecuted(_) => ExecdResponse::Error(RemoteError::NotPermitted),
             };
             if s.reply(&resp).is_err() {
                 return;

@@ -1,10 +1,12 @@
 //! havnctl: the command line for the people around a Havn node — operators
 //! (`pki`, `golden`), orchestrators (`submit`, `get`), validators (`fetch-quote`,
-//! `verify-quote`, `verify-receipt`, `verify-signed`, `run`, `challenge`) and TPM owners (`attest quote`).
+//! `verify-quote`, `verify-receipt`, `verify-signed`, `verify-settlement`, `run`,
+//! `challenge`) and TPM owners (`attest quote`).
 mod attest_cmd;
 mod challenge_cmd;
 mod chat_client;
 mod chat_cmd;
+mod mesh_cmd;
 mod models_cmd;
 mod net_cmd;
 mod run_cmd;
@@ -63,6 +65,8 @@ enum Cmd {
     Models(models_cmd::ModelsArgs),
     /// netd's job write-ahead log: check it, or salvage one refused as corrupt.
     Wal(wal_cmd::WalArgs),
+    /// Check an epoch settlement certificate and its receipts' inclusion proofs offline.
+    VerifySettlement(mesh_cmd::VerifySettlementArgs),
 }
 
 fn main() -> ExitCode {
@@ -78,6 +82,7 @@ fn main() -> ExitCode {
         Cmd::VerifyQuote(a) => attest_cmd::run_verify(a),
         Cmd::VerifyReceipt(a) => validate_cmd::verify_receipt(a),
         Cmd::VerifySigned(a) => validate_cmd::verify_signed(a),
+        Cmd::VerifySettlement(a) => mesh_cmd::verify_settlement(a),
         Cmd::Challenge(a) => challenge_cmd::run(a),
         Cmd::Golden(a) => validate_cmd::golden(a),
         Cmd::ShowOutput(a) => validate_cmd::show_output(a),

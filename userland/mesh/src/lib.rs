@@ -14,6 +14,7 @@
 )]
 #![deny(missing_docs)]
 
+pub mod bundle;
 pub mod evidence;
 #[cfg(feature = "fixtures")]
 pub mod fixtures;

@@ -340,6 +340,12 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                 NetdAttestRequest::Capabilities => NetdAttestResponse::Capabilities(Box::new(
                     havn_proto::vectors::signed_capability_manifest(),
                 )),
+                // The stand-in is an execution node outside any mesh.
+                NetdAttestRequest::MeshManifest { .. }
+                | NetdAttestRequest::Lottery { .. }
+                | NetdAttestRequest::Vote(_) => {
+                    NetdAttestResponse::Error(RemoteError::NotPermitted)
+                }
             };
             if s.reply(&resp).is_err() {
                 return;

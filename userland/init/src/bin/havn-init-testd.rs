@@ -216,7 +216,9 @@ fn attestd_serve_peers(ctx: &std::sync::Arc<Ctx>) {
         while let Ok(r) = s.recv() {
             let resp = match r.msg {
                 ExecdRequest::Gate { .. } => ExecdResponse::GateOpen,
-                ExecdRequest::Report(_) => ExecdResponse::Error(RemoteError::NotPermitted),
+                ExecdRequest::Report(_) | ExecdRequest::Reexecuted(_) => {
+                    ExecdResponse::Error(RemoteError::NotPermitted)
+                }
                 ExecdRequest::Capabilities(_) => ExecdResponse::Ack,
             };
             if s.reply(&resp).is_err() {

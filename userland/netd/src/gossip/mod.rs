@@ -8,6 +8,8 @@
 
 mod behaviour;
 mod run;
+#[cfg(feature = "fixtures")]
+pub mod testnet;
 
 pub use behaviour::{message_id, peer_score_params, GRAYLIST_THRESHOLD};
 pub use run::{Delivered, GossipMetrics};

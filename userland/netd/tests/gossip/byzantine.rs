@@ -4,9 +4,9 @@
 //! attackers end up graylisted by the honest peers they sent to, and memory stays
 //! bounded.
 
-use crate::net::{collect, publish, rss_kib, start};
 use havn_mesh::fixtures::{bytes, now_ms, receipt, sign};
 use havn_mesh::Rejection;
+use havn_netd::gossip::testnet::{collect, publish, rss_kib, start};
 use havn_netd::gossip::{Delivered, GRAYLIST_THRESHOLD};
 use havn_proto::mesh::Topic;
 use havn_proto::sign::Signable;
@@ -16,7 +16,7 @@ use std::time::Duration;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn byzantine_fifth_of_the_mesh_is_contained() {
-    let _one = crate::net::ONE_MESH.lock().await;
+    let _one = havn_netd::gossip::testnet::ONE_MESH.lock().await;
     const N: usize = 20;
     const BYZ: usize = 4;
     const HONEST_EACH: usize = 3;

@@ -2,5 +2,4 @@
 //! 20-node mesh, and a mesh where a fifth of the peers are Byzantine.
 
 mod byzantine;
-mod net;
 mod propagation;

@@ -1,7 +1,7 @@
 //! Receipts published anywhere in a 20-node mesh reach every other node, validated.
 
-use crate::net::{collect, publish, start};
 use havn_mesh::fixtures::{bytes, now_ms, receipt};
+use havn_netd::gossip::testnet::{collect, publish, start};
 use havn_netd::gossip::Delivered;
 use havn_proto::mesh::Topic;
 use havn_proto::sign::Signable;
@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_reach_all_20_nodes_validated() {
-    let _one = crate::net::ONE_MESH.lock().await;
+    let _one = havn_netd::gossip::testnet::ONE_MESH.lock().await;
     const N: usize = 20;
     const PER_NODE: usize = 3;
     let mut mesh = start(N, true).await;

@@ -1,10 +1,17 @@
-//! A mesh of gossip nodes in one process: each with its own libp2p identity, node key
-//! and manifest (with a quote from a software AK), learning each other's manifests
-//! through gossip itself.
+//! A mesh of gossip nodes in one process (feature `fixtures`, for tests and the mesh
+//! bench): each node has its own libp2p identity, node key and manifest (with a quote
+//! from a software AK), and learns the others' manifests through gossip itself.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    missing_docs
+)]
 
+use super::{Delivered, GossipConfig, GossipHandle};
 use havn_mesh::fixtures::{bytes, key, manifest_for_peer, now_ms, Key};
 use havn_mesh::{MeshParams, MeshState};
-use havn_netd::gossip::{Delivered, GossipConfig, GossipHandle};
 use havn_proto::mesh::{Role, Topic};
 use havn_proto::ComputeClass;
 use libp2p::identity::Keypair;
@@ -29,27 +36,31 @@ pub fn topics() -> Vec<Topic> {
     ]
 }
 
-/// Starts `n` nodes; node i dials node i-1 and one other earlier node, so the graph is
-/// connected without a hub. Returns once every node knows every manifest.
+/// Starts `n` execution nodes; see [`start_with`].
 pub async fn start(n: usize, validate: bool) -> Vec<Member> {
+    start_with(n, validate, |_| (Role::Execution, 0)).await
+}
+
+/// Starts `n` nodes, node i with the role and weight `role(i)`; node i dials node i-1
+/// and one other earlier node, so the graph is connected without a hub. Returns once
+/// every node knows every manifest.
+pub async fn start_with(
+    n: usize,
+    validate: bool,
+    role: impl Fn(usize) -> (Role, u64),
+) -> Vec<Member> {
     let mut members: Vec<Member> = Vec::new();
     for i in 0..n {
         let k = key(u8::try_from(i + 1).unwrap());
         let identity = Keypair::generate_ed25519();
         let peer = identity.public().to_peer_id().to_bytes();
         let signer = key(u8::try_from(i + 1).unwrap());
+        let (r, weight) = role(i);
         let mut cfg = GossipConfig::loopback(topics());
         cfg.validate = validate;
         // As attestd does: a freshly signed manifest (new time, new quote) each time.
         cfg.manifest = Some(Arc::new(move || {
-            let m = manifest_for_peer(
-                &signer,
-                &peer,
-                Role::Execution,
-                ComputeClass::S,
-                0,
-                now_ms(),
-            );
+            let m = manifest_for_peer(&signer, &peer, r, ComputeClass::S, weight, now_ms());
             Some(bytes(&m))
         }));
         cfg.manifest_every = Duration::from_millis(500);
