@@ -4,4 +4,5 @@ mod chat;
 mod deps;
 mod harness;
 mod node;
+mod settlement;
 mod signed;
