@@ -3,6 +3,7 @@
 mod chat;
 mod deps;
 mod harness;
+mod mesh;
 mod node;
 mod settlement;
 mod signed;

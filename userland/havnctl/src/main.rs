@@ -67,6 +67,8 @@ enum Cmd {
     Wal(wal_cmd::WalArgs),
     /// Check an epoch settlement certificate and its receipts' inclusion proofs offline.
     VerifySettlement(mesh_cmd::VerifySettlementArgs),
+    /// The validator mesh as a node sees it (`mesh status`).
+    Mesh(mesh_cmd::MeshArgs),
 }
 
 fn main() -> ExitCode {
@@ -83,6 +85,7 @@ fn main() -> ExitCode {
         Cmd::VerifyReceipt(a) => validate_cmd::verify_receipt(a),
         Cmd::VerifySigned(a) => validate_cmd::verify_signed(a),
         Cmd::VerifySettlement(a) => mesh_cmd::verify_settlement(a),
+        Cmd::Mesh(a) => mesh_cmd::run(a),
         Cmd::Challenge(a) => challenge_cmd::run(a),
         Cmd::Golden(a) => validate_cmd::golden(a),
         Cmd::ShowOutput(a) => validate_cmd::show_output(a),

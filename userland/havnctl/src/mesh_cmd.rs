@@ -1,4 +1,5 @@
-//! Validator-mesh commands: check an epoch settlement offline.
+//! Validator-mesh commands: the mesh as a node sees it, and checking an epoch
+//! settlement offline.
 
 use anyhow::Context;
 use clap::Args;
@@ -63,4 +64,43 @@ pub fn verify_settlement(a: VerifySettlementArgs) -> anyhow::Result<()> {
         );
     }
     Ok(())
+}
+
+/// `havnctl mesh …`.
+#[derive(Debug, Args)]
+pub struct MeshArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: MeshCmd,
+}
+
+/// `havnctl mesh` subcommands.
+#[derive(Debug, clap::Subcommand)]
+pub enum MeshCmd {
+    /// The node's view of the mesh (operators and validators): its peer id, peers with
+    /// their gossip scores, topics with their mesh sizes, known nodes, and the last
+    /// verdicts it saw.
+    Status(MeshStatusArgs),
+}
+
+/// `havnctl mesh status`.
+#[derive(Debug, Args)]
+pub struct MeshStatusArgs {
+    /// Node API base URL.
+    #[arg(long, default_value = "https://127.0.0.1:8443")]
+    pub url: String,
+    /// TLS files (an operator's or validator's certificate).
+    #[command(flatten)]
+    pub tls: crate::net_cmd::TlsArgs,
+}
+
+/// Runs `havnctl mesh …`.
+pub fn run(a: MeshArgs) -> anyhow::Result<()> {
+    let MeshCmd::Status(s) = a.cmd;
+    crate::net_cmd::run_get(crate::net_cmd::GetArgs {
+        path: "/mesh/status".into(),
+        url: s.url,
+        tls: s.tls,
+        out: None,
+    })
 }

@@ -46,6 +46,8 @@ pub struct Ctx {
     pub roles: havn_config::Roles,
     /// What attestd already signed (capability manifest, latest self-audit answer).
     pub signed: Arc<crate::signed_cache::SignedCache>,
+    /// The validator mesh link, when `[mesh]` is configured.
+    pub mesh: Option<Arc<crate::mesh_node::MeshLink>>,
 }
 
 pub(crate) type Resp = Response<Full<Bytes>>;
@@ -169,6 +171,24 @@ pub async fn handle(
             forbidden(&client, "read metrics", "operators")
         }
         (Method::GET, ["metrics"]) => metrics(&ctx),
+        (Method::GET, ["mesh", "status"]) if !(access.operator || access.validator) => {
+            forbidden(&client, "read the mesh status", "operators and validators")
+        }
+        (Method::GET, ["mesh", "status"]) => match &ctx.mesh {
+            None => error(
+                StatusCode::NOT_FOUND,
+                "this node is in no mesh ([mesh] listen is not set)",
+                None,
+            ),
+            Some(m) => match m.status().await {
+                Some(s) => json(StatusCode::OK, &s),
+                None => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the gossip task has stopped",
+                    None,
+                ),
+            },
+        },
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
         // Served from what attestd already signed when it can be (no TPM round trip).
         (Method::GET, ["attest", "audit"]) => match ctx.signed.audit() {
@@ -188,6 +208,7 @@ pub async fn handle(
         | (_, ["receipt", _])
         | (_, ["health"])
         | (_, ["metrics"])
+        | (_, ["mesh", "status"])
         | (_, ["attest", "quote"]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
         }
@@ -728,6 +749,10 @@ fn metrics(ctx: &Ctx) -> Resp {
         wal_records: s.records.load(std::sync::atomic::Ordering::Relaxed),
         wal_sync_ns: s.sync_ns.load(std::sync::atomic::Ordering::Relaxed),
     });
+    let text = match &ctx.mesh {
+        Some(m) => text + &m.render_metrics(),
+        None => text,
+    };
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
         CONTENT_TYPE,

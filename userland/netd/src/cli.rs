@@ -81,7 +81,11 @@ pub fn run(args: &Args, execd_fd: OwnedFd, attestd_fd: OwnedFd) -> u8 {
         };
         let mut running = match crate::start(&cfg, execd, attestd, StartOptions::default()).await {
             Ok(r) => r,
-            Err(e @ (crate::StartError::WalCorrupt(_) | crate::StartError::NoTlsKey)) => {
+            Err(
+                e @ (crate::StartError::WalCorrupt(_)
+                | crate::StartError::NoTlsKey
+                | crate::StartError::MeshConfig(_)),
+            ) => {
                 // Restarting cannot fix it: havn-init stops and shows this.
                 tracing::error!(error = %e, "startup refused");
                 eprintln!("havn-netd: {e}");

@@ -175,6 +175,10 @@ fn record(
         Box::new(move |r| match r {
             Ok(()) => {
                 let done = matches!(outcome, Outcome::Done(_));
+                if let Outcome::Done(r) = &outcome {
+                    // No receiver (no mesh) is fine.
+                    let _ = st.signed_receipts.send(Arc::new((**r).clone()));
+                }
                 let latency = start.elapsed();
                 if st.finish(ticket, outcome, latency) {
                     let m = &st.metrics;

@@ -44,6 +44,7 @@ pub async fn run(
         let r = attestd.lock().await.call(&req).await;
         match r {
             Ok(NetdAttestResponse::Heartbeat(signed)) => {
+                let _ = state.signed_heartbeats.send(Arc::new(signed.clone()));
                 let body = serde_json::to_vec(&signed).unwrap_or_default();
                 tracing::info!(
                     seq = signed.heartbeat.seq,

@@ -16,6 +16,7 @@ pub mod dispatch;
 pub mod gossip;
 pub mod heartbeat;
 pub mod intake;
+pub mod mesh_node;
 pub mod metrics;
 pub mod pki;
 pub mod roles;

@@ -55,6 +55,12 @@ pub enum StartError {
     /// file at attestd's first start.
     #[error("no TLS key: attestd holds none sealed (netd.tls_key must name the PEM key file at the first start; attestd seals it then)")]
     NoTlsKey,
+    /// The mesh link did not start.
+    #[error("mesh: {0}")]
+    Mesh(String),
+    /// `[mesh]` names something that cannot work (a malformed address).
+    #[error("{0}")]
+    MeshConfig(String),
     /// The WAL is corrupt in the middle: the operator decides (salvage).
     #[error("{0}")]
     WalCorrupt(String),
@@ -297,6 +303,12 @@ pub async fn start(
     // job and goes before the next one.
     let execd = Arc::new(Mutex::new(execd));
     let signed = Arc::new(crate::signed_cache::SignedCache::default());
+    let mesh = crate::mesh_node::start(cfg, state.clone(), attestd.clone(), caps.compute_class)
+        .await
+        .map_err(|e| match e {
+            crate::mesh_node::MeshError::Address { .. } => StartError::MeshConfig(e.to_string()),
+            e => StartError::Mesh(e.to_string()),
+        })?;
     let ctx = Arc::new(Ctx {
         signed: signed.clone(),
         state: state.clone(),
@@ -309,6 +321,7 @@ pub async fn start(
         body_deadline: opts.body_deadline,
         roles: cfg.netd.roles.clone(),
         uploads: cfg.uploads_dir(),
+        mesh,
     });
     let mut tasks = Vec::new();
     critical(

@@ -194,6 +194,10 @@ pub struct State {
     pub node: NodeInfo,
     capacity: usize,
     retain_terminal: usize,
+    /// Each receipt once it is durable (the mesh link gossips it).
+    pub signed_receipts: tokio::sync::broadcast::Sender<Arc<havn_proto::SignedReceipt>>,
+    /// Each signed heartbeat (the mesh link gossips it).
+    pub signed_heartbeats: tokio::sync::broadcast::Sender<Arc<havn_proto::SignedHeartbeat>>,
 }
 
 impl std::fmt::Debug for State {
@@ -286,6 +290,8 @@ impl State {
             node,
             capacity,
             retain_terminal,
+            signed_receipts: tokio::sync::broadcast::channel(1024).0,
+            signed_heartbeats: tokio::sync::broadcast::channel(16).0,
         }
     }
 

@@ -192,6 +192,12 @@ impl GossipHandle {
         rx.await.map_err(|_| GossipError::Stopped)
     }
 
+    /// Takes the delivery queue (for a consumer task); the handle keeps publishing.
+    pub fn take_delivered(&mut self) -> mpsc::Receiver<Delivered> {
+        let (_, closed) = mpsc::channel(1);
+        std::mem::replace(&mut self.delivered, closed)
+    }
+
     /// Publishes `bytes` on `topic` (refused locally when over the topic's bound).
     pub async fn publish(&self, topic: Topic, bytes: Vec<u8>) -> Result<(), GossipError> {
         self.ask(|done| Command::Publish {

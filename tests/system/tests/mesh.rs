@@ -1,0 +1,106 @@
+//! Two real nodes (havn-init, the three daemons, each its own swtpm) joined by gossip
+//! on loopback: the execution node's receipt, signed by its attestd, reaches the
+//! validator's netd through libp2p and passes validation there (its manifest's swtpm
+//! quote included); `havnctl mesh status` and the metrics show it.
+use crate::harness::{need_root, Node};
+use serde_json::Value;
+use std::net::TcpListener;
+use std::time::{Duration, Instant};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn join_mesh(n: &Node, role: &str, listen: u16, bootstrap: Option<u16>) {
+    let path = n.path("node.toml");
+    let mut toml = std::fs::read_to_string(&path).unwrap();
+    toml = toml.replacen("[node]\n", &format!("[node]\nrole = \"{role}\"\n"), 1);
+    toml.push_str(&format!(
+        "\n[mesh]\nlisten = \"/ip4/127.0.0.1/tcp/{listen}\"\n"
+    ));
+    if let Some(b) = bootstrap {
+        toml.push_str(&format!("bootstrap = [\"/ip4/127.0.0.1/tcp/{b}\"]\n"));
+    }
+    std::fs::write(&path, toml).unwrap();
+}
+
+fn status(n: &Node) -> Option<Value> {
+    let o = n.ctl("validator", &["mesh", "status"]);
+    o.status
+        .success()
+        .then(|| serde_json::from_slice(&o.stdout).ok())
+        .flatten()
+}
+
+#[test]
+fn a_receipt_gossips_from_an_execution_node_to_a_validator() {
+    if !need_root() {
+        return;
+    }
+    let (pv, pe) = (free_port(), free_port());
+    let mut validator = Node::prepare();
+    join_mesh(&validator, "validator", pv, None);
+    validator.start();
+    let mut exec = Node::prepare();
+    join_mesh(&exec, "execution", pe, Some(pv));
+    exec.start();
+
+    // Both know both manifests (each verified the other's swtpm quote).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (v, e) = (status(&validator), status(&exec));
+        let known = |s: &Option<Value>| {
+            s.as_ref()
+                .and_then(|s| s["known_nodes"].as_u64())
+                .unwrap_or(0)
+        };
+        if known(&v) == 2 && known(&e) == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "manifests not exchanged in 60 s: validator {v:?}, execution {e:?}\nvalidator log:\n{}\nexecution log:\n{}",
+            validator.log(),
+            exec.log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    let (_, receipt) = exec.submit("lm", 7, "mesh-job-1");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let seen = loop {
+        let v = status(&validator).expect("validator mesh status");
+        if v["receipts_verified"].as_u64().unwrap_or(0) >= 1 {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the receipt did not reach the validator in 60 s: {v}\nexecution log:\n{}",
+            exec.log()
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert_eq!(seen["class"], "S");
+    assert!(
+        seen["peers"].as_array().is_some_and(|p| !p.is_empty()),
+        "{seen}"
+    );
+    assert_eq!(receipt["receipt"]["job_id"], "mesh-job-1");
+
+    // The execution node counts what it published; the validator, what it verified.
+    let m = exec.ctl("operator", &["get", "/metrics"]);
+    let text = String::from_utf8_lossy(&m.stdout);
+    let published = text
+        .lines()
+        .find_map(|l| l.strip_prefix("havn_gossip_published_total "))
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .unwrap_or(0);
+    assert!(published >= 1, "metrics:\n{text}");
+    // An orchestrator may not read the mesh status.
+    let o = exec.ctl("orchestrator", &["mesh", "status"]);
+    assert!(!o.status.success());
+}

@@ -1,0 +1,378 @@
+//! netd's place in the validator mesh: starts the gossip swarm from `[mesh]` (the
+//! libp2p identity, the only key netd holds, is kept in netd's state), keeps a freshly
+//! signed manifest from attestd, publishes this node's receipts and heartbeats as they
+//! are signed, and reports `/mesh/status` and the gossip metrics.
+
+use crate::gossip::{Delivered, GossipConfig, GossipHandle, ManifestSource, MeshStatus};
+use crate::state::State;
+use havn_ipc::AsyncClient;
+use havn_mesh::{MeshParams, MeshState};
+use havn_proto::ipc::{NetdAttestRequest, NetdAttestResponse, NetdAttestd};
+use havn_proto::mesh::{Topic, VerdictMessage};
+use havn_proto::ComputeClass;
+use libp2p::identity::Keypair;
+use std::collections::VecDeque;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// How often a fresh manifest is asked of attestd (a quote each time).
+const MANIFEST_EVERY: Duration = Duration::from_secs(10);
+/// Verdicts kept for `/mesh/status`.
+const LAST_VERDICTS: usize = 32;
+/// Our own messages waiting for a peer to publish to.
+const PENDING: usize = 1024;
+
+/// Why the mesh could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum MeshError {
+    /// A bad address in `[mesh]`.
+    #[error("[mesh] {what}: {value:?} is not a multiaddr: {why}")]
+    Address {
+        /// Which setting.
+        what: &'static str,
+        /// Its value.
+        value: String,
+        /// Why.
+        why: String,
+    },
+    /// The identity key could not be read or written.
+    #[error("libp2p identity {path}: {why}")]
+    Identity {
+        /// Where.
+        path: String,
+        /// Why.
+        why: String,
+    },
+    /// The swarm did not start.
+    #[error(transparent)]
+    Gossip(#[from] crate::gossip::GossipError),
+}
+
+/// A running mesh link.
+pub struct MeshLink {
+    gossip: GossipHandle,
+    class: ComputeClass,
+    verdicts: std::sync::Mutex<VecDeque<serde_json::Value>>,
+    receipts_verified: AtomicU64,
+    verdicts_seen: AtomicU64,
+    challenges_seen: AtomicU64,
+    heartbeats_seen: AtomicU64,
+}
+
+impl std::fmt::Debug for MeshLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MeshLink")
+            .field("peer_id", &self.gossip.peer_id)
+            .finish()
+    }
+}
+
+/// Loads netd's libp2p identity, creating it (mode 0600) at first start.
+pub fn identity(dir: &Path) -> Result<Keypair, MeshError> {
+    let path = dir.join("p2p.key");
+    let err = |why: String| MeshError::Identity {
+        path: path.display().to_string(),
+        why,
+    };
+    match std::fs::read(&path) {
+        Ok(b) => Keypair::from_protobuf_encoding(&b).map_err(|e| err(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let k = Keypair::generate_ed25519();
+            let bytes = k.to_protobuf_encoding().map_err(|e| err(e.to_string()))?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .map_err(|e| err(e.to_string()))?;
+            f.write_all(&bytes)
+                .and_then(|()| f.sync_all())
+                .map_err(|e| err(e.to_string()))?;
+            tracing::info!(peer = %k.public().to_peer_id(), "libp2p identity created");
+            Ok(k)
+        }
+        Err(e) => Err(err(e.to_string())),
+    }
+}
+
+fn addr(what: &'static str, value: &str) -> Result<libp2p::Multiaddr, MeshError> {
+    value
+        .parse()
+        .map_err(|e: libp2p::multiaddr::Error| MeshError::Address {
+            what,
+            value: value.to_string(),
+            why: e.to_string(),
+        })
+}
+
+async fn signed_manifest(
+    attestd: &Mutex<AsyncClient<NetdAttestd>>,
+    peer_id: &[u8],
+) -> Option<Vec<u8>> {
+    let peer_id = heapless::Vec::from_slice(peer_id).ok()?;
+    match attestd
+        .lock()
+        .await
+        .call(&NetdAttestRequest::MeshManifest { peer_id })
+        .await
+    {
+        Ok(NetdAttestResponse::MeshManifest(m)) => postcard::to_stdvec(&*m).ok(),
+        Ok(NetdAttestResponse::Error(e)) => {
+            tracing::warn!(error = %e, "attestd did not sign a mesh manifest");
+            None
+        }
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "attestd channel failed asking for a manifest");
+            None
+        }
+    }
+}
+
+/// Starts the mesh link when `[mesh] listen` is set.
+pub async fn start(
+    cfg: &havn_config::NodeConfig,
+    state: Arc<State>,
+    attestd: Arc<Mutex<AsyncClient<NetdAttestd>>>,
+    class: ComputeClass,
+) -> Result<Option<Arc<MeshLink>>, MeshError> {
+    let Some(listen) = cfg.mesh.listen.as_deref() else {
+        return Ok(None);
+    };
+    let listen = addr("listen", listen)?;
+    let bootstrap = cfg
+        .mesh
+        .bootstrap
+        .iter()
+        .map(|b| addr("bootstrap", b))
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = identity(&cfg.daemon_state("netd"))?;
+    let peer = key.public().to_peer_id();
+    let latest = Arc::new(std::sync::Mutex::new(
+        signed_manifest(&attestd, &peer.to_bytes()).await,
+    ));
+    let source: ManifestSource = {
+        let latest = latest.clone();
+        Arc::new(move || latest.lock().ok().and_then(|m| m.clone()))
+    };
+    let params = MeshParams {
+        epoch_ms: cfg.mesh.epoch_ms,
+        sample_ppm: [cfg.mesh.sample_ppm; 4],
+        ..MeshParams::default()
+    };
+    let config = GossipConfig {
+        listen,
+        bootstrap,
+        topics: vec![
+            Topic::Receipt(class),
+            Topic::Verdict(class),
+            Topic::Challenge,
+            Topic::Heartbeat,
+            Topic::Manifest,
+        ],
+        validate: true,
+        manifest: Some(source),
+        manifest_every: Duration::from_secs(2),
+        heartbeat: Duration::from_millis(700),
+    };
+    let state_view = MeshState::new(params, havn_attest::Policy::default());
+    let mut gossip = GossipHandle::start(config, key, state_view).await?;
+    tracing::info!(peer = %peer, addrs = ?gossip.listening, "mesh: gossip started");
+    let delivered = gossip.take_delivered();
+    let link = Arc::new(MeshLink {
+        gossip,
+        class,
+        verdicts: std::sync::Mutex::new(VecDeque::new()),
+        receipts_verified: AtomicU64::new(0),
+        verdicts_seen: AtomicU64::new(0),
+        challenges_seen: AtomicU64::new(0),
+        heartbeats_seen: AtomicU64::new(0),
+    });
+    tokio::spawn(refresh_manifest(attestd, peer.to_bytes(), latest));
+    tokio::spawn(consume(link.clone(), delivered));
+    tokio::spawn(publish_own(link.clone(), state));
+    Ok(Some(link))
+}
+
+async fn refresh_manifest(
+    attestd: Arc<Mutex<AsyncClient<NetdAttestd>>>,
+    peer: Vec<u8>,
+    latest: Arc<std::sync::Mutex<Option<Vec<u8>>>>,
+) {
+    let mut tick = tokio::time::interval(MANIFEST_EVERY);
+    loop {
+        tick.tick().await;
+        if let Some(m) = signed_manifest(&attestd, &peer).await {
+            if let Ok(mut l) = latest.lock() {
+                *l = Some(m);
+            }
+        }
+    }
+}
+
+async fn consume(link: Arc<MeshLink>, mut rx: tokio::sync::mpsc::Receiver<Delivered>) {
+    while let Some(d) = rx.recv().await {
+        match d {
+            Delivered::Receipt(..) => {
+                link.receipts_verified.fetch_add(1, Ordering::Relaxed);
+            }
+            Delivered::Verdict(v) => {
+                link.verdicts_seen.fetch_add(1, Ordering::Relaxed);
+                if let VerdictMessage::Verdict(sv) = v.get() {
+                    if let Ok(mut q) = link.verdicts.lock() {
+                        if q.len() >= LAST_VERDICTS {
+                            q.pop_front();
+                        }
+                        q.push_back(serde_json::json!({
+                            "validator": sv.verdict.validator.0.to_hex(),
+                            "node": sv.verdict.node.0.to_hex(),
+                            "receipt_digest": sv.verdict.receipt_digest.to_hex(),
+                            "outcome": format!("{:?}", sv.verdict.outcome),
+                            "epoch": sv.verdict.epoch,
+                        }));
+                    }
+                }
+            }
+            Delivered::Challenge(_) => {
+                link.challenges_seen.fetch_add(1, Ordering::Relaxed);
+            }
+            Delivered::Heartbeat(_) => {
+                link.heartbeats_seen.fetch_add(1, Ordering::Relaxed);
+            }
+            Delivered::Manifest(_) | Delivered::Unvalidated(..) | Delivered::Rejected { .. } => {}
+        }
+    }
+}
+
+/// Publishes this node's receipts and heartbeats as they are signed; what cannot go
+/// out yet (no peer subscribed) waits, bounded, and is retried every second.
+async fn publish_own(link: Arc<MeshLink>, state: Arc<State>) {
+    let mut receipts = state.signed_receipts.subscribe();
+    let mut heartbeats = state.signed_heartbeats.subscribe();
+    let mut pending: VecDeque<(Topic, Vec<u8>)> = VecDeque::new();
+    let mut retry = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        let next = tokio::select! {
+            r = receipts.recv() => r.ok().and_then(|r| {
+                postcard::to_stdvec(&*r).ok().map(|b| (Topic::Receipt(r.receipt.compute_class), b))
+            }),
+            h = heartbeats.recv() => h.ok().and_then(|h| {
+                postcard::to_stdvec(&*h).ok().map(|b| (Topic::Heartbeat, b))
+            }),
+            _ = retry.tick() => None,
+        };
+        if let Some(m) = next {
+            if pending.len() >= PENDING {
+                pending.pop_front();
+                tracing::warn!("mesh: publish queue full, dropping the oldest message");
+            }
+            pending.push_back(m);
+        }
+        while let Some((topic, bytes)) = pending.front().cloned() {
+            match link.gossip.publish(topic, bytes).await {
+                Ok(()) => {
+                    pending.pop_front();
+                }
+                Err(e) => {
+                    tracing::debug!(topic = topic.name(), error = %e, "mesh: publish deferred");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+impl MeshLink {
+    /// The operator's view.
+    pub async fn status(&self) -> Option<serde_json::Value> {
+        let s: MeshStatus = self.gossip.status().await.ok()?;
+        let verdicts: Vec<serde_json::Value> = self
+            .verdicts
+            .lock()
+            .map(|q| q.iter().cloned().collect())
+            .unwrap_or_default();
+        Some(serde_json::json!({
+            "peer_id": s.peer_id,
+            "listening": self.gossip.listening.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            "class": format!("{:?}", self.class),
+            "peers": s.peers,
+            "topics": s.topics,
+            "known_nodes": s.known_nodes,
+            "seen_receipts": s.seen_receipts,
+            "receipts_verified": self.receipts_verified.load(Ordering::Relaxed),
+            "verdicts_seen": self.verdicts_seen.load(Ordering::Relaxed),
+            "challenges_seen": self.challenges_seen.load(Ordering::Relaxed),
+            "last_verdicts": verdicts,
+        }))
+    }
+
+    /// Prometheus lines for the gossip counters.
+    pub fn render_metrics(&self) -> String {
+        let m = &self.gossip.metrics;
+        let mut out = String::new();
+        let mut line = |name: &str, help: &str, v: u64| {
+            out.push_str(&format!(
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
+            ));
+        };
+        line(
+            "havn_gossip_received_total",
+            "Gossip messages received, before validation.",
+            m.received.load(Ordering::Relaxed),
+        );
+        line(
+            "havn_gossip_accepted_total",
+            "Gossip messages accepted and forwarded.",
+            m.accepted.load(Ordering::Relaxed),
+        );
+        line(
+            "havn_gossip_ignored_total",
+            "Gossip messages ignored (not forwarded, no penalty).",
+            m.ignored.load(Ordering::Relaxed),
+        );
+        line(
+            "havn_gossip_rejected_total",
+            "Gossip messages rejected (not forwarded, peer penalised).",
+            m.rejected.load(Ordering::Relaxed),
+        );
+        line(
+            "havn_gossip_published_total",
+            "Messages this node published.",
+            m.published.load(Ordering::Relaxed),
+        );
+        line(
+            "havn_gossip_receipts_verified_total",
+            "Receipts verified from the mesh.",
+            self.receipts_verified.load(Ordering::Relaxed),
+        );
+        line(
+            "havn_gossip_verdicts_total",
+            "Verdicts and settlement votes verified from the mesh.",
+            self.verdicts_seen.load(Ordering::Relaxed),
+        );
+        line(
+            "havn_gossip_challenges_total",
+            "Challenges verified from the mesh.",
+            self.challenges_seen.load(Ordering::Relaxed),
+        );
+        line(
+            "havn_gossip_heartbeats_total",
+            "Heartbeats verified from the mesh.",
+            self.heartbeats_seen.load(Ordering::Relaxed),
+        );
+        out.push_str("# HELP havn_gossip_dropped_total Gossip messages dropped, by reason.\n# TYPE havn_gossip_dropped_total counter\n");
+        if let Ok(r) = m.by_reason.lock() {
+            for (reason, n) in r.iter() {
+                out.push_str(&format!(
+                    "havn_gossip_dropped_total{{reason=\"{reason}\"}} {n}\n"
+                ));
+            }
+        }
+        out
+    }
+}
