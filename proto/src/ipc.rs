@@ -132,6 +132,9 @@ pub struct JobResult {
     pub runtime_hash: Hash32,
     /// CID of the outputs file.
     pub outputs_cid: Cid,
+    /// CID of the input bytes the job ran on (its `inputs` artifact, or the workflow's
+    /// default inputs).
+    pub inputs_cid: Cid,
     /// Wall latency.
     pub latency_ms: u64,
     /// Energy estimate in millijoules.
@@ -159,6 +162,7 @@ impl JobResult {
             job_id: self.job_id,
             runtime_hash: self.runtime_hash,
             outputs_cid: self.outputs_cid,
+            inputs_cid: self.inputs_cid,
             latency_ms: self.latency_ms,
             energy_estimate_mj: self.energy_estimate_mj,
             manifest_checksum: self.manifest_checksum,
@@ -180,6 +184,7 @@ impl From<Receipt> for JobResult {
             job_id: r.job_id,
             runtime_hash: r.runtime_hash,
             outputs_cid: r.outputs_cid,
+            inputs_cid: r.inputs_cid,
             latency_ms: r.latency_ms,
             energy_estimate_mj: r.energy_estimate_mj,
             manifest_checksum: r.manifest_checksum,
@@ -345,6 +350,37 @@ pub struct Reexecution {
     pub runtime_hash: Hash32,
     /// The first DAG node (leaf index) whose output differed, when it differed.
     pub first_divergent: Option<u32>,
+    /// The challenge execd built from the executing node's leaves (a first rejection):
+    /// attestd checks its openings and signs it with the verdict.
+    pub challenge: Option<crate::mesh::Challenge>,
+}
+
+/// A verdict, and the challenge signed with it when this validator is the challenger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
+pub struct Judgement {
+    /// The verdict.
+    pub verdict: crate::mesh::SignedVerdict,
+    /// The challenge (a first rejection, with the openings).
+    pub challenge: Option<crate::mesh::SignedChallenge>,
+}
+
+/// Most DAG nodes (Merkle leaves) a job's commitment list carries over IPC.
+pub const MAX_LEAVES: usize = 1024;
+
+/// A job's per-node output hashes in topological order (the Merkle leaves under its
+/// runtime hash).
+pub type Leaves = heapless::Vec<Hash32, MAX_LEAVES>;
+
+/// What a validator's execd re-executes a receipt with.
+#[allow(clippy::large_enum_variant)] // boxed where large
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
+pub enum ReexecEvidence {
+    /// Nothing yet: a match is confirmed, a mismatch answers `Diverged`.
+    None,
+    /// The executing node's leaves (fetched from it): a mismatch becomes a challenge.
+    Leaves(Box<Leaves>),
+    /// Another validator's challenge: upheld when our run agrees with it.
+    Challenge(Box<crate::mesh::SignedChallenge>),
 }
 
 /// havn-attestd → havn-execd.
@@ -363,8 +399,8 @@ pub enum ExecdResponse {
     Error(RemoteError),
     /// Accepted (e.g. the capability report).
     Ack,
-    /// The verdict on a re-executed receipt.
-    Verdict(Box<crate::mesh::SignedVerdict>),
+    /// The verdict on a re-executed receipt (and the challenge, when we challenge).
+    Verdict(Box<Judgement>),
 }
 message!(
     ExecdResponse,
@@ -403,11 +439,25 @@ pub enum NetdExecRequest {
         /// Who submitted the job (job ids are scoped per submitter).
         submitter: Name,
     },
+    /// A validator re-executes another node's receipt; attestd signs the verdict.
+    Reexecute {
+        /// The receipt.
+        receipt: SignedReceipt,
+        /// What we know of the executing node's commitments.
+        evidence: ReexecEvidence,
+    },
+    /// The per-node output hashes of one of our finished jobs (a validator asks).
+    Leaves {
+        /// The job.
+        job_id: JobId,
+        /// Its submitter.
+        submitter: Name,
+    },
 }
 message!(
     NetdExecRequest,
     "NetdExecRequest",
-    [Run, Capabilities, Prove]
+    [Run, Capabilities, Prove, Reexecute, Leaves]
 );
 
 /// havn-execd → havn-netd.
@@ -450,11 +500,30 @@ pub enum NetdExecResponse {
         /// Human-readable reason.
         reason: Reason,
     },
+    /// The re-execution's verdict, signed by attestd.
+    Judged(Box<Judgement>),
+    /// The re-execution differs from the receipt: fetch the executing node's leaves and
+    /// re-execute with them to name the divergent node.
+    Diverged {
+        /// Our runtime hash.
+        runtime_hash: Hash32,
+    },
+    /// A job's leaves.
+    Leaves(Box<Leaves>),
 }
 message!(
     NetdExecResponse,
     "NetdExecResponse",
-    [Done, Failed, Capabilities, Proof, Refused]
+    [
+        Done,
+        Failed,
+        Capabilities,
+        Proof,
+        Refused,
+        Judged,
+        Diverged,
+        Leaves
+    ]
 );
 
 // ---- netd → attestd -------------------------------------------------------------

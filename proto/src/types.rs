@@ -332,6 +332,8 @@ pub struct Receipt {
     pub runtime_hash: Hash32,
     /// CIDv1 of the outputs file.
     pub outputs_cid: Cid,
+    /// CIDv1 of the input bytes the job ran on (so a validator re-executes the same job).
+    pub inputs_cid: Cid,
     /// Wall latency from dequeue to result.
     pub latency_ms: u64,
     /// Energy estimate in millijoules.

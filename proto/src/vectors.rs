@@ -86,6 +86,7 @@ pub fn receipt() -> Receipt {
         job_id: s("job-0001"),
         runtime_hash: h(0x33),
         outputs_cid: Cid::of_bytes(b"outputs"),
+        inputs_cid: Cid::of_bytes(b"inputs"),
         latency_ms: 1234,
         energy_estimate_mj: 5678,
         manifest_checksum: h(0x22),
@@ -311,11 +312,15 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                     receipt: signed_receipt(),
                     runtime_hash: h(0x34),
                     first_divergent: Some(3),
+                    challenge: Some(signed_challenge().challenge),
                 })),
             ),
             sample(
                 "ExecdResponse::Verdict",
-                &ExecdResponse::Verdict(Box::new(signed_verdict())),
+                &ExecdResponse::Verdict(Box::new(Judgement {
+                    verdict: signed_verdict(),
+                    challenge: Some(signed_challenge()),
+                })),
             ),
         ],
         Channel::NetdExecd => vec![
@@ -330,6 +335,39 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
             sample(
                 "NetdExecRequest::Capabilities",
                 &NetdExecRequest::Capabilities,
+            ),
+            sample(
+                "NetdExecRequest::Reexecute",
+                &NetdExecRequest::Reexecute {
+                    receipt: signed_receipt(),
+                    evidence: ReexecEvidence::Leaves(Box::new(
+                        [h(0x40), h(0x41), h(0x42)].into_iter().collect(),
+                    )),
+                },
+            ),
+            sample(
+                "NetdExecRequest::Leaves",
+                &NetdExecRequest::Leaves {
+                    job_id: s("job-0001"),
+                    submitter: s("orchestrator"),
+                },
+            ),
+            sample(
+                "NetdExecResponse::Judged",
+                &NetdExecResponse::Judged(Box::new(Judgement {
+                    verdict: signed_verdict(),
+                    challenge: None,
+                })),
+            ),
+            sample(
+                "NetdExecResponse::Diverged",
+                &NetdExecResponse::Diverged {
+                    runtime_hash: h(0x35),
+                },
+            ),
+            sample(
+                "NetdExecResponse::Leaves",
+                &NetdExecResponse::Leaves(Box::new([h(0x40), h(0x41)].into_iter().collect())),
             ),
             sample(
                 "NetdExecRequest::Prove",

@@ -44,6 +44,7 @@ fn arb_receipt() -> impl Strategy<Value = Receipt> {
                 job_id: j,
                 runtime_hash: rh,
                 outputs_cid: Cid::from_digest(cid),
+                inputs_cid: Cid::from_digest(rh.0),
                 latency_ms: lat,
                 energy_estimate_mj: en,
                 manifest_checksum: mc,

@@ -258,8 +258,9 @@ pub fn run(args: Args) -> Result<(), Error> {
                         let execd_policy = PeerPolicy::uid(execd_uid);
                         let mut s = Server::<ExecdAttestd>::accept(fd, execd_policy)
                             .map_err(ipc("execd"))?;
-                        // Gate (0) and Report (1) any number of times; Capabilities (2) once.
-                        s.set_phase(Phase::new("serving", &[0, 1], &[2]));
+                        // Gate (0), Report (1) and Reexecuted (3) any number of times;
+                        // Capabilities (2) once.
+                        s.set_phase(Phase::new("serving", &[0, 1, 3], &[2]));
                         execd = Some(s);
                     }
                 }

@@ -31,6 +31,7 @@ fn reexecuted(
             receipt: r.clone(),
             runtime_hash,
             first_divergent: first,
+            challenge: None,
         })))
 }
 
@@ -40,7 +41,7 @@ fn a_validator_signs_one_verdict_per_receipt_from_its_reexecution_across_restart
     let exec = key(9);
     let r = receipt(&exec, "job-1", ComputeClass::S, now_ms(), 0x33);
     let confirm = match reexecuted(&mut b, &r, r.receipt.runtime_hash, None) {
-        ExecdResponse::Verdict(v) => *v,
+        ExecdResponse::Verdict(j) => j.verdict,
         other => panic!("verdict: {other:?}"),
     };
     assert_eq!(confirm.verdict.outcome, VerdictOutcome::Confirm);
@@ -50,7 +51,10 @@ fn a_validator_signs_one_verdict_per_receipt_from_its_reexecution_across_restart
     // Asked again with the same result: the same verdict, byte for byte.
     assert_eq!(
         reexecuted(&mut b, &r, r.receipt.runtime_hash, None),
-        ExecdResponse::Verdict(Box::new(confirm.clone()))
+        ExecdResponse::Verdict(Box::new(havn_proto::ipc::Judgement {
+            verdict: confirm.clone(),
+            challenge: None
+        }))
     );
     // A second, different verdict on the same receipt is refused.
     assert_eq!(
@@ -66,20 +70,25 @@ fn a_validator_signs_one_verdict_per_receipt_from_its_reexecution_across_restart
     );
     assert_eq!(
         reexecuted(&mut b, &r, r.receipt.runtime_hash, None),
-        ExecdResponse::Verdict(Box::new(confirm))
+        ExecdResponse::Verdict(Box::new(havn_proto::ipc::Judgement {
+            verdict: confirm,
+            challenge: None
+        }))
     );
     // A mismatch names the divergent node; without one it abstains.
     let r2 = receipt(&exec, "job-2", ComputeClass::S, now_ms(), 0x33);
     match reexecuted(&mut b, &r2, Hash32([0x45; 32]), Some(4)) {
-        ExecdResponse::Verdict(v) => {
-            assert_eq!(v.verdict.outcome, VerdictOutcome::Reject);
-            assert_eq!(v.verdict.first_divergent, Some(4));
+        ExecdResponse::Verdict(j) => {
+            assert_eq!(j.verdict.verdict.outcome, VerdictOutcome::Reject);
+            assert_eq!(j.verdict.verdict.first_divergent, Some(4));
         }
         other => panic!("reject: {other:?}"),
     }
     let r3 = receipt(&exec, "job-3", ComputeClass::S, now_ms(), 0x33);
     match reexecuted(&mut b, &r3, Hash32([0x45; 32]), None) {
-        ExecdResponse::Verdict(v) => assert_eq!(v.verdict.outcome, VerdictOutcome::Abstain),
+        ExecdResponse::Verdict(j) => {
+            assert_eq!(j.verdict.verdict.outcome, VerdictOutcome::Abstain)
+        }
         other => panic!("abstain: {other:?}"),
     }
     // A receipt whose signature does not verify gets no verdict at all.
@@ -198,5 +207,50 @@ fn the_manifest_quote_binds_the_manifest_and_a_peer_verifies_it() {
             assert!(lottery::verify_draw(&b.node, &d, &t, u64::MAX >> 1));
         }
         other => panic!("ticket: {other:?}"),
+    }
+}
+
+#[test]
+fn a_challenge_is_signed_only_with_a_rejection_naming_its_node_and_openings_that_hold() {
+    let mut b = booted("validator");
+    let exec = key(9);
+    // fixtures::challenge: a 5-leaf DAG, node 3 divergent, node 1 its parent.
+    let c = havn_mesh::fixtures::challenge(&key(1), &exec, ComputeClass::S).challenge;
+    let r = c.receipt.clone();
+    let ask = |b: &mut Booted, first: u32, c: havn_proto::mesh::Challenge| {
+        b.svc
+            .handle_execd(ExecdRequest::Reexecuted(Box::new(Reexecution {
+                receipt: r.clone(),
+                runtime_hash: Hash32([0x99; 32]),
+                first_divergent: Some(first),
+                challenge: Some(c),
+            })))
+    };
+    // Naming another node than the challenge opens: refused, nothing recorded.
+    assert_eq!(
+        ask(&mut b, 2, c.clone()),
+        ExecdResponse::Error(RemoteError::BadRequest)
+    );
+    let mut bent = c.clone();
+    bent.divergent.path[0].1 ^= true;
+    assert_eq!(
+        ask(&mut b, 3, bent),
+        ExecdResponse::Error(RemoteError::BadRequest)
+    );
+    match ask(&mut b, 3, c) {
+        ExecdResponse::Verdict(j) => {
+            let ch = j
+                .challenge
+                .expect("the challenge is signed with the rejection");
+            assert_eq!(
+                ch.challenge.challenger, b.node,
+                "attestd names itself the challenger"
+            );
+            assert!(sig::verify(&b.node, &ch.challenge, &ch.signature));
+            assert_eq!(j.verdict.verdict.outcome, VerdictOutcome::Reject);
+            // What the committee checks of it holds.
+            havn_mesh::state::check_openings(&ch.challenge).unwrap();
+        }
+        other => panic!("challenge: {other:?}"),
     }
 }

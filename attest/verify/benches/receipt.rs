@@ -44,6 +44,7 @@ fn receipt(i: u64, key: &SigningKey) -> SignedReceipt {
         job_id: bounded(&job),
         runtime_hash: Hash32([i as u8; 32]),
         outputs_cid: Cid::of_bytes(job.as_bytes()),
+        inputs_cid: Cid::of_bytes(b""),
         latency_ms: 1234 + i,
         energy_estimate_mj: 5678,
         manifest_checksum: Hash32([0x5a; 32]),

@@ -262,6 +262,12 @@ pub struct Execd {
     /// (`scripts/setup` creates `havn-execd`).
     #[serde(default = "default_execd_user")]
     pub user: String,
+    /// TEST ONLY: `"perturb-leaf"` makes this node cheat — it changes one DAG node's
+    /// output hash after the fact and signs the result — so the validator mesh can be
+    /// shown catching it (`scripts/demo-mesh`, the mesh system test). Never set it on
+    /// a real node; execd logs a warning at every start while it is set.
+    #[serde(default)]
+    pub test_only_fault: Option<String>,
 }
 
 fn default_execd_user() -> String {
@@ -289,6 +295,7 @@ impl Default for Execd {
             model_store: default_model_store(),
             chat_model: default_chat_model(),
             user: default_execd_user(),
+            test_only_fault: None,
         }
     }
 }
@@ -443,6 +450,13 @@ impl NodeConfig {
             ));
         }
         self.mesh.validate()?;
+        if let Some(f) = &self.execd.test_only_fault {
+            if f != "perturb-leaf" {
+                return Err(format!(
+                    "execd.test_only_fault must be \"perturb-leaf\" (or absent), got {f:?}"
+                ));
+            }
+        }
         Ok(())
     }
 

@@ -236,6 +236,19 @@ pub struct RunResult {
 }
 
 impl RunResult {
+    /// The leaf indices of the DAG nodes whose outputs node `index` reads (its
+    /// parents), in its input order; job inputs and weights are not nodes.
+    pub fn parents(&self, index: usize) -> Vec<usize> {
+        self.node_inputs
+            .get(index)
+            .map(|ins| {
+                ins.iter()
+                    .filter_map(|n| self.node_ids.iter().position(|id| id == n))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// The input tensors a validator needs to re-execute `node_id` (from the job's
     /// inputs/weights and the kept node outputs).
     pub fn inputs_of(&self, job: &PreparedJob, node_id: &str) -> Result<Vec<(String, Tensor)>> {

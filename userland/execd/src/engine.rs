@@ -13,6 +13,8 @@
 //! disk, already written atomically, and keeps node outputs out of the public store
 //! until a validator asks for one node.
 
+mod reexec;
+
 use crate::deadline::Deadline;
 use havn_exec::workloads::{self, Size, Workload};
 use havn_exec::{
@@ -45,6 +47,10 @@ struct RetainedJob {
     runtime_hash: String,
     /// Order of retention (higher is newer).
     seq: u64,
+    /// The per-node output hashes (hex, topological order) the runtime hash commits
+    /// to: what a validator asks for to name a divergent node.
+    #[serde(default)]
+    leaves: Vec<String>,
 }
 
 /// Why the engine could not start.
@@ -87,6 +93,9 @@ pub struct Engine {
     artifacts: PathBuf,
     uploads: PathBuf,
     chat: Option<crate::chat::Chat>,
+    /// `execd.test_only_fault = "perturb-leaf"`: this node cheats (tests and
+    /// `scripts/demo-mesh` only).
+    perturb_leaf: bool,
 }
 
 fn refused(error: RemoteError, reason: &str) -> NetdExecResponse {
@@ -176,6 +185,13 @@ impl Engine {
             artifacts,
             uploads: cfg.uploads_dir(),
             chat: crate::chat::Chat::open(cfg)?,
+            perturb_leaf: {
+                let on = cfg.execd.test_only_fault.as_deref() == Some("perturb-leaf");
+                if on {
+                    tracing::warn!("TEST ONLY: execd.test_only_fault = \"perturb-leaf\": this node signs wrong results");
+                }
+                on
+            },
         })
     }
 
@@ -240,6 +256,10 @@ impl Engine {
                 node_id,
                 submitter,
             } => self.prove(&submitter, &job_id, &node_id),
+            NetdExecRequest::Reexecute { receipt, evidence } => {
+                self.reexecute(receipt, evidence, attestd)
+            }
+            NetdExecRequest::Leaves { job_id, submitter } => self.leaves(&submitter, &job_id),
         }
     }
 
@@ -252,8 +272,10 @@ impl Engine {
         submitter: &str,
         runtime_hash: &Hash32,
         inputs: &[u8],
+        leaves: &[[u8; 32]],
     ) -> Result<(), String> {
         let rec = RetainedJob {
+            leaves: leaves.iter().map(|h| Hash32(*h).to_hex()).collect(),
             job_id: payload.job_id.to_string(),
             submitter: submitter.to_string(),
             workflow: payload.workflow.id.to_string(),
@@ -476,7 +498,7 @@ impl Engine {
             cancel: Some(deadline.flag()),
             ..RunOptions::default()
         };
-        let result = match self.exec.execute(&prepared, &opts) {
+        let mut result = match self.exec.execute(&prepared, &opts) {
             Ok(r) => r,
             Err(e @ havn_exec::ExecError::Cancelled { .. }) => {
                 return failed(
@@ -494,6 +516,9 @@ impl Engine {
             Err(e) => return failed(ticket_id, RemoteError::ExecutionFailed, &e.to_string()),
         };
         drop(deadline);
+        if self.perturb_leaf {
+            perturb_leaf(&mut result, &checksum, payload.seed);
+        }
         let out_path = self.artifacts.join(result.outputs_cid.to_string());
         if let Err(e) = havn_exec::exec::write_atomic(&out_path, &result.outputs_bytes) {
             return storage_failed(ticket_id, "storing outputs", &e);
@@ -504,6 +529,7 @@ impl Engine {
             job_id: payload.job_id.clone(),
             runtime_hash: Hash32(result.runtime_hash),
             outputs_cid: result.outputs_cid,
+            inputs_cid: job.inputs_cid,
             latency_ms,
             energy_estimate_mj: (result.accounting.energy_j * 1000.0).round().max(0.0) as u64,
             manifest_checksum: Hash32(checksum),
@@ -521,7 +547,14 @@ impl Engine {
         match sign(ticket_id, report, attestd) {
             Ok(receipt) => {
                 let rh = receipt.receipt.runtime_hash;
-                if let Err(e) = self.retain_job(&ckpt, &payload, submitter, &rh, &job.inputs) {
+                if let Err(e) = self.retain_job(
+                    &ckpt,
+                    &payload,
+                    submitter,
+                    &rh,
+                    &job.inputs,
+                    &result.node_hashes,
+                ) {
                     tracing::warn!(error = %e, "cannot retain the checkpoint; Prove will not answer for this job");
                     let _ = std::fs::remove_dir_all(&ckpt);
                 }
@@ -529,6 +562,23 @@ impl Engine {
             }
             Err(r) => *r,
         }
+    }
+}
+
+/// The test-only fault: one DAG node's output hash is changed after the fact and the
+/// Merkle root and runtime hash recomputed over it, as a node that skips or fakes work
+/// would commit. Its receipt and its retained leaves agree with each other, so a
+/// validator's re-execution names exactly that node.
+fn perturb_leaf(result: &mut havn_exec::RunResult, checksum: &[u8; 32], seed: u64) {
+    let k = result.node_hashes.len() / 2;
+    if let Some(h) = result.node_hashes.get_mut(k) {
+        h[0] ^= 0x01;
+        result.merkle_root = havn_proto::merkle::merkle_root(&result.node_hashes);
+        result.runtime_hash = havn_proto::merkle::runtime_hash(checksum, seed, &result.merkle_root);
+        tracing::warn!(
+            node = k,
+            "TEST FAULT: perturbed a node's output hash after the fact"
+        );
     }
 }
 
@@ -669,6 +719,7 @@ impl Engine {
             job_id: payload.job_id.clone(),
             runtime_hash: Hash32(rh),
             outputs_cid,
+            inputs_cid: Cid::of_bytes(&request),
             latency_ms,
             energy_estimate_mj,
             manifest_checksum: Hash32(checksum),
@@ -691,6 +742,8 @@ impl Engine {
                         submitter,
                         &receipt.receipt.runtime_hash,
                         &request,
+                        // Chat jobs are challenged block by block (`Prove`), not by leaves.
+                        &[],
                     )
                 });
                 if let Err(e) = kept {

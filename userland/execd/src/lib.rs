@@ -129,8 +129,8 @@ pub fn run(args: Args) -> Result<(), Error> {
             })
         }
     }
-    // Run (0), Capabilities (1), Prove (2).
-    netd.set_phase(Phase::new("serving", &[0, 1, 2], &[]));
+    // Run (0), Capabilities (1), Prove (2), Reexecute (3), Leaves (4).
+    netd.set_phase(Phase::new("serving", &[0, 1, 2, 3, 4], &[]));
     loop {
         let req = match netd.recv() {
             Ok(r) => r,

@@ -57,6 +57,7 @@ fn attestd() -> Client<ExecdAttestd> {
                         job_id: j.job_id,
                         runtime_hash: j.runtime_hash,
                         outputs_cid: j.outputs_cid,
+                        inputs_cid: j.inputs_cid,
                         latency_ms: j.latency_ms,
                         energy_estimate_mj: j.energy_estimate_mj,
                         manifest_checksum: j.manifest_checksum,

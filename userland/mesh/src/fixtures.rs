@@ -97,6 +97,7 @@ pub fn receipt_with(
         job_id: bounded(job),
         runtime_hash,
         outputs_cid: Cid::of_bytes(job.as_bytes()),
+        inputs_cid: Cid::of_bytes(b""),
         latency_ms: 10,
         energy_estimate_mj: 1,
         manifest_checksum: Hash32([2; 32]),

@@ -112,7 +112,10 @@ pub async fn run(
                 Ok(
                     NetdExecResponse::Capabilities(_)
                     | NetdExecResponse::Proof { .. }
-                    | NetdExecResponse::Refused { .. },
+                    | NetdExecResponse::Refused { .. }
+                    | NetdExecResponse::Judged(_)
+                    | NetdExecResponse::Diverged { .. }
+                    | NetdExecResponse::Leaves(_),
                 ) => {
                     let why = "execd answered Run out of turn".to_string();
                     record(&state, &fatal, ticket, Outcome::Failed(why), start);

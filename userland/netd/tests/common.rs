@@ -176,6 +176,7 @@ pub fn receipt_by(p: &JobPayload, submitter: &str) -> SignedReceipt {
             job_id: p.job_id.clone(),
             runtime_hash: Hash32(h),
             outputs_cid: Cid::of_bytes(p.job_id.as_bytes()),
+            inputs_cid: Cid::of_bytes(b""),
             latency_ms: 1,
             energy_estimate_mj: 2,
             manifest_checksum: p.workflow.checksum,
@@ -273,6 +274,12 @@ impl ExecdStandIn {
                     NetdExecRequest::Prove {
                         job_id, node_id, ..
                     } => prove(&self.log, &job_id, &node_id),
+                    NetdExecRequest::Reexecute { .. } | NetdExecRequest::Leaves { .. } => {
+                        NetdExecResponse::Refused {
+                            error: RemoteError::NotPermitted,
+                            reason: bounded("the stand-in judges nothing"),
+                        }
+                    }
                 };
                 if let Err(e) = s.reply(&resp) {
                     if !e.is_peer_restart() {

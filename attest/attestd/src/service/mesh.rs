@@ -7,10 +7,10 @@
 use super::{unix_ms, Service};
 use havn_attest_agent::{verify_node_signature, NotSafe};
 use havn_config::NodeRole;
-use havn_proto::ipc::{ExecdResponse, NetdAttestResponse, Reexecution, RemoteError};
+use havn_proto::ipc::{ExecdResponse, Judgement, NetdAttestResponse, Reexecution, RemoteError};
 use havn_proto::mesh::{
-    EpochSettlement, MeshManifest, Role, SettlementVote, SignedMeshManifest, SignedVerdict,
-    Verdict, VerdictOutcome, MAX_PEER_ID,
+    EpochSettlement, MeshManifest, Role, SettlementVote, SignedChallenge, SignedMeshManifest,
+    SignedVerdict, Verdict, VerdictOutcome, MAX_PEER_ID,
 };
 use havn_proto::sign::{Domain, Signable};
 use havn_proto::{Hash32, NodeId, Sig64};
@@ -169,13 +169,50 @@ impl Service {
         let Ok(bytes) = postcard::to_stdvec(&verdict) else {
             return ExecdResponse::Error(RemoteError::Internal);
         };
-        let record_key = [b"verdict\0".as_slice(), &receipt_digest.0].concat();
-        match self.record_and_sign(Domain::Verdict, &record_key, &bytes) {
-            Ok(signature) => {
-                tracing::info!(job = %receipt.job_id, ?outcome, "verdict signed");
-                ExecdResponse::Verdict(Box::new(SignedVerdict { verdict, signature }))
+        // A challenge goes out only with a rejection naming the same node, and only
+        // when its openings lead to the receipt's runtime hash.
+        let challenge = match (r.challenge, outcome) {
+            (None, _) => None,
+            (Some(mut c), VerdictOutcome::Reject) => {
+                c.challenger = node;
+                c.epoch = verdict.epoch;
+                if c.receipt != r.receipt || Some(c.divergent.index) != first_divergent {
+                    tracing::warn!(job = %receipt.job_id, "challenge does not match the re-execution: refused");
+                    return ExecdResponse::Error(RemoteError::BadRequest);
+                }
+                if let Err(why) = havn_mesh::state::check_openings(&c) {
+                    tracing::warn!(job = %receipt.job_id, %why, "challenge openings do not hold: refused");
+                    return ExecdResponse::Error(RemoteError::BadRequest);
+                }
+                Some(c)
             }
-            Err(e) => ExecdResponse::Error(e),
-        }
+            (Some(_), _) => return ExecdResponse::Error(RemoteError::BadRequest),
+        };
+        let record_key = [b"verdict\0".as_slice(), &receipt_digest.0].concat();
+        let signature = match self.record_and_sign(Domain::Verdict, &record_key, &bytes) {
+            Ok(s) => s,
+            Err(e) => return ExecdResponse::Error(e),
+        };
+        tracing::info!(job = %receipt.job_id, ?outcome, "verdict signed");
+        let challenge = match challenge {
+            None => None,
+            Some(c) => {
+                let Ok(cbytes) = postcard::to_stdvec(&c) else {
+                    return ExecdResponse::Error(RemoteError::Internal);
+                };
+                let ckey = [b"challenge\0".as_slice(), &receipt_digest.0].concat();
+                match self.record_and_sign(Domain::Challenge, &ckey, &cbytes) {
+                    Ok(signature) => Some(SignedChallenge {
+                        challenge: c,
+                        signature,
+                    }),
+                    Err(e) => return ExecdResponse::Error(e),
+                }
+            }
+        };
+        ExecdResponse::Verdict(Box::new(Judgement {
+            verdict: SignedVerdict { verdict, signature },
+            challenge,
+        }))
     }
 }

@@ -277,7 +277,9 @@ fn execd(ctx: &std::sync::Arc<Ctx>) {
                     error: RemoteError::Internal,
                     reason: bounded("test daemon"),
                 },
-                NetdExecRequest::Prove { .. } => NetdExecResponse::Refused {
+                NetdExecRequest::Prove { .. }
+                | NetdExecRequest::Reexecute { .. }
+                | NetdExecRequest::Leaves { .. } => NetdExecResponse::Refused {
                     error: RemoteError::UnknownJob,
                     reason: bounded("test daemon"),
                 },

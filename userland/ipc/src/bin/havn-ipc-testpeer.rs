@@ -46,7 +46,9 @@ fn main() {
                 error: havn_proto::ipc::RemoteError::Internal,
                 reason: havn_proto::bounded("test peer runs nothing"),
             },
-            NetdExecRequest::Prove { .. } => NetdExecResponse::Refused {
+            NetdExecRequest::Prove { .. }
+            | NetdExecRequest::Reexecute { .. }
+            | NetdExecRequest::Leaves { .. } => NetdExecResponse::Refused {
                 error: havn_proto::ipc::RemoteError::UnknownJob,
                 reason: havn_proto::bounded("test peer runs nothing"),
             },

@@ -226,6 +226,7 @@ fn receipt(p: &JobPayload, submitter: havn_proto::Name) -> SignedReceipt {
             job_id: p.job_id.clone(),
             runtime_hash: Hash32([1; 32]),
             outputs_cid: Cid::of_bytes(p.job_id.as_bytes()),
+            inputs_cid: Cid::of_bytes(b""),
             latency_ms: 0,
             energy_estimate_mj: 0,
             manifest_checksum: p.workflow.checksum,
@@ -277,7 +278,9 @@ fn execd(fd: std::os::fd::OwnedFd, delay: Duration) {
                         receipt: receipt(&payload, submitter),
                     }
                 }
-                NetdExecRequest::Prove { .. } => NetdExecResponse::Refused {
+                NetdExecRequest::Prove { .. }
+                | NetdExecRequest::Reexecute { .. }
+                | NetdExecRequest::Leaves { .. } => NetdExecResponse::Refused {
                     error: RemoteError::UnknownJob,
                     reason: bounded("the bench stand-in keeps no jobs"),
                 },
