@@ -72,6 +72,11 @@ impl MeshState {
         self.nodes.iter()
     }
 
+    /// The libp2p peer id (multihash bytes) a node's manifest binds.
+    pub fn peer_of(&self, node: &NodeId) -> Option<Vec<u8>> {
+        self.nodes.get(node).map(|k| k.manifest.peer_id.to_vec())
+    }
+
     /// The node a libp2p peer id (multihash bytes) belongs to.
     pub fn node_of_peer(&self, peer: &[u8]) -> Option<NodeId> {
         self.peers.get(peer).copied()

@@ -174,6 +174,17 @@ pub async fn handle(
         (Method::GET, ["mesh", "status"]) if !(access.operator || access.validator) => {
             forbidden(&client, "read the mesh status", "operators and validators")
         }
+        (Method::GET, ["mesh", "evidence"]) if !(access.operator || access.validator) => {
+            forbidden(&client, "read mesh evidence", "operators and validators")
+        }
+        (Method::GET, ["mesh", "evidence"]) => match &ctx.mesh {
+            None => error(
+                StatusCode::NOT_FOUND,
+                "this node is in no mesh ([mesh] listen is not set)",
+                None,
+            ),
+            Some(m) => json(StatusCode::OK, &m.evidence()),
+        },
         (Method::GET, ["mesh", "status"]) => match &ctx.mesh {
             None => error(
                 StatusCode::NOT_FOUND,
@@ -209,6 +220,7 @@ pub async fn handle(
         | (_, ["health"])
         | (_, ["metrics"])
         | (_, ["mesh", "status"])
+        | (_, ["mesh", "evidence"])
         | (_, ["attest", "quote"]) => {
             error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
         }

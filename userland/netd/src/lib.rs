@@ -25,6 +25,7 @@ pub mod signed_cache;
 pub mod state;
 pub mod tls;
 pub mod upload;
+pub mod validator;
 pub mod wal;
 pub mod wal_salvage;
 

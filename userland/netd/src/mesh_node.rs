@@ -7,7 +7,10 @@ use crate::gossip::{Delivered, GossipConfig, GossipHandle, ManifestSource, MeshS
 use crate::state::State;
 use havn_ipc::AsyncClient;
 use havn_mesh::{MeshParams, MeshState};
-use havn_proto::ipc::{NetdAttestRequest, NetdAttestResponse, NetdAttestd};
+use havn_proto::ipc::{
+    NetdAttestRequest, NetdAttestResponse, NetdAttestd, NetdExecRequest, NetdExecResponse,
+    NetdExecd,
+};
 use havn_proto::mesh::{Topic, VerdictMessage};
 use havn_proto::ComputeClass;
 use libp2p::identity::Keypair;
@@ -55,8 +58,11 @@ pub enum MeshError {
 
 /// A running mesh link.
 pub struct MeshLink {
-    gossip: GossipHandle,
+    gossip: Arc<GossipHandle>,
     class: ComputeClass,
+    role: havn_config::NodeRole,
+    /// A validator's work (empty on an execution node).
+    pub report: Arc<std::sync::Mutex<crate::validator::Report>>,
     verdicts: std::sync::Mutex<VecDeque<serde_json::Value>>,
     receipts_verified: AtomicU64,
     verdicts_seen: AtomicU64,
@@ -139,6 +145,7 @@ pub async fn start(
     cfg: &havn_config::NodeConfig,
     state: Arc<State>,
     attestd: Arc<Mutex<AsyncClient<NetdAttestd>>>,
+    execd: Arc<Mutex<AsyncClient<NetdExecd>>>,
     class: ComputeClass,
 ) -> Result<Option<Arc<MeshLink>>, MeshError> {
     let Some(listen) = cfg.mesh.listen.as_deref() else {
@@ -180,13 +187,33 @@ pub async fn start(
         manifest_every: Duration::from_secs(2),
         heartbeat: Duration::from_millis(700),
     };
-    let state_view = MeshState::new(params, havn_attest::Policy::default());
+    let state_view = MeshState::new(params.clone(), havn_attest::Policy::default());
     let mut gossip = GossipHandle::start(config, key, state_view).await?;
-    tracing::info!(peer = %peer, addrs = ?gossip.listening, "mesh: gossip started");
+    tracing::info!(peer = %peer, addrs = ?gossip.listening, role = ?cfg.node.role, "mesh: gossip started");
     let delivered = gossip.take_delivered();
+    let gossip = Arc::new(gossip);
+    let report = Arc::new(std::sync::Mutex::new(crate::validator::Report::default()));
+    let to_validator = match cfg.node.role {
+        havn_config::NodeRole::Validator => {
+            let (tx, rx) = tokio::sync::mpsc::channel(crate::gossip::DELIVERY_QUEUE);
+            let v = crate::validator::Validator::new(
+                gossip.clone(),
+                attestd.clone(),
+                execd.clone(),
+                params,
+                class,
+                report.clone(),
+            );
+            tokio::spawn(v.run(rx));
+            Some(tx)
+        }
+        havn_config::NodeRole::Execution => None,
+    };
     let link = Arc::new(MeshLink {
         gossip,
         class,
+        role: cfg.node.role,
+        report,
         verdicts: std::sync::Mutex::new(VecDeque::new()),
         receipts_verified: AtomicU64::new(0),
         verdicts_seen: AtomicU64::new(0),
@@ -194,7 +221,7 @@ pub async fn start(
         heartbeats_seen: AtomicU64::new(0),
     });
     tokio::spawn(refresh_manifest(attestd, peer.to_bytes(), latest));
-    tokio::spawn(consume(link.clone(), delivered));
+    tokio::spawn(consume(link.clone(), delivered, execd, to_validator));
     tokio::spawn(publish_own(link.clone(), state));
     Ok(Some(link))
 }
@@ -215,9 +242,14 @@ async fn refresh_manifest(
     }
 }
 
-async fn consume(link: Arc<MeshLink>, mut rx: tokio::sync::mpsc::Receiver<Delivered>) {
+async fn consume(
+    link: Arc<MeshLink>,
+    mut rx: tokio::sync::mpsc::Receiver<Delivered>,
+    execd: Arc<Mutex<AsyncClient<NetdExecd>>>,
+    to_validator: Option<tokio::sync::mpsc::Sender<Delivered>>,
+) {
     while let Some(d) = rx.recv().await {
-        match d {
+        match &d {
             Delivered::Receipt(..) => {
                 link.receipts_verified.fetch_add(1, Ordering::Relaxed);
             }
@@ -244,8 +276,51 @@ async fn consume(link: Arc<MeshLink>, mut rx: tokio::sync::mpsc::Receiver<Delive
             Delivered::Heartbeat(_) => {
                 link.heartbeats_seen.fetch_add(1, Ordering::Relaxed);
             }
-            Delivered::Manifest(_) | Delivered::Unvalidated(..) | Delivered::Rejected { .. } => {}
+            Delivered::LeavesWanted { .. }
+            | Delivered::Manifest(_)
+            | Delivered::Unvalidated(..)
+            | Delivered::Rejected { .. } => {}
         }
+        if let Delivered::LeavesWanted {
+            peer,
+            request,
+            channel,
+        } = d
+        {
+            let (link, execd) = (link.clone(), execd.clone());
+            tokio::spawn(async move {
+                let answer = serve_leaves(&execd, &request).await;
+                tracing::info!(%peer, job = %request.job_id, "leaves requested");
+                let _ = link.gossip.respond(channel, answer).await;
+            });
+            continue;
+        }
+        if let Some(tx) = &to_validator {
+            if tx.try_send(d).is_err() {
+                tracing::warn!("mesh: the validator is behind; a gossip delivery was dropped");
+            }
+        }
+    }
+}
+
+/// A job's leaves from execd, for a validator that asked.
+async fn serve_leaves(
+    execd: &Mutex<AsyncClient<NetdExecd>>,
+    r: &crate::gossip::LeavesRequest,
+) -> crate::gossip::LeavesResponse {
+    use crate::gossip::LeavesResponse;
+    let (Ok(job_id), Ok(submitter)) = (
+        havn_proto::JobId::try_from(r.job_id.as_str()),
+        havn_proto::Name::try_from(r.submitter.as_str()),
+    ) else {
+        return LeavesResponse::Refused("job id or submitter too long".into());
+    };
+    let req = NetdExecRequest::Leaves { job_id, submitter };
+    match execd.lock().await.call(&req).await {
+        Ok(NetdExecResponse::Leaves(l)) => LeavesResponse::Leaves(l.to_vec()),
+        Ok(NetdExecResponse::Refused { reason, .. }) => LeavesResponse::Refused(reason.to_string()),
+        Ok(_) => LeavesResponse::Refused("execd answered out of turn".into()),
+        Err(e) => LeavesResponse::Refused(format!("execd unreachable: {e}")),
     }
 }
 
@@ -308,7 +383,58 @@ impl MeshLink {
             "verdicts_seen": self.verdicts_seen.load(Ordering::Relaxed),
             "challenges_seen": self.challenges_seen.load(Ordering::Relaxed),
             "last_verdicts": verdicts,
+            "role": format!("{:?}", self.role).to_lowercase(),
+            "validator": self.validator_summary(),
         }))
+    }
+
+    /// A validator's work in brief (counts, caught nodes, settlements).
+    fn validator_summary(&self) -> serde_json::Value {
+        let Ok(r) = self.report.lock() else {
+            return serde_json::Value::Null;
+        };
+        serde_json::json!({
+            "receipts_by_node": r.receipts_by_node,
+            "judged": r.judged,
+            "confirmed": r.confirmed,
+            "rejected": r.rejected,
+            "abstained": r.abstained,
+            "challenges_sent": r.challenges_sent,
+            "equivocations": r.equivocations,
+            "slashing": r.slashing.iter().map(|e| serde_json::json!({
+                "node": e.challenge.challenge.receipt.receipt.node.0.to_hex(),
+                "job_id": e.challenge.challenge.receipt.receipt.job_id.as_str(),
+                "divergent_node": e.challenge.challenge.divergent.index,
+                "upheld_by": e.upholding.len(),
+                "committee": e.committee.len(),
+            })).collect::<Vec<_>>(),
+            "settlements": r.settlements.iter().map(|b| {
+                let mut per_node = std::collections::BTreeMap::<String, u64>::new();
+                for i in &b.inclusions {
+                    *per_node.entry(i.receipt.receipt.node.0.to_hex()).or_default() += 1;
+                }
+                serde_json::json!({
+                    "epoch": b.certificate.settlement.epoch,
+                    "class": format!("{:?}", b.certificate.settlement.compute_class),
+                    "receipts": b.certificate.settlement.receipt_count,
+                    "signatures": b.certificate.signatures.len(),
+                    "committee": b.certificate.committee.len(),
+                    "receipts_by_node": per_node,
+                })
+            }).collect::<Vec<_>>(),
+            "quarantined": r.quarantined.iter().map(|n| n.0.to_hex()).collect::<Vec<_>>(),
+        })
+    }
+
+    /// Full settlement bundles and slashing evidence (for `havnctl verify-settlement`).
+    pub fn evidence(&self) -> serde_json::Value {
+        let Ok(r) = self.report.lock() else {
+            return serde_json::Value::Null;
+        };
+        serde_json::json!({
+            "settlements": r.settlements,
+            "slashing": r.slashing,
+        })
     }
 
     /// Prometheus lines for the gossip counters.

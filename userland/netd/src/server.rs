@@ -303,12 +303,18 @@ pub async fn start(
     // job and goes before the next one.
     let execd = Arc::new(Mutex::new(execd));
     let signed = Arc::new(crate::signed_cache::SignedCache::default());
-    let mesh = crate::mesh_node::start(cfg, state.clone(), attestd.clone(), caps.compute_class)
-        .await
-        .map_err(|e| match e {
-            crate::mesh_node::MeshError::Address { .. } => StartError::MeshConfig(e.to_string()),
-            e => StartError::Mesh(e.to_string()),
-        })?;
+    let mesh = crate::mesh_node::start(
+        cfg,
+        state.clone(),
+        attestd.clone(),
+        execd.clone(),
+        caps.compute_class,
+    )
+    .await
+    .map_err(|e| match e {
+        crate::mesh_node::MeshError::Address { .. } => StartError::MeshConfig(e.to_string()),
+        e => StartError::Mesh(e.to_string()),
+    })?;
     let ctx = Arc::new(Ctx {
         signed: signed.clone(),
         state: state.clone(),

@@ -8,7 +8,9 @@ use libp2p::gossipsub::{
     TopicScoreParams, ValidationMode,
 };
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, identity::Keypair, noise, tcp, yamux, Swarm};
+use libp2p::{
+    identify, identity::Keypair, noise, request_response, tcp, yamux, StreamProtocol, Swarm,
+};
 use sha3::{Digest, Sha3_256};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Duration;
@@ -20,7 +22,12 @@ pub const GRAYLIST_THRESHOLD: f64 = -400.0;
 pub(super) struct Behaviour {
     pub gossipsub: gossipsub::Behaviour,
     pub identify: identify::Behaviour,
+    /// `/havn/1/leaves`: a validator asks an executing node for a job's leaves.
+    pub fetch: request_response::json::Behaviour<super::LeavesRequest, super::LeavesResponse>,
 }
+
+/// The request-response protocol commitments are fetched over (never gossip).
+pub const FETCH_PROTOCOL: &str = "/havn/1/leaves";
 
 /// A message's id: the first 20 bytes of `sha3(topic ‖ 0 ‖ data)`: a replay of the
 /// same bytes is the same message, whoever forwards it.
@@ -116,6 +123,14 @@ pub(super) fn build(
                     "/havn/1".into(),
                     key.public(),
                 )),
+                fetch: request_response::json::Behaviour::new(
+                    [(
+                        StreamProtocol::new(FETCH_PROTOCOL),
+                        request_response::ProtocolSupport::Full,
+                    )],
+                    request_response::Config::default()
+                        .with_request_timeout(Duration::from_secs(30)),
+                ),
             })
         })
         .map_err(|e| setup(&e))?

@@ -79,6 +79,9 @@ pub enum GossipError {
     /// The swarm task has stopped.
     #[error("the gossip task has stopped")]
     Stopped,
+    /// A leaves request failed (unreachable peer, timeout).
+    #[error("fetch: {0}")]
+    Fetch(String),
     /// Publishing failed (no peer subscribed yet, message too large, duplicate).
     #[error("publish on {topic}: {why}")]
     Publish {
@@ -87,6 +90,24 @@ pub enum GossipError {
         /// Why.
         why: String,
     },
+}
+
+/// A validator asks an executing node for the leaves of one of its jobs.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct LeavesRequest {
+    /// Who submitted the job.
+    pub submitter: String,
+    /// The job.
+    pub job_id: String,
+}
+
+/// The answer: the job's leaves, or why not.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum LeavesResponse {
+    /// The per-node output hashes, in topological order.
+    Leaves(Vec<havn_proto::Hash32>),
+    /// Refused (unknown job, not retained).
+    Refused(String),
 }
 
 /// What an operator sees of the mesh (`havnctl mesh status`).
@@ -126,6 +147,15 @@ pub(crate) enum Command {
     Status(oneshot::Sender<MeshStatus>),
     Score(PeerId, oneshot::Sender<Option<f64>>),
     WithState(Box<dyn FnOnce(&mut MeshState) + Send>),
+    Fetch {
+        peer: PeerId,
+        request: LeavesRequest,
+        reply: oneshot::Sender<Result<LeavesResponse, String>>,
+    },
+    Respond(
+        libp2p::request_response::ResponseChannel<LeavesResponse>,
+        LeavesResponse,
+    ),
 }
 
 /// Verified messages queued for the consumer at most.
@@ -236,6 +266,33 @@ impl GossipHandle {
     /// A peer's gossipsub score as we see it.
     pub async fn score(&self, peer: PeerId) -> Result<Option<f64>, GossipError> {
         self.ask(|tx| Command::Score(peer, tx)).await
+    }
+
+    /// Asks `peer` for a job's leaves over `/havn/1/leaves`.
+    pub async fn fetch_leaves(
+        &self,
+        peer: PeerId,
+        request: LeavesRequest,
+    ) -> Result<LeavesResponse, GossipError> {
+        self.ask(|reply| Command::Fetch {
+            peer,
+            request,
+            reply,
+        })
+        .await?
+        .map_err(|why| GossipError::Fetch(why))
+    }
+
+    /// Answers a peer's leaves request (see [`Delivered::LeavesWanted`]).
+    pub async fn respond(
+        &self,
+        channel: libp2p::request_response::ResponseChannel<LeavesResponse>,
+        response: LeavesResponse,
+    ) -> Result<(), GossipError> {
+        self.cmd
+            .send(Command::Respond(channel, response))
+            .await
+            .map_err(|_| GossipError::Stopped)
     }
 
     /// Runs `f` on the mesh view inside the swarm task (e.g. to mark a quarantine).

@@ -39,6 +39,16 @@ pub enum Delivered {
     Manifest(MeshManifest),
     /// A message without validation (the bench's baseline mesh only).
     Unvalidated(Topic, Vec<u8>, Instant),
+    /// A peer asks for one of our jobs' leaves: answer with
+    /// [`super::GossipHandle::respond`].
+    LeavesWanted {
+        /// Who asks.
+        peer: PeerId,
+        /// What.
+        request: super::LeavesRequest,
+        /// Where the answer goes.
+        channel: libp2p::request_response::ResponseChannel<super::LeavesResponse>,
+    },
     /// A message that failed a check.
     Rejected {
         /// Topic.
@@ -123,6 +133,10 @@ pub(super) struct Runner {
     app_score: HashMap<PeerId, f64>,
     topics: HashMap<TopicHash, Topic>,
     last_manifest: Option<Instant>,
+    fetches: HashMap<
+        libp2p::request_response::OutboundRequestId,
+        tokio::sync::oneshot::Sender<Result<super::LeavesResponse, String>>,
+    >,
 }
 
 impl Runner {
@@ -146,6 +160,7 @@ impl Runner {
             app_score: HashMap::new(),
             topics,
             last_manifest: None,
+            fetches: HashMap::new(),
         }
     }
 
@@ -228,6 +243,7 @@ impl Runner {
                 topic,
                 ..
             })) if self.topics.get(&topic) == Some(&Topic::Manifest) => self.publish_manifest(),
+            SwarmEvent::Behaviour(BehaviourEvent::Fetch(ev)) => self.fetch_event(ev),
             SwarmEvent::ConnectionClosed {
                 peer_id,
                 num_established: 0,
@@ -236,6 +252,50 @@ impl Runner {
                 tracing::debug!(peer = %peer_id, "peer disconnected");
             }
             _ => {}
+        }
+    }
+
+    fn fetch_event(
+        &mut self,
+        ev: libp2p::request_response::Event<super::LeavesRequest, super::LeavesResponse>,
+    ) {
+        use libp2p::request_response::{Event, Message};
+        match ev {
+            Event::Message {
+                peer,
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            } => self.hand_on(Delivered::LeavesWanted {
+                peer,
+                request,
+                channel,
+            }),
+            Event::Message {
+                message:
+                    Message::Response {
+                        request_id,
+                        response,
+                    },
+                ..
+            } => {
+                if let Some(tx) = self.fetches.remove(&request_id) {
+                    let _ = tx.send(Ok(response));
+                }
+            }
+            Event::OutboundFailure {
+                request_id, error, ..
+            } => {
+                if let Some(tx) = self.fetches.remove(&request_id) {
+                    let _ = tx.send(Err(error.to_string()));
+                }
+            }
+            Event::InboundFailure { peer, error, .. } => {
+                tracing::debug!(%peer, %error, "leaves request from a peer failed");
+            }
+            Event::ResponseSent { .. } => {}
         }
     }
 
@@ -396,6 +456,25 @@ impl Runner {
                 let _ = tx.send(self.swarm.behaviour().gossipsub.peer_score(&p));
             }
             Command::WithState(f) => f(&mut self.state),
+            Command::Fetch {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .fetch
+                    .send_request(&peer, request);
+                self.fetches.insert(id, reply);
+            }
+            Command::Respond(channel, response) => {
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .fetch
+                    .send_response(channel, response);
+            }
         }
     }
 
