@@ -74,6 +74,9 @@ pub struct Validator {
     verdicts: HashMap<Hash32, BTreeMap<NodeId, SignedVerdict>>,
     challenges: HashMap<Hash32, SignedChallenge>,
     slashed: BTreeSet<Hash32>,
+    /// Nodes with slashing evidence against them: every later receipt of theirs is
+    /// re-executed, and none settles unless confirmed.
+    caught: BTreeSet<NodeId>,
     liveness: Liveness,
     quarantine: QuarantineTracker,
     start_epoch: u64,
@@ -112,6 +115,7 @@ impl Validator {
             verdicts: HashMap::new(),
             challenges: HashMap::new(),
             slashed: BTreeSet::new(),
+            caught: BTreeSet::new(),
             liveness: Liveness::default(),
             quarantine: QuarantineTracker::default(),
             start_epoch,
@@ -199,7 +203,8 @@ impl Validator {
     async fn sampled(&mut self, r: &SignedReceipt, digest: &Hash32) -> bool {
         let n = self.seen_per_node.entry(r.receipt.node).or_insert(0);
         *n += 1;
-        if *n <= u64::from(self.params.first_jobs_sampled) {
+        if *n <= u64::from(self.params.first_jobs_sampled) || self.caught.contains(&r.receipt.node)
+        {
             return true;
         }
         let class = self.class;
@@ -372,6 +377,8 @@ impl Validator {
             tracing::warn!(node = %ev.challenge.challenge.receipt.receipt.node,
                 job = %ev.challenge.challenge.receipt.receipt.job_id, "slashing evidence: challenge upheld by the committee");
             self.slashed.insert(*digest);
+            self.caught
+                .insert(ev.challenge.challenge.receipt.receipt.node);
             self.note(|r| r.slashing.push(ev));
         }
     }
@@ -507,8 +514,11 @@ impl Validator {
             .get(&epoch)
             .map(|m| {
                 m.iter()
-                    .filter(|(d, _)| {
-                        !self.challenges.contains_key(d)
+                    .filter(|(d, r)| {
+                        // A caught node's receipts settle only once confirmed here.
+                        (!self.caught.contains(&r.receipt.node)
+                            || self.judged.get(d) == Some(&VerdictOutcome::Confirm))
+                            && !self.challenges.contains_key(d)
                             && self.verdicts.get(d).is_none_or(|vs| {
                                 vs.values()
                                     .all(|v| v.verdict.outcome == VerdictOutcome::Confirm)
