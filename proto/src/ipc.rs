@@ -384,6 +384,8 @@ pub enum ReexecEvidence {
 }
 
 /// havn-attestd → havn-execd.
+// One message in flight per channel: the size difference costs stack, not wire bytes.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub enum ExecdResponse {
     /// Platform state matches policy: run.

@@ -122,7 +122,7 @@ pub fn run(opts: &Options) -> Outcome {
     let ports: Vec<u16> = (0..v + e).map(|_| free_port()).collect();
     let validator_ports: Vec<u16> = ports.iter().take(v).copied().collect();
     let mut members: Vec<Member> = Vec::new();
-    for i in 0..v + e {
+    for (i, port) in ports.iter().copied().enumerate() {
         let (role, name) = if i < v {
             ("validator", format!("validator-{}", i + 1))
         } else {
@@ -131,7 +131,7 @@ pub fn run(opts: &Options) -> Outcome {
         let cheats = i == v + e - 1;
         let node = Node::prepare();
         let bootstrap: Vec<u16> = validator_ports.iter().take(i.min(v)).copied().collect();
-        configure(&node, role, ports[i], &bootstrap, opts.epoch_ms, cheats);
+        configure(&node, role, port, &bootstrap, opts.epoch_ms, cheats);
         members.push(Member {
             name: if cheats {
                 format!("{name}-cheater")

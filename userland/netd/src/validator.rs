@@ -60,6 +60,9 @@ pub struct Report {
     pub quarantined: Vec<NodeId>,
 }
 
+/// One epoch's votes, with the receipts and liveness its settlement was built from.
+type Voting = (Quorum, Vec<SignedReceipt>, BTreeMap<NodeId, bool>);
+
 /// The channels and settings the validator works with.
 pub struct Validator {
     gossip: Arc<GossipHandle>,
@@ -81,7 +84,7 @@ pub struct Validator {
     quarantine: QuarantineTracker,
     start_epoch: u64,
     settled: BTreeSet<u64>,
-    quorums: BTreeMap<u64, (Quorum, Vec<SignedReceipt>, BTreeMap<NodeId, bool>)>,
+    quorums: BTreeMap<u64, Voting>,
     pending_votes: Vec<SettlementVote>,
 }
 

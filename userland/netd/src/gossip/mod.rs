@@ -280,7 +280,7 @@ impl GossipHandle {
             reply,
         })
         .await?
-        .map_err(|why| GossipError::Fetch(why))
+        .map_err(GossipError::Fetch)
     }
 
     /// Answers a peer's leaves request (see [`Delivered::LeavesWanted`]).
