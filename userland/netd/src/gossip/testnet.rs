@@ -63,7 +63,7 @@ pub async fn start_with(
             let m = manifest_for_peer(&signer, &peer, r, ComputeClass::S, weight, now_ms());
             Some(bytes(&m))
         }));
-        cfg.manifest_every = Duration::from_millis(500);
+        cfg.manifest_every = Duration::from_secs(10);
         if i > 0 {
             cfg.bootstrap
                 .push(members[i - 1].gossip.listening[0].clone());
