@@ -2,4 +2,5 @@
 //! 20-node mesh, and a mesh where a fifth of the peers are Byzantine.
 
 mod byzantine;
+mod interop;
 mod propagation;
