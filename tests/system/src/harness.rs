@@ -32,6 +32,14 @@ pub fn need_root() -> bool {
     havn_testkit::require_root("havn-init must run as root to drop the daemons' privileges")
 }
 
+/// A TCP port free on loopback right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
+}
+
 pub fn havnctl(args: &[&str]) -> Output {
     Command::new(bin_dir().join("havnctl"))
         .args(args)
@@ -124,11 +132,7 @@ impl Node {
         }
         let refs: Vec<&str> = golden.iter().map(String::as_str).collect();
         havnctl_ok(&refs);
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let state = dir.path().join("state");
         std::fs::create_dir_all(&state).unwrap();
         chmod(&state, 0o700);

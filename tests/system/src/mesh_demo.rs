@@ -9,10 +9,9 @@
 //! this; the result is `DIR/mesh-summary.json` plus each settlement bundle, checked with
 //! `havnctl verify-settlement` (and refused once a signature is removed).
 
-use crate::harness::{havnctl, Node};
+use crate::harness::{free_port, havnctl, Node};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -67,18 +66,19 @@ struct Member {
     jobs: usize,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .unwrap_or(0)
-}
-
 fn progress(msg: &str) {
     eprintln!("[demo-mesh] {msg}");
 }
 
-fn configure(n: &Node, role: &str, listen: u16, bootstrap: &[u16], epoch_ms: u64, cheats: bool) {
+/// Puts `n` in the mesh: its role, the fault when it cheats, and `[mesh]`.
+pub fn configure(
+    n: &Node,
+    role: &str,
+    listen: u16,
+    bootstrap: &[u16],
+    epoch_ms: u64,
+    cheats: bool,
+) {
     let path = n.path("node.toml");
     let mut toml = std::fs::read_to_string(&path).unwrap_or_default();
     toml = toml.replacen("[node]\n", &format!("[node]\nrole = \"{role}\"\n"), 1);
@@ -100,7 +100,8 @@ fn configure(n: &Node, role: &str, listen: u16, bootstrap: &[u16], epoch_ms: u64
     let _ = std::fs::write(&path, toml);
 }
 
-fn status(n: &Node) -> Option<Value> {
+/// `havnctl mesh status` as a validator, parsed.
+pub fn status(n: &Node) -> Option<Value> {
     let o = n.ctl("validator", &["mesh", "status"]);
     o.status
         .success()

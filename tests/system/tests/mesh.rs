@@ -2,39 +2,10 @@
 //! on loopback: the execution node's receipt, signed by its attestd, reaches the
 //! validator's netd through libp2p and passes validation there (its manifest's swtpm
 //! quote included); `havnctl mesh status` and the metrics show it.
-use crate::harness::{need_root, Node};
+use crate::harness::{free_port, need_root, Node};
+use havn_system_tests::mesh_demo::{configure, status};
 use serde_json::Value;
-use std::net::TcpListener;
 use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn join_mesh(n: &Node, role: &str, listen: u16, bootstrap: Option<u16>) {
-    let path = n.path("node.toml");
-    let mut toml = std::fs::read_to_string(&path).unwrap();
-    toml = toml.replacen("[node]\n", &format!("[node]\nrole = \"{role}\"\n"), 1);
-    toml.push_str(&format!(
-        "\n[mesh]\nlisten = \"/ip4/127.0.0.1/tcp/{listen}\"\n"
-    ));
-    if let Some(b) = bootstrap {
-        toml.push_str(&format!("bootstrap = [\"/ip4/127.0.0.1/tcp/{b}\"]\n"));
-    }
-    std::fs::write(&path, toml).unwrap();
-}
-
-fn status(n: &Node) -> Option<Value> {
-    let o = n.ctl("validator", &["mesh", "status"]);
-    o.status
-        .success()
-        .then(|| serde_json::from_slice(&o.stdout).ok())
-        .flatten()
-}
 
 #[test]
 fn a_receipt_gossips_from_an_execution_node_to_a_validator() {
@@ -43,10 +14,10 @@ fn a_receipt_gossips_from_an_execution_node_to_a_validator() {
     }
     let (pv, pe) = (free_port(), free_port());
     let mut validator = Node::prepare();
-    join_mesh(&validator, "validator", pv, None);
+    configure(&validator, "validator", pv, &[], 60_000, false);
     validator.start();
     let mut exec = Node::prepare();
-    join_mesh(&exec, "execution", pe, Some(pv));
+    configure(&exec, "execution", pe, &[pv], 60_000, false);
     exec.start();
 
     // Both know both manifests (each verified the other's swtpm quote).

@@ -1,22 +1,19 @@
 //! Runtime hash as a Merkle commitment over per-node output hashes.
 //!
-//! leaf_i = sha3(0x00 ‖ node_hash_i) in topological order; inner = sha3(0x01 ‖ l ‖ r);
-//! an odd node at a level is promoted unchanged. runtime_hash = sha3("havn-exec/runtime/v1\0"
-//! ‖ manifest checksum ‖ seed (u64 LE) ‖ root). An empty DAG has root = sha3(0x02).
+//! The tree and the runtime hash are [`havn_proto::merkle`]'s, over the node hashes in
+//! topological order: leaf_i = sha3(0x00 ‖ node_hash_i); inner = sha3(0x01 ‖ l ‖ r); an
+//! odd node is promoted; runtime_hash = sha3("havn-exec/runtime/v1\0" ‖ manifest checksum
+//! ‖ seed (u64 LE) ‖ root); an empty DAG has root = sha3(0x02).
 
 use crate::error::{ExecError, Result};
-use crate::manifest::{hex, parse_hex32, Checksum};
+use crate::manifest::{hex, parse_hex32};
 use crate::tensor::Tensor;
 use serde::{Deserialize, Serialize};
 
 pub use havn_proto::merkle::{
     inner, leaf, merkle_levels, merkle_path, merkle_root, path_from_levels, path_root, path_shape,
+    runtime_hash,
 };
-
-/// The runtime hash.
-pub fn runtime_hash(checksum: &Checksum, seed: u64, root: &[u8; 32]) -> [u8; 32] {
-    havn_proto::merkle::runtime_hash(checksum, seed, root)
-}
 
 /// Everything a validator needs to check one node: the commitment path to the runtime
 /// hash and the hashes of the node's inputs (node inputs are themselves leaves; job

@@ -169,14 +169,10 @@ fn check_node_signature<T: Signable>(
             hex::encode(quoted)
         );
     }
-    let vk = ed25519_dalek::VerifyingKey::from_bytes(&node.0 .0).context("node key")?;
-    vk.verify_strict(
-        &value.signing_digest().0,
-        &ed25519_dalek::Signature::from_bytes(&sig.0),
-    )
-    .map_err(|_| {
-        anyhow::anyhow!("INVALID: {what} signature does not verify (altered or wrong key)")
-    })
+    if !havn_mesh::sig::verify(node, value, sig) {
+        bail!("INVALID: {what} signature does not verify (altered or wrong key)");
+    }
+    Ok(())
 }
 
 /// Checks a self-audit or a capability manifest: the quote verifies, the record is

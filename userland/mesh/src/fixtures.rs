@@ -161,10 +161,4 @@ pub fn challenge(
     }
 }
 
-/// Now, in Unix milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as u64
-}
+pub use crate::params::now_ms;

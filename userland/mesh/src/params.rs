@@ -43,6 +43,13 @@ impl Default for MeshParams {
     }
 }
 
+/// Now, Unix time in milliseconds (the clock epochs and windows are read against).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 impl MeshParams {
     /// The epoch a Unix time (ms) falls in.
     pub fn epoch_of(&self, unix_ms: u64) -> u64 {

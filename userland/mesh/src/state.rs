@@ -289,17 +289,7 @@ impl MeshState {
             VerdictMessage::Verdict(v) => {
                 let body = &v.verdict;
                 validate::class_matches(topic, body.compute_class)?;
-                let now = self.params.epoch_of(now_ms);
-                if body
-                    .epoch
-                    .saturating_add(self.params.past_epochs.saturating_add(1))
-                    < now
-                {
-                    return Err(Rejection::TooOld {
-                        epoch: body.epoch,
-                        now,
-                    });
-                }
+                validate::epoch_in_window(&self.params, body.epoch, now_ms)?;
                 validate::known_validator(self, &body.validator, class)?;
                 let d = validate::signature(&body.validator, body, &v.signature)?;
                 let key = (body.validator, body.receipt_digest);
@@ -318,6 +308,7 @@ impl MeshState {
             }
             VerdictMessage::Vote(v) => {
                 validate::class_matches(topic, v.settlement.compute_class)?;
+                validate::epoch_in_window(&self.params, v.settlement.epoch, now_ms)?;
                 validate::known_validator(self, &v.validator, class)?;
                 let d = validate::signature(&v.validator, &v.settlement, &v.signature)?;
                 Ok(Verified::new(m, d))
@@ -334,17 +325,7 @@ impl MeshState {
     ) -> Result<Verified<SignedChallenge>, Rejection> {
         let c: SignedChallenge = validate::decode(Topic::Challenge, bytes)?;
         let body = &c.challenge;
-        let now = self.params.epoch_of(now_ms);
-        if body
-            .epoch
-            .saturating_add(self.params.past_epochs.saturating_add(1))
-            < now
-        {
-            return Err(Rejection::TooOld {
-                epoch: body.epoch,
-                now,
-            });
-        }
+        validate::epoch_in_window(&self.params, body.epoch, now_ms)?;
         let r = &body.receipt;
         validate::known_validator(self, &body.challenger, r.receipt.compute_class)?;
         let d = validate::signature(&body.challenger, body, &c.signature)?;

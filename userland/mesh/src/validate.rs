@@ -24,11 +24,10 @@ use havn_proto::sign::Signable;
 use havn_proto::{ComputeClass, Hash32, NodeId};
 use serde::de::DeserializeOwned;
 
-/// What gossipsub is told about a message.
+/// What gossipsub is told about a message that failed a check (one that passed every
+/// check is a [`Verified`] value, and gossipsub is told Accept).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Action {
-    /// Deliver and forward.
-    Accept,
     /// Drop, do not forward, do not penalise the peer.
     Ignore,
     /// Drop, do not forward, and penalise the peer (gossipsub's invalid-message score).
@@ -261,6 +260,16 @@ pub fn in_window(params: &MeshParams, signed_ms: u64, now_ms: u64) -> Result<u64
         return Err(Rejection::TooOld { epoch, now });
     }
     Ok(epoch)
+}
+
+/// Stage 2 for messages that name their epoch (verdicts, votes, challenges): one epoch
+/// more of slack than receipts get, since they follow the receipts they judge.
+pub fn epoch_in_window(params: &MeshParams, epoch: u64, now_ms: u64) -> Result<(), Rejection> {
+    let now = params.epoch_of(now_ms);
+    if epoch.saturating_add(params.past_epochs.saturating_add(1)) < now {
+        return Err(Rejection::TooOld { epoch, now });
+    }
+    Ok(())
 }
 
 /// Stage 4: the signer is known and not quarantined.

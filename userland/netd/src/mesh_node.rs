@@ -437,60 +437,61 @@ impl MeshLink {
         })
     }
 
-    /// Prometheus lines for the gossip counters.
+    /// Prometheus lines for the gossip counters and a validator's work.
     pub fn render_metrics(&self) -> String {
+        use crate::metrics::{counter, gauge};
         let m = &self.gossip.metrics;
+        let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
         let mut out = String::new();
-        let mut line = |name: &str, help: &str, v: u64| {
-            out.push_str(&format!(
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}\n"
-            ));
-        };
-        line(
-            "havn_gossip_received_total",
-            "Gossip messages received, before validation.",
-            m.received.load(Ordering::Relaxed),
-        );
-        line(
-            "havn_gossip_accepted_total",
-            "Gossip messages accepted and forwarded.",
-            m.accepted.load(Ordering::Relaxed),
-        );
-        line(
-            "havn_gossip_ignored_total",
-            "Gossip messages ignored (not forwarded, no penalty).",
-            m.ignored.load(Ordering::Relaxed),
-        );
-        line(
-            "havn_gossip_rejected_total",
-            "Gossip messages rejected (not forwarded, peer penalised).",
-            m.rejected.load(Ordering::Relaxed),
-        );
-        line(
-            "havn_gossip_published_total",
-            "Messages this node published.",
-            m.published.load(Ordering::Relaxed),
-        );
-        line(
-            "havn_gossip_receipts_verified_total",
-            "Receipts verified from the mesh.",
-            self.receipts_verified.load(Ordering::Relaxed),
-        );
-        line(
-            "havn_gossip_verdicts_total",
-            "Verdicts and settlement votes verified from the mesh.",
-            self.verdicts_seen.load(Ordering::Relaxed),
-        );
-        line(
-            "havn_gossip_challenges_total",
-            "Challenges verified from the mesh.",
-            self.challenges_seen.load(Ordering::Relaxed),
-        );
-        line(
-            "havn_gossip_heartbeats_total",
-            "Heartbeats verified from the mesh.",
-            self.heartbeats_seen.load(Ordering::Relaxed),
-        );
+        for (name, help, v) in [
+            (
+                "havn_gossip_received_total",
+                "Gossip messages received, before validation.",
+                ld(&m.received),
+            ),
+            (
+                "havn_gossip_accepted_total",
+                "Gossip messages accepted and forwarded.",
+                ld(&m.accepted),
+            ),
+            (
+                "havn_gossip_ignored_total",
+                "Gossip messages ignored (not forwarded, no penalty).",
+                ld(&m.ignored),
+            ),
+            (
+                "havn_gossip_rejected_total",
+                "Gossip messages rejected (not forwarded, peer penalised).",
+                ld(&m.rejected),
+            ),
+            (
+                "havn_gossip_published_total",
+                "Messages this node published.",
+                ld(&m.published),
+            ),
+            (
+                "havn_gossip_receipts_verified_total",
+                "Receipts verified from the mesh.",
+                ld(&self.receipts_verified),
+            ),
+            (
+                "havn_gossip_verdicts_total",
+                "Verdicts and settlement votes verified from the mesh.",
+                ld(&self.verdicts_seen),
+            ),
+            (
+                "havn_gossip_challenges_total",
+                "Challenges verified from the mesh.",
+                ld(&self.challenges_seen),
+            ),
+            (
+                "havn_gossip_heartbeats_total",
+                "Heartbeats verified from the mesh.",
+                ld(&self.heartbeats_seen),
+            ),
+        ] {
+            counter(&mut out, name, help, v);
+        }
         out.push_str("# HELP havn_gossip_dropped_total Gossip messages dropped, by reason.\n# TYPE havn_gossip_dropped_total counter\n");
         if let Ok(r) = m.by_reason.lock() {
             for (reason, n) in r.iter() {
@@ -498,6 +499,43 @@ impl MeshLink {
                     "havn_gossip_dropped_total{{reason=\"{reason}\"}} {n}\n"
                 ));
             }
+        }
+        if let Ok(r) = self.report.lock() {
+            for (name, help, v) in [
+                (
+                    "havn_validator_judged_total",
+                    "Receipts this validator re-executed.",
+                    r.judged,
+                ),
+                (
+                    "havn_validator_rejected_total",
+                    "Receipts this validator rejected.",
+                    r.rejected,
+                ),
+                (
+                    "havn_validator_challenges_total",
+                    "Challenges this validator published.",
+                    r.challenges_sent,
+                ),
+                (
+                    "havn_validator_slashing_incidents_total",
+                    "Upheld challenges (slashing evidence).",
+                    r.slashing.len() as u64,
+                ),
+                (
+                    "havn_validator_settlements_total",
+                    "Certified epoch settlements.",
+                    r.settlements.len() as u64,
+                ),
+            ] {
+                counter(&mut out, name, help, v);
+            }
+            gauge(
+                &mut out,
+                "havn_validator_quarantines",
+                "Nodes quarantined on certified liveness evidence.",
+                r.quarantined.len() as u64,
+            );
         }
         out
     }

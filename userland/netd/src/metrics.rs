@@ -111,6 +111,16 @@ pub struct Gauges {
     pub wal_sync_ns: u64,
 }
 
+/// One Prometheus counter, with its HELP and TYPE lines.
+pub fn counter(o: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
+}
+
+/// One Prometheus gauge, with its HELP and TYPE lines.
+pub fn gauge(o: &mut String, name: &str, help: &str, v: u64) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+}
+
 impl Metrics {
     /// Counts a refusal.
     pub fn reject(&self, status: u16) {
@@ -122,12 +132,6 @@ impl Metrics {
     /// Prometheus text format 0.0.4.
     pub fn render(&self, g: Gauges) -> String {
         let mut o = String::with_capacity(4096);
-        let counter = |o: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
-        };
-        let gauge = |o: &mut String, name: &str, help: &str, v: u64| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
-        };
         let ld = |a: &AtomicU64| a.load(Ordering::Relaxed);
         counter(
             &mut o,

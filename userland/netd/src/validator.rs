@@ -88,11 +88,7 @@ pub struct Validator {
     pending_votes: Vec<SettlementVote>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use havn_mesh::params::now_ms;
 
 impl Validator {
     /// A validator of `class` over the node's gossip, attestd and execd channels.

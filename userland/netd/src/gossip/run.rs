@@ -14,7 +14,7 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 use tokio::sync::mpsc;
 
 /// Most gossip messages validated together (one signature batch).
@@ -87,11 +87,7 @@ impl GossipMetrics {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
+use havn_mesh::params::now_ms;
 
 pub(super) async fn await_listen(
     swarm: &mut Swarm<Behaviour>,
@@ -384,7 +380,6 @@ impl Runner {
             }
             Err(rejection) => {
                 let acceptance = match rejection.action() {
-                    Action::Accept => MessageAcceptance::Accept,
                     Action::Ignore => MessageAcceptance::Ignore,
                     Action::Reject => MessageAcceptance::Reject,
                 };
