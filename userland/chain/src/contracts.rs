@@ -6,30 +6,20 @@
 
 use alloy::sol;
 
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    HAI,
-    "../../chain/artifacts/HAI.json"
-);
+macro_rules! bindings {
+    ($($name:ident => $path:literal),* $(,)?) => {
+        $(
+            #[cfg(feature = "client")]
+            sol!(#[sol(rpc)] #[derive(Debug)] $name, $path);
+            #[cfg(not(feature = "client"))]
+            sol!(#[derive(Debug)] $name, $path);
+        )*
+    };
+}
 
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    StakeGuard,
-    "../../chain/artifacts/StakeGuard.json"
-);
-
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    Adjudicator,
-    "../../chain/artifacts/Adjudicator.json"
-);
-
-sol!(
-    #[sol(rpc)]
-    #[derive(Debug)]
-    PayoutRouter,
-    "../../chain/artifacts/PayoutRouter.json"
-);
+bindings! {
+    HAI => "../../chain/artifacts/HAI.json",
+    StakeGuard => "../../chain/artifacts/StakeGuard.json",
+    Adjudicator => "../../chain/artifacts/Adjudicator.json",
+    PayoutRouter => "../../chain/artifacts/PayoutRouter.json",
+}

@@ -4,9 +4,7 @@
 use std::path::Path;
 
 use alloy::primitives::Address;
-use alloy::providers::{DynProvider, Provider};
 
-use crate::contracts::{Adjudicator, PayoutRouter, StakeGuard, HAI};
 use crate::ChainError;
 
 /// The four contracts' addresses on one chain.
@@ -28,10 +26,13 @@ pub struct Deployment {
 impl Deployment {
     /// Deploys HAI, StakeGuard (with `unbonding_delay_s`), Adjudicator and PayoutRouter
     /// from `provider`'s wallet, and wires the Adjudicator into StakeGuard.
+    #[cfg(feature = "client")]
     pub async fn deploy(
-        provider: &DynProvider,
+        provider: &alloy::providers::DynProvider,
         unbonding_delay_s: u64,
     ) -> Result<Self, ChainError> {
+        use crate::contracts::{Adjudicator, PayoutRouter, StakeGuard, HAI};
+        use alloy::providers::Provider;
         let chain_id = provider.get_chain_id().await?;
         let hai = HAI::deploy(provider.clone()).await?;
         let guard = StakeGuard::deploy(provider.clone(), *hai.address(), unbonding_delay_s).await?;

@@ -9,17 +9,21 @@
 //! ([`payout`]), a typed view of reverts ([`revert`]) and, behind the `devnet` feature,
 //! a local anvil with the contracts deployed ([`devnet`]).
 
+#[cfg(feature = "client")]
 pub mod client;
 pub mod contracts;
 pub mod deploy;
 pub mod eip712;
 pub mod payout;
+pub mod policy;
 pub mod revert;
+pub mod tx;
 
 #[cfg(feature = "devnet")]
 pub mod devnet;
 
 pub use alloy;
+#[cfg(feature = "client")]
 pub use client::{Chain, Role};
 pub use deploy::Deployment;
 
@@ -78,6 +82,7 @@ pub enum ChainError {
     },
 }
 
+#[cfg(feature = "client")]
 impl From<alloy::contract::Error> for ChainError {
     fn from(e: alloy::contract::Error) -> Self {
         match revert::Revert::from_contract_error(&e) {
@@ -87,12 +92,14 @@ impl From<alloy::contract::Error> for ChainError {
     }
 }
 
+#[cfg(feature = "client")]
 impl From<alloy::transports::TransportError> for ChainError {
     fn from(e: alloy::transports::TransportError) -> Self {
         ChainError::from(alloy::contract::Error::from(e))
     }
 }
 
+#[cfg(feature = "client")]
 impl From<alloy::providers::PendingTransactionError> for ChainError {
     fn from(e: alloy::providers::PendingTransactionError) -> Self {
         ChainError::Transport(e.to_string())

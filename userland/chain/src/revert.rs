@@ -61,6 +61,7 @@ impl Revert {
     }
 
     /// The revert inside a contract call's error, if it was one.
+    #[cfg(feature = "client")]
     pub fn from_contract_error(e: &alloy::contract::Error) -> Option<Self> {
         e.as_revert_data().map(|d| Self::decode(&d))
     }
