@@ -11,7 +11,7 @@ pub const MAX_FRAME: usize = 64 * 1024;
 /// Length-prefix size.
 pub const HEADER_LEN: usize = 4;
 /// Wire protocol version; bump on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Magic at the start of every hello.
 pub const HELLO_MAGIC: [u8; 4] = *b"HAVN";
 
@@ -265,6 +265,7 @@ pub const BOUNDS: &[(&str, usize)] = &[
     ("MAX_NAME", crate::types::MAX_NAME),
     ("MAX_AUDIT_ENTRIES", crate::types::MAX_AUDIT_ENTRIES),
     ("MAX_TLS_KEY", crate::ipc::MAX_TLS_KEY),
+    ("MAX_CALLDATA", crate::chain::MAX_CALLDATA),
 ];
 
 /// The request and response types' structure of a channel.

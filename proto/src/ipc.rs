@@ -115,6 +115,9 @@ pub enum RemoteError {
     /// What was asked for does not exist yet (e.g. no self-audit has run).
     #[error("not available yet")]
     NotYetAvailable,
+    /// The chain key's signing policy refuses this call (attestd logs which rule).
+    #[error("refused by the chain key's signing policy")]
+    ChainPolicy,
     /// The responder's disk is full: nothing was written; retry once space is freed.
     #[error("node storage full")]
     StorageFull,
@@ -217,7 +220,11 @@ pub struct CapabilityReport {
 impl CapabilityReport {
     /// The manifest attestd signs: this report, with the node id and the bonded
     /// stake that only attestd may fill in.
-    pub fn into_manifest(self, node: NodeId, stake_hai: u64) -> CapabilityManifest {
+    pub fn into_manifest(
+        self,
+        node: NodeId,
+        chain_account: crate::chain::Account,
+    ) -> CapabilityManifest {
         CapabilityManifest {
             node,
             compute_class: self.compute_class,
@@ -226,7 +233,7 @@ impl CapabilityReport {
             gpu_model: self.gpu_model,
             vram_mib: self.vram_mib,
             workflows: self.workflows,
-            stake_hai,
+            chain_account,
         }
     }
 }
@@ -566,6 +573,11 @@ pub enum NetdAttestRequest {
     /// Sign a vote on an epoch settlement (a validator only; one per class and epoch,
     /// ever).
     Vote(Box<crate::mesh::EpochSettlement>),
+    /// Sign a call with the sealed chain key; attestd refuses any call outside its
+    /// signing policy (bond to the configured owner, claim, vote, challenge).
+    ChainTx(Box<crate::chain::ChainTx>),
+    /// Sign a quorum message with the chain key (a validator only; once per subject).
+    ChainVote(Box<crate::chain::ChainVote>),
 }
 message!(
     NetdAttestRequest,
@@ -579,7 +591,9 @@ message!(
         TlsKey,
         MeshManifest,
         Lottery,
-        Vote
+        Vote,
+        ChainTx,
+        ChainVote
     ]
 );
 
@@ -590,10 +604,12 @@ pub enum NetdAttestResponse {
     Quote(Box<QuoteEvidence>),
     /// Signed heartbeat.
     Heartbeat(SignedHeartbeat),
-    /// Node key.
+    /// Node key and chain account.
     Identity {
         /// ed25519 public key.
         node: PubKey32,
+        /// The chain account of the sealed chain key (zero while it is unavailable).
+        chain_account: crate::chain::Account,
     },
     /// Refused.
     Error(RemoteError),
@@ -609,6 +625,8 @@ pub enum NetdAttestResponse {
     Ticket(Sig64),
     /// A signed settlement vote.
     Vote(Box<crate::mesh::SettlementVote>),
+    /// A chain-key signature (of a call or a quorum message).
+    Chain(Box<crate::chain::ChainSignature>),
 }
 message!(
     NetdAttestResponse,
@@ -623,7 +641,8 @@ message!(
         TlsKey,
         MeshManifest,
         Ticket,
-        Vote
+        Vote,
+        Chain
     ]
 );
 

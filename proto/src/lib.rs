@@ -18,6 +18,7 @@
 )]
 
 pub mod bytes;
+pub mod chain;
 pub mod chat;
 pub mod cid;
 pub mod frame;

@@ -114,8 +114,11 @@ pub struct MeshManifest {
     pub role: Role,
     /// The class it serves (an execution node) or validates (a validator).
     pub compute_class: ComputeClass,
-    /// Voting weight (a validator's bonded stake, in whole HAI).
+    /// Voting weight in the mesh's own certificates: 1 per validator. Stake weighting
+    /// happens on chain, where StakeGuard counts bonded stake behind chain-key votes.
     pub weight: u64,
+    /// The node's chain account (bound to this node key in StakeGuard).
+    pub chain_account: crate::chain::Account,
     /// attestd's clock when it signed, Unix ms.
     pub unix_ms: u64,
 }

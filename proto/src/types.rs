@@ -112,6 +112,16 @@ impl ComputeClass {
         }
     }
 
+    /// The class's number on chain (S, M, L, XL = 0..3).
+    pub const fn index(self) -> u8 {
+        match self {
+            Self::S => 0,
+            Self::M => 1,
+            Self::L => 2,
+            Self::XL => 3,
+        }
+    }
+
     /// Whether the class needs a GPU.
     pub const fn requires_gpu(self) -> bool {
         !matches!(self, Self::S)
@@ -269,13 +279,14 @@ pub struct CapabilityManifest {
     pub vram_mib: u32,
     /// Workflows it serves.
     pub workflows: heapless::Vec<WorkflowRef, MAX_WORKFLOWS>,
-    /// Bonded stake in whole HAI.
-    pub stake_hai: u64,
+    /// The node's chain account (from the chain key attestd sealed): the account
+    /// StakeGuard must have bonded for this node key, and the payee of its receipts.
+    pub chain_account: crate::chain::Account,
 }
 
 /// A [`CapabilityManifest`] signed by the node key over
 /// [`crate::sign::Domain::Capabilities`]. attestd assembles the manifest itself from
-/// execd's report, its node id and the configured stake; netd only relays it.
+/// execd's report, its node id and its chain account; netd only relays it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
 pub struct SignedCapabilityManifest {
     /// The manifest.

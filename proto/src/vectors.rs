@@ -169,7 +169,7 @@ pub fn signed_self_audit() -> SignedSelfAudit {
 }
 
 fn capability_manifest() -> CapabilityManifest {
-    capability_report().into_manifest(node(), 5_000)
+    capability_report().into_manifest(node(), [0x5c; 20])
 }
 
 /// A sample signed capability manifest (test stand-ins).
@@ -437,6 +437,7 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 "NetdAttestResponse::Identity",
                 &NetdAttestResponse::Identity {
                     node: PubKey32([0x11; 32]),
+                    chain_account: [0x5c; 20],
                 },
             ),
             sample(
@@ -476,6 +477,35 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
             sample(
                 "NetdAttestRequest::Vote",
                 &NetdAttestRequest::Vote(Box::new(settlement())),
+            ),
+            sample(
+                "NetdAttestRequest::ChainTx",
+                &NetdAttestRequest::ChainTx(Box::new(crate::chain::ChainTx {
+                    chain_id: 31_337,
+                    nonce: 7,
+                    gas_limit: 250_000,
+                    max_fee_per_gas: 2_000_000_000,
+                    max_priority_fee_per_gas: 1_000_000_000,
+                    to: [0x2a; 20],
+                    input: heapless::Vec::from_slice(&[0xa9, 0x05, 0x9c, 0xbb, 0x01])
+                        .unwrap_or_default(),
+                })),
+            ),
+            sample(
+                "NetdAttestRequest::ChainVote",
+                &NetdAttestRequest::ChainVote(Box::new(crate::chain::ChainVote::Settlement {
+                    epoch: 12,
+                    compute_class: ComputeClass::M,
+                    payout_root: h(0x99),
+                    receipts: 4,
+                })),
+            ),
+            sample(
+                "NetdAttestResponse::Chain",
+                &NetdAttestResponse::Chain(Box::new(crate::chain::ChainSignature {
+                    signer: [0x5c; 20],
+                    signature: heapless::Vec::from_slice(&[0x1b; 65]).unwrap_or_default(),
+                })),
             ),
             sample(
                 "NetdAttestResponse::MeshManifest",
@@ -519,7 +549,8 @@ pub fn signed_mesh_manifest() -> SignedMeshManifest {
                 .unwrap_or_default(),
             role: Role::Validator,
             compute_class: ComputeClass::M,
-            weight: 5_000,
+            weight: 1,
+            chain_account: [0x5c; 20],
             unix_ms: 1_767_225_600_000,
         },
         signature: Sig64([0x47; 64]),

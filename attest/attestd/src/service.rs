@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+mod chain;
 mod mesh;
 
 /// What attestd knows of its place in the mesh, and the record that keeps its verdicts
@@ -117,6 +118,9 @@ pub enum ServiceError {
     /// The TPM agent failed.
     #[error("TPM agent: {0}")]
     Agent(#[from] AgentError),
+    /// `[chain]` names a deployment or owner that cannot be used.
+    #[error("chain: {0}")]
+    Chain(String),
     /// State directory trouble.
     #[error("state {path}: {source}")]
     State {
@@ -134,7 +138,7 @@ pub struct Service {
     key_error: Option<String>,
     records: RecordStore,
     userland_pcr: u32,
-    stake_hai: u64,
+    chain: chain::ChainSigning,
     audit: Audit,
     capabilities: Option<SignedCapabilityManifest>,
     heartbeat_seq: crate::counter::Counter,
@@ -197,7 +201,10 @@ impl Service {
             key_error: None,
             records,
             userland_pcr,
-            stake_hai: cfg.node.stake_hai,
+            chain: chain::ChainSigning {
+                policy: chain::policy(cfg).map_err(ServiceError::Chain)?,
+                key: None,
+            },
             audit: Audit {
                 interval: (cfg.node.audit_interval_ms > 0)
                     .then(|| Duration::from_millis(cfg.node.audit_interval_ms)),
@@ -277,6 +284,7 @@ impl Service {
                             tracing::info!(node = %Hash32(k.public()), "node key unsealed");
                             self.key = Some(k);
                             self.key_error = None;
+                            self.load_or_create_chain_key();
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "node key refused: gate closed");
@@ -411,12 +419,12 @@ impl Service {
         let (Some(node), Some(key)) = (self.node(), self.key.as_ref()) else {
             return ExecdResponse::Error(RemoteError::GateClosed);
         };
-        let manifest = report.into_manifest(node, self.stake_hai);
+        let manifest = report.into_manifest(node, self.chain_account());
         let Ok(bytes) = postcard::to_stdvec(&manifest) else {
             return ExecdResponse::Error(RemoteError::Internal);
         };
         let signature = Sig64(key.sign(Domain::Capabilities.tag(), &bytes));
-        tracing::info!(class = ?manifest.compute_class, workflows = manifest.workflows.len(), stake_hai = manifest.stake_hai, "capability manifest signed");
+        tracing::info!(class = ?manifest.compute_class, workflows = manifest.workflows.len(), chain_account = %havn_chain::alloy::primitives::Address::from(manifest.chain_account), "capability manifest signed");
         self.capabilities = Some(SignedCapabilityManifest {
             manifest,
             signature,
@@ -523,7 +531,10 @@ impl Service {
             return NetdAttestResponse::Error(RemoteError::GateClosed);
         };
         match req {
-            NetdAttestRequest::Identity => NetdAttestResponse::Identity { node: node.0 },
+            NetdAttestRequest::Identity => NetdAttestResponse::Identity {
+                node: node.0,
+                chain_account: self.chain_account(),
+            },
             NetdAttestRequest::Heartbeat(netd_claims) => {
                 // Time and sequence are ours: a compromised netd cannot pre-sign
                 // future-dated heartbeats or replay a sequence number.
@@ -577,6 +588,8 @@ impl Service {
             NetdAttestRequest::MeshManifest { peer_id } => self.mesh_manifest(node, peer_id),
             NetdAttestRequest::Lottery { receipt_digest } => self.lottery(&receipt_digest),
             NetdAttestRequest::Vote(s) => self.vote(node, *s),
+            NetdAttestRequest::ChainTx(tx) => self.chain_tx(*tx),
+            NetdAttestRequest::ChainVote(v) => self.chain_vote(*v),
             NetdAttestRequest::Quote { nonce } => match self.quote(&nonce, node) {
                 Ok(ev) => NetdAttestResponse::Quote(Box::new(ev)),
                 Err(e) => {

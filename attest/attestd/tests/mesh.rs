@@ -17,7 +17,7 @@ fn booted(role: &str) -> Booted {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
     let extra = format!("role = \"{role}\"\ncompute_class = \"S\"");
-    boot_in_with(&extra, dir, &state, 0, 5_000)
+    boot_in_with(&extra, dir, &state, 0)
 }
 
 fn reexecuted(

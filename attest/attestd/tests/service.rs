@@ -16,7 +16,7 @@ use common::*;
 
 #[test]
 fn self_audit_mismatch_closes_the_gate_naming_the_binary_and_a_good_audit_reopens_it() {
-    let mut b = boot(30_000, 5000);
+    let mut b = boot(30_000);
     // Before the first audit, boot itself is fresh enough.
     assert_eq!(gate(&mut b), Ok(()));
     assert_eq!(
@@ -116,7 +116,7 @@ fn self_audit_mismatch_closes_the_gate_naming_the_binary_and_a_good_audit_reopen
 
 #[test]
 fn a_stale_self_audit_closes_the_gate() {
-    let mut b = boot(100, 0);
+    let mut b = boot(100);
     assert_eq!(gate(&mut b), Ok(()));
     assert_eq!(audit(&mut b, entries(None, None)), (true, true));
     // No good audit for more than 3 intervals.
@@ -129,7 +129,7 @@ fn a_stale_self_audit_closes_the_gate() {
 
 #[test]
 fn with_auditing_off_no_audit_is_needed_or_served() {
-    let mut b = boot(0, 0);
+    let mut b = boot(0);
     std::thread::sleep(Duration::from_millis(50));
     assert_eq!(gate(&mut b), Ok(()));
     assert_eq!(
@@ -171,7 +171,7 @@ fn report(class: ComputeClass, gpu: bool) -> CapabilityReport {
 
 #[test]
 fn capability_manifest_is_assembled_and_signed_by_attestd_once() {
-    let mut b = boot(30_000, 7000);
+    let mut b = boot(30_000);
     assert_eq!(
         b.svc.handle_netd(NetdAttestRequest::Capabilities),
         NetdAttestResponse::Error(RemoteError::NotYetAvailable)
@@ -188,7 +188,10 @@ fn capability_manifest_is_assembled_and_signed_by_attestd_once() {
     };
     let m = &signed.manifest;
     assert_eq!(m.node, b.node, "attestd fills in its own node id");
-    assert_eq!(m.stake_hai, 7000, "stake comes from node.toml");
+    assert_ne!(
+        m.chain_account, [0; 20],
+        "attestd names its sealed chain key's account"
+    );
     assert_eq!(m.compute_class, ComputeClass::M);
     assert_eq!(m.gpu_model.as_deref(), Some("NVIDIA H100"));
     assert_eq!(m.workflows.len(), 1);
@@ -200,7 +203,7 @@ fn capability_manifest_is_assembled_and_signed_by_attestd_once() {
     ));
     assert!(!verify(&b.node, Domain::SelfAudit, m, &signed.signature.0));
     let mut inflated = m.clone();
-    inflated.stake_hai = 1_000_000;
+    inflated.chain_account = [0xaa; 20];
     assert!(!verify(
         &b.node,
         Domain::Capabilities,
@@ -276,7 +279,7 @@ fn sign(b: &mut Booted, r: JobResult) -> ExecdResponse {
 
 #[test]
 fn one_job_id_gets_one_receipt_recorded_before_it_is_signed_across_restarts() {
-    let mut b = boot(0, 0);
+    let mut b = boot(0);
     let first = match sign(&mut b, result("job-1")) {
         ExecdResponse::Receipt(r) => r,
         other => panic!("first report: {other:?}"),
@@ -334,7 +337,7 @@ fn a_full_disk_refuses_to_sign_and_signing_resumes_once_space_is_freed() {
     let disk = havn_testkit::SmallDisk::mount(512 * 1024);
     let dir = tempfile::tempdir().unwrap();
     let state = disk.path().join("state");
-    let mut b = boot_in(dir, &state, 0, 0);
+    let mut b = boot_in(dir, &state, 0);
     assert!(matches!(
         sign(&mut b, result("before")),
         ExecdResponse::Receipt(_)
@@ -399,7 +402,7 @@ fn now_ms() -> u64 {
 
 #[test]
 fn heartbeats_carry_attestds_own_time_and_a_sequence_that_never_repeats() {
-    let mut b = boot(0, 0);
+    let mut b = boot(0);
     let before = now_ms();
     let first = heartbeat(&mut b, 3);
     let second = heartbeat(&mut b, 4);
@@ -431,7 +434,7 @@ fn netds_tls_key_is_sealed_at_first_start_the_file_destroyed_and_handed_over_onc
     let key = dir.path().join("tls.key");
     std::fs::write(&key, PEM).unwrap();
     let state = dir.path().join("state");
-    let b = boot_in(dir, &state, 0, 0);
+    let b = boot_in(dir, &state, 0);
     assert!(
         !key.exists(),
         "the plaintext key file must be destroyed once sealed"
@@ -488,7 +491,7 @@ fn netds_tls_key_is_sealed_at_first_start_the_file_destroyed_and_handed_over_onc
 
 #[test]
 fn job_ids_are_scoped_per_submitter_so_no_one_can_claim_anothers() {
-    let mut b = boot(0, 0);
+    let mut b = boot(0);
     let mut mallory = result("shared-id");
     mallory.submitter = bounded("mallory");
     let first = match sign(&mut b, mallory) {

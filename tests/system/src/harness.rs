@@ -137,7 +137,7 @@ impl Node {
         std::fs::create_dir_all(&state).unwrap();
         chmod(&state, 0o700);
         let toml = format!(
-            "[node]\nstate_dir = \"{state}\"\nstake_hai = 5000\nbin_dir = \"{bin}\"\n\n\
+            "[node]\nstate_dir = \"{state}\"\nbin_dir = \"{bin}\"\n\n\
              [tpm]\ntcti = \"{tcti}\"\npcrs = [0, 1, 2, 3, 4, 5, 6, 7, 14]\nuserland_pcr = 14\n\n\
              [execd]\nbackend = \"auto\"\n\n\
              [netd]\nlisten = \"127.0.0.1:{port}\"\ntls_cert = \"{pki}/node.pem\"\ntls_key = \"{pki}/node.key\"\n\

@@ -7,3 +7,4 @@ mod mesh;
 mod node;
 mod settlement;
 mod signed;
+mod stake;

@@ -119,7 +119,7 @@ fn self_audit_and_capability_manifest_are_signed_by_the_node_key() {
         verifies(&key, Domain::Capabilities, m, &caps.signature.0),
         "capability manifest signature does not verify"
     );
-    assert_eq!(m.stake_hai, 5000, "stake from node.toml");
+    assert_ne!(m.chain_account, [0; 20], "the sealed chain key's account");
     let health = get_json(&node, "/health", Duration::from_secs(5));
     assert_eq!(
         serde_json::to_value(m.compute_class).unwrap(),
@@ -134,7 +134,7 @@ fn self_audit_and_capability_manifest_are_signed_by_the_node_key() {
         assert_eq!(w.checksum.to_hex(), workflow_checksum(wf));
     }
     let mut inflated = m.clone();
-    inflated.stake_hai += 1;
+    inflated.chain_account[0] ^= 1;
     assert!(!verifies(
         &key,
         Domain::Capabilities,
@@ -171,7 +171,7 @@ fn self_audit_and_capability_manifest_are_signed_by_the_node_key() {
         let mut v: Value = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
         match kind {
             "self-audit" => v["audit"]["unix_ms"] = Value::from(1u64),
-            _ => v["manifest"]["stake_hai"] = Value::from(1_000_000u64),
+            _ => v["manifest"]["cpu_cores"] = Value::from(9_999u64),
         }
         let bad_path = node.p(&format!("tampered-{file}"));
         std::fs::write(&bad_path, serde_json::to_vec(&v).unwrap()).unwrap();

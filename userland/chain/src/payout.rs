@@ -111,3 +111,41 @@ impl PayoutTree {
 pub fn verify(root: &B256, leaf: &PayoutLeaf, proof: &[B256]) -> bool {
     proof.iter().fold(leaf.hash(), |h, s| parent(&h, s)) == *root
 }
+
+/// A payout claim as a file (what validators hand a node, what `havnctl payout claim`
+/// submits): the settlement, its certificate, the leaf and its proof.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Claim {
+    /// Epoch.
+    pub epoch: u64,
+    /// Class (S, M, L, XL = 0..3).
+    pub compute_class: u8,
+    /// The settled payout root.
+    pub payout_root: B256,
+    /// How many receipts the settlement pays.
+    pub receipts: u32,
+    /// The committee's signatures (65 bytes each, ascending signer order).
+    pub certificate: Vec<alloy::primitives::Bytes>,
+    /// The leaf claimed.
+    pub leaf: PayoutLeaf,
+    /// Its proof.
+    pub proof: Vec<B256>,
+}
+
+impl Claim {
+    /// The settlement it names.
+    pub fn settlement(&self) -> crate::eip712::Settlement {
+        crate::eip712::Settlement {
+            epoch: self.epoch,
+            computeClass: self.compute_class,
+            payoutRoot: self.payout_root,
+            receipts: self.receipts,
+        }
+    }
+
+    /// Whether the proof leads to the root (checked before anything is sent).
+    pub fn proves(&self) -> bool {
+        verify(&self.payout_root, &self.leaf, &self.proof)
+    }
+}

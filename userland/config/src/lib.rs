@@ -2,6 +2,7 @@
 //! (`havn-<daemon> --config node.toml`), plus the fixed descriptor layout init uses
 //! when it execs each daemon. See `userland/config/node.example.toml`.
 
+pub mod chain;
 pub mod mesh;
 
 pub use mesh::{Mesh, NodeRole};
@@ -169,6 +170,9 @@ pub struct NodeConfig {
     /// The validator mesh (gossip).
     #[serde(default)]
     pub mesh: Mesh,
+    /// The chain (stake, payouts); absent on an unstaked development node.
+    #[serde(default)]
+    pub chain: Option<chain::Chain>,
 }
 
 /// `[node]`
@@ -177,9 +181,6 @@ pub struct NodeConfig {
 pub struct Node {
     /// Root of persistent state; each daemon owns `state_dir/<daemon>/`.
     pub state_dir: PathBuf,
-    /// Bonded stake in whole HAI (the local StakeGuard view).
-    #[serde(default)]
-    pub stake_hai: u64,
     /// Directory holding the daemon binaries (default: next to havn-init).
     #[serde(default)]
     pub bin_dir: Option<PathBuf>,
@@ -450,6 +451,9 @@ impl NodeConfig {
             ));
         }
         self.mesh.validate()?;
+        if let Some(c) = &self.chain {
+            c.validate()?;
+        }
         if let Some(f) = &self.execd.test_only_fault {
             if f != "perturb-leaf" {
                 return Err(format!(

@@ -24,7 +24,6 @@ fn config(state: &Path) -> havn_config::NodeConfig {
         r#"
 [node]
 state_dir = "{}"
-stake_hai = 5000
 [tpm]
 tcti = "swtpm:host=127.0.0.1,port=1"
 [execd]

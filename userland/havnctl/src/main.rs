@@ -10,6 +10,7 @@ mod mesh_cmd;
 mod models_cmd;
 mod net_cmd;
 mod run_cmd;
+mod stake_cmd;
 mod validate_cmd;
 mod wal_cmd;
 
@@ -69,6 +70,11 @@ enum Cmd {
     VerifySettlement(mesh_cmd::VerifySettlementArgs),
     /// The validator mesh as a node sees it (`mesh status`).
     Mesh(mesh_cmd::MeshArgs),
+    /// Stake in StakeGuard: bond (through the node), status, unbond and withdraw (the
+    /// owner's key).
+    Stake(stake_cmd::StakeArgs),
+    /// Payouts from PayoutRouter: claim a settled receipt, or ask whether it was paid.
+    Payout(stake_cmd::PayoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -86,6 +92,8 @@ fn main() -> ExitCode {
         Cmd::VerifySigned(a) => validate_cmd::verify_signed(a),
         Cmd::VerifySettlement(a) => mesh_cmd::verify_settlement(a),
         Cmd::Mesh(a) => mesh_cmd::run(a),
+        Cmd::Stake(a) => stake_cmd::run_stake(a),
+        Cmd::Payout(a) => stake_cmd::run_payout(a),
         Cmd::Challenge(a) => challenge_cmd::run(a),
         Cmd::Golden(a) => validate_cmd::golden(a),
         Cmd::ShowOutput(a) => validate_cmd::show_output(a),

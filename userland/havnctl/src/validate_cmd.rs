@@ -240,14 +240,14 @@ pub fn verify_signed(a: VerifySignedArgs) -> anyhow::Result<()> {
             &verdict.node_pubkey,
         )?;
         println!(
-            "VALID capability manifest class={:?} cpu_cores={} ram_mib={} gpu={} vram_mib={} workflows={} stake_hai={} node={}",
+            "VALID capability manifest class={:?} cpu_cores={} ram_mib={} gpu={} vram_mib={} workflows={} chain_account=0x{} node={}",
             m.compute_class,
             m.cpu_cores,
             m.ram_mib,
             m.gpu_model.as_deref().unwrap_or("-"),
             m.vram_mib,
             m.workflows.len(),
-            m.stake_hai,
+            hex::encode(m.chain_account),
             m.node.0
         );
     } else {

@@ -61,6 +61,7 @@ pub fn manifest_for_peer(
         role,
         compute_class: class,
         weight,
+        chain_account: [0x5c; 20],
         unix_ms,
     };
     let digest = manifest.signing_digest();

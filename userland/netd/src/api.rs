@@ -48,9 +48,11 @@ pub struct Ctx {
     pub signed: Arc<crate::signed_cache::SignedCache>,
     /// The validator mesh link, when `[mesh]` is configured.
     pub mesh: Option<Arc<crate::mesh_node::MeshLink>>,
+    /// The chain link, when `[chain]` is configured (and the node key unsealed).
+    pub chain: Option<crate::chain_link::ChainLink>,
 }
 
-pub(crate) type Resp = Response<Full<Bytes>>;
+pub type Resp = Response<Full<Bytes>>;
 
 /// Longest a proof request waits for the execd channel (a running job holds it).
 pub const PROOF_WAIT: Duration = Duration::from_secs(120);
@@ -200,6 +202,17 @@ pub async fn handle(
                 ),
             },
         },
+        (Method::GET, ["stake"]) if !(access.operator || access.validator) => {
+            forbidden(&client, "read the stake", "operators and validators")
+        }
+        (Method::GET, ["stake"]) => crate::stake_api::status(&ctx).await,
+        (Method::POST, ["stake", "bond"]) if !access.operator => {
+            forbidden(&client, "bond stake", "operators")
+        }
+        (Method::POST, ["stake", "bond"]) => crate::stake_api::bond(&ctx, req).await,
+        (_, ["stake"]) | (_, ["stake", "bond"]) => {
+            error(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", None)
+        }
         (Method::GET, ["attest", "quote"]) => quote(&ctx, &client, req.uri().query()).await,
         // Served from what attestd already signed when it can be (no TPM round trip).
         (Method::GET, ["attest", "audit"]) => match ctx.signed.audit() {
@@ -374,12 +387,17 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
         }
         Err(refusal) => {
             let (status, msg, field): (StatusCode, String, Option<&str>) = match &refusal {
-                Refusal::StakeInactive { stake, floor } => (
+                Refusal::StakeInactive { stake, floor, why } => (
                     StatusCode::FORBIDDEN,
                     format!(
-                        "stake inactive: {stake} HAI bonded, class {class:?} needs a collateral floor of {floor} HAI"
+                        "stake inactive ({why}): {stake} HAI bonded, class {class:?} needs a collateral floor of {floor} HAI"
                     ),
                     Some("compute_class"),
+                ),
+                Refusal::StakeUnknown { reason } => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("intake closed: the node's stake is unknown ({reason})"),
+                    None,
                 ),
                 Refusal::UnknownWorkflow => (
                     StatusCode::NOT_FOUND,
@@ -742,7 +760,7 @@ fn health(ctx: &Ctx) -> Resp {
             "signing": n.node_key.is_some(),
             "node": n.node_key,
             "compute_class": n.compute_class,
-            "stake_hai": n.stake_hai,
+            "stake": n.stake.json(),
             "workflows": n.workflows.iter().map(|w| w.id.as_str()).collect::<Vec<_>>(),
             "queued": c.queued,
             "running": c.running,

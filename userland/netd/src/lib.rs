@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod body;
+pub mod chain_link;
 pub mod cli;
 pub mod client;
 pub mod dispatch;
@@ -22,6 +23,8 @@ pub mod pki;
 pub mod roles;
 pub mod server;
 pub mod signed_cache;
+pub mod stake;
+pub mod stake_api;
 pub mod state;
 pub mod tls;
 pub mod upload;

@@ -58,6 +58,9 @@ pub enum StartError {
     /// The mesh link did not start.
     #[error("mesh: {0}")]
     Mesh(String),
+    /// `[chain]` names a deployment, owner or endpoint that cannot work.
+    #[error("chain: {0}")]
+    Chain(String),
     /// `[mesh]` names something that cannot work (a malformed address).
     #[error("{0}")]
     MeshConfig(String),
@@ -221,7 +224,10 @@ pub async fn start(
         .await
         .map_err(ipc("attestd"))?
     {
-        NetdAttestResponse::Identity { node } => Some(node),
+        NetdAttestResponse::Identity {
+            node,
+            chain_account,
+        } => Some((node, chain_account)),
         NetdAttestResponse::Error(havn_proto::ipc::RemoteError::GateClosed) => {
             tracing::error!("the node key is sealed (gate closed): serving read-only, no new jobs");
             None
@@ -230,10 +236,9 @@ pub async fn start(
         _ => return Err(StartError::Protocol("attestd")),
     };
     tracing::info!(
-        node = %node_key.map_or_else(|| "sealed".to_string(), |k| k.to_hex()),
+        node = %node_key.map_or_else(|| "sealed".to_string(), |(k, _)| k.to_hex()),
         class = ?caps.compute_class,
         workflows = caps.workflows.len(),
-        stake_hai = cfg.node.stake_hai,
         "execd capabilities and attestd identity received"
     );
 
@@ -270,11 +275,24 @@ pub async fn start(
             "pwrite + fdatasync"
         }
     );
+    let account = node_key
+        .map(|(_, a)| havn_chain::alloy::primitives::Address::from(a))
+        .unwrap_or_default();
+    let stake = Arc::new(match &cfg.chain {
+        Some(c) => crate::stake::StakeView::chain(
+            account.to_string(),
+            Duration::from_millis(c.max_staleness_ms),
+        ),
+        None => {
+            tracing::warn!("no [chain] in node.toml: an unstaked development node (intake does not check stake)");
+            crate::stake::StakeView::unchecked()
+        }
+    });
     let info = NodeInfo {
         compute_class: caps.compute_class,
         workflows: caps.workflows.iter().cloned().collect(),
-        stake_hai: cfg.node.stake_hai,
-        node_key: node_key.map(|k| k.to_hex()),
+        stake: stake.clone(),
+        node_key: node_key.map(|(k, _)| k.to_hex()),
     };
     let state = Arc::new(State::new(
         &replay.snapshot,
@@ -303,6 +321,24 @@ pub async fn start(
     // job and goes before the next one.
     let execd = Arc::new(Mutex::new(execd));
     let signed = Arc::new(crate::signed_cache::SignedCache::default());
+    let chain = match (&cfg.chain, node_key) {
+        (Some(c), Some((k, _))) => {
+            let link = crate::chain_link::ChainLink::new(
+                c,
+                cfg,
+                attestd.clone(),
+                account,
+                havn_chain::alloy::primitives::B256::from(k.0),
+                stake.clone(),
+            )
+            .map_err(|e| StartError::Chain(e.to_string()))?;
+            tracing::info!(%account, rpc = %c.rpc, "chain link: StakeGuard read every {} ms", c.refresh_ms);
+            link.clone()
+                .spawn_refresher(Duration::from_millis(c.refresh_ms));
+            Some(link)
+        }
+        _ => None,
+    };
     let mesh = crate::mesh_node::start(
         cfg,
         state.clone(),
@@ -328,6 +364,7 @@ pub async fn start(
         roles: cfg.netd.roles.clone(),
         uploads: cfg.uploads_dir(),
         mesh,
+        chain,
     });
     let mut tasks = Vec::new();
     critical(

@@ -134,8 +134,8 @@ pub struct NodeInfo {
     pub compute_class: ComputeClass,
     /// Registered workflows.
     pub workflows: Vec<WorkflowRef>,
-    /// Bonded stake in whole HAI (config).
-    pub stake_hai: u64,
+    /// The stake as StakeGuard last said it (unchecked on a development node).
+    pub stake: Arc<crate::stake::StakeView>,
     /// The node key (hex), from attestd.
     pub node_key: Option<String>,
 }
@@ -149,6 +149,13 @@ pub enum Refusal {
         stake: u64,
         /// Floor for the class.
         floor: u64,
+        /// Why (not bonded, quarantined, unbonding, under the floor).
+        why: String,
+    },
+    /// 503: the chain has not answered within the staleness bound.
+    StakeUnknown {
+        /// What is known.
+        reason: String,
     },
     /// 404.
     UnknownWorkflow,
@@ -311,12 +318,14 @@ impl State {
         if self.node.node_key.is_none() {
             return Err(Refusal::KeySealed);
         }
-        let floor = p.class.collateral_floor_hai();
-        if self.node.stake_hai < floor {
-            return Err(Refusal::StakeInactive {
-                stake: self.node.stake_hai,
-                floor,
-            });
+        match self.node.stake.admit(p.class) {
+            Ok(()) => {}
+            Err(crate::stake::StakeRefusal::Inactive { stake, floor, why }) => {
+                return Err(Refusal::StakeInactive { stake, floor, why })
+            }
+            Err(crate::stake::StakeRefusal::Unknown { reason }) => {
+                return Err(Refusal::StakeUnknown { reason })
+            }
         }
         let Some(w) = self
             .node

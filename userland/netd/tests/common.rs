@@ -40,7 +40,8 @@ pub fn tmpdir(tag: &str) -> PathBuf {
 }
 
 pub struct Cfg {
-    pub stake: u64,
+    /// A `[chain]` section (default: none, an unstaked development node).
+    pub chain: Option<String>,
     pub queue: usize,
     pub max_body: usize,
     pub endpoints: Vec<String>,
@@ -53,7 +54,7 @@ pub struct Cfg {
 impl Default for Cfg {
     fn default() -> Self {
         Self {
-            stake: 5000,
+            chain: None,
             queue: 64,
             max_body: 4096,
             endpoints: Vec::new(),
@@ -69,7 +70,6 @@ pub fn config_text(state: &Path, c: &Cfg) -> String {
         r#"
 [node]
 state_dir = "{state}"
-stake_hai = {stake}
 [tpm]
 tcti = "swtpm:host=127.0.0.1,port=1"
 # havn-config's derived Default leaves execd.backend empty: spell it out.
@@ -88,9 +88,10 @@ heartbeat_ms = 100
 heartbeat_endpoints = {endpoints:?}
 [netd.roles]
 {roles}
+{chain}
 "#,
         state = state.display(),
-        stake = c.stake,
+        chain = c.chain.as_deref().unwrap_or(""),
         d = d.display(),
         queue = c.queue,
         body = c.max_body,
@@ -292,6 +293,11 @@ impl ExecdStandIn {
     }
 }
 
+/// The attestd stand-in's chain key (every instance has the same).
+pub fn chain_key() -> havn_chain::alloy::signers::local::PrivateKeySigner {
+    havn_chain::tx::key_from_bytes(&[0x42; 32]).unwrap()
+}
+
 /// Heartbeats the attestd stand-ins signed (all instances).
 pub static HEARTBEATS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
@@ -308,7 +314,28 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
         let node = NodeId(PubKey32([7; 32]));
         while let Ok(r) = s.recv() {
             let resp = match r.msg {
-                NetdAttestRequest::Identity => NetdAttestResponse::Identity { node: node.0 },
+                NetdAttestRequest::Identity => NetdAttestResponse::Identity {
+                    node: node.0,
+                    chain_account: chain_key().address().into_array(),
+                },
+                // The stand-in signs any call; attestd's signing policy is tested
+                // against the real attestd (attest/attestd/tests/chain.rs).
+                NetdAttestRequest::ChainTx(tx) => {
+                    let call = havn_chain::tx::Call {
+                        chain_id: tx.chain_id,
+                        nonce: tx.nonce,
+                        gas_limit: tx.gas_limit,
+                        max_fee_per_gas: tx.max_fee_per_gas,
+                        max_priority_fee_per_gas: tx.max_priority_fee_per_gas,
+                        to: tx.to.into(),
+                        input: tx.input.to_vec().into(),
+                    };
+                    let sig = call.sign(&chain_key()).unwrap();
+                    NetdAttestResponse::Chain(Box::new(havn_proto::chain::ChainSignature {
+                        signer: chain_key().address().into_array(),
+                        signature: heapless::Vec::from_slice(&sig.as_bytes()).unwrap(),
+                    }))
+                }
                 NetdAttestRequest::Heartbeat(netd_claims) => {
                     let seq = HEARTBEATS.fetch_add(1, Ordering::Relaxed) + 1;
                     NetdAttestResponse::Heartbeat(SignedHeartbeat {
@@ -350,7 +377,8 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                 // The stand-in is an execution node outside any mesh.
                 NetdAttestRequest::MeshManifest { .. }
                 | NetdAttestRequest::Lottery { .. }
-                | NetdAttestRequest::Vote(_) => {
+                | NetdAttestRequest::Vote(_)
+                | NetdAttestRequest::ChainVote(_) => {
                     NetdAttestResponse::Error(RemoteError::NotPermitted)
                 }
             };

@@ -9,4 +9,5 @@ mod intake;
 mod mtls;
 mod proof;
 mod roles;
+mod stake;
 mod wal;

@@ -60,7 +60,8 @@ impl Service {
                 NodeRole::Validator => Role::Validator,
             },
             compute_class: self.mesh.class,
-            weight: self.stake_hai,
+            weight: 1,
+            chain_account: self.chain_account(),
             unix_ms: unix_ms(),
         };
         let digest = manifest.signing_digest();

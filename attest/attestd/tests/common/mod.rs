@@ -25,20 +25,15 @@ pub struct Booted {
 
 /// A service on a fresh swtpm, booted like havn-init does it: three `Measure`s, then
 /// `Status`.
-pub fn boot(audit_interval_ms: u64, stake_hai: u64) -> Booted {
+pub fn boot(audit_interval_ms: u64) -> Booted {
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    boot_in(dir, &state, audit_interval_ms, stake_hai)
+    boot_in(dir, &state, audit_interval_ms)
 }
 
 /// [`boot`] with the state directory at `state`.
-pub fn boot_in(
-    dir: tempfile::TempDir,
-    state: &std::path::Path,
-    audit_interval_ms: u64,
-    stake_hai: u64,
-) -> Booted {
-    boot_in_with("", dir, state, audit_interval_ms, stake_hai)
+pub fn boot_in(dir: tempfile::TempDir, state: &std::path::Path, audit_interval_ms: u64) -> Booted {
+    boot_in_with("", dir, state, audit_interval_ms)
 }
 
 /// [`boot_in`] with `extra` lines in `[node]`.
@@ -47,12 +42,11 @@ pub fn boot_in_with(
     dir: tempfile::TempDir,
     state: &std::path::Path,
     audit_interval_ms: u64,
-    stake_hai: u64,
 ) -> Booted {
     std::env::set_var("TSS2_LOG", "all+none");
     let tpm = Swtpm::start().expect("start swtpm");
     let text = format!(
-        "[node]\nstate_dir = {state:?}\nstake_hai = {stake_hai}\naudit_interval_ms = {audit_interval_ms}\n{extra}\n\
+        "[node]\nstate_dir = {state:?}\naudit_interval_ms = {audit_interval_ms}\n{extra}\n\
          [tpm]\ntcti = \"{tcti}\"\npcrs = [0, 1, 2, 3, 4, 5, 6, 7, 14]\nuserland_pcr = 14\n\
          [netd]\nlisten = \"127.0.0.1:8443\"\ntls_cert = \"c\"\ntls_key = {key:?}\nclient_ca = \"ca\"\n",
         tcti = tpm.tcti(),

@@ -302,6 +302,7 @@ fn attestd(fd: std::os::fd::OwnedFd) {
             let resp = match r.msg {
                 NetdAttestRequest::Identity => NetdAttestResponse::Identity {
                     node: PubKey32([7; 32]),
+                    chain_account: [0; 20],
                 },
                 // No sealed key: netd reads the bench PKI's key file.
                 NetdAttestRequest::TlsKey => {
@@ -325,7 +326,7 @@ async fn netd(dir: &Path, fsync: bool, delay: Duration, direct: bool) -> havn_ne
     let _ = std::fs::remove_dir_all(&state);
     let pki = dir.join("pki");
     let text = format!(
-        "[node]\nstate_dir = \"{}\"\nstake_hai = 5000\n[tpm]\ntcti = \"swtpm:host=127.0.0.1,port=1\"\n\
+        "[node]\nstate_dir = \"{}\"\n[tpm]\ntcti = \"swtpm:host=127.0.0.1,port=1\"\n\
          [execd]\nbackend = \"auto\"\n[netd]\nlisten = \"127.0.0.1:0\"\ntls_cert = \"{p}/node.pem\"\n\
          tls_key = \"{p}/node.key\"\nclient_ca = \"{p}/ca.pem\"\nqueue_capacity = 10000000\n",
         state.display(),
