@@ -5,7 +5,8 @@ import {IHAI} from "./IHAI.sol";
 import {StakeGuard} from "./StakeGuard.sol";
 
 /// @title Adjudicator — challenges of receipts and their outcomes, with stake at risk.
-/// @notice An active validator challenges a receipt by posting CHALLENGE_BOND HAI. The
+/// @notice An active validator challenges a receipt by posting CHALLENGE_BOND HAI (once per
+///         receipt: a second challenge of it, open or resolved, reverts). The
 ///         committee's quorum (EIP-712 `Adjudication`, checked by StakeGuard) resolves it:
 ///         upheld, the accused loses SLASH_BPS of its bond to the challenger, who gets its
 ///         bond back; rejected, the challenger's bond goes to the accused's owner.
@@ -35,7 +36,8 @@ contract Adjudicator {
     IHAI public immutable hai;
     uint256 public challengeCount;
     mapping(uint256 => Challenge) private challenges;
-    mapping(bytes32 => uint256) public openChallengeOf;
+    /// The challenge of each receipt: a receipt is adjudicated once.
+    mapping(bytes32 => uint256) public challengeOfReceipt;
 
     event ChallengeOpened(
         uint256 indexed id, address indexed challenger, address indexed accused, bytes32 receipt, uint64 epoch
@@ -60,11 +62,11 @@ contract Adjudicator {
             revert NotValidator(msg.sender);
         }
         if (guard.bondOf(accused).amount == 0) revert NotBonded(accused);
-        uint256 open = openChallengeOf[receipt];
-        if (open != 0) revert DuplicateChallenge(receipt, open);
+        uint256 earlier = challengeOfReceipt[receipt];
+        if (earlier != 0) revert DuplicateChallenge(receipt, earlier);
         id = ++challengeCount;
         challenges[id] = Challenge(msg.sender, accused, receipt, epoch, Status.Open, 0);
-        openChallengeOf[receipt] = id;
+        challengeOfReceipt[receipt] = id;
         if (!hai.transferFrom(msg.sender, address(this), CHALLENGE_BOND)) revert TransferFailed();
         emit ChallengeOpened(id, msg.sender, accused, receipt, epoch);
     }
@@ -76,7 +78,6 @@ contract Adjudicator {
         if (c.status != Status.Open) revert AlreadyResolved(id);
         uint256 weight =
             guard.requireQuorum(keccak256(abi.encode(ADJUDICATION_TYPEHASH, id, c.receipt, upheld)), signatures);
-        delete openChallengeOf[c.receipt];
         if (upheld) {
             c.status = Status.Upheld;
             uint256 bonded = guard.bondOf(c.accused).amount;

@@ -326,6 +326,23 @@ pub enum VerdictMessage {
     Verdict(SignedVerdict),
     /// A vote on an epoch settlement.
     Vote(SettlementVote),
+    /// A validator's chain-key signature on a quorum message (a settlement's payout
+    /// root, a quarantine, a challenge's outcome), gossiped so that any validator can
+    /// assemble the certificate the contracts check.
+    ChainVote(Box<ChainVoteMessage>),
+}
+
+/// See [`VerdictMessage::ChainVote`]. Receivers check that `signature` recovers to
+/// `signer` over the EIP-712 digest of `vote` and that `signer` is the chain account
+/// `validator`'s attested manifest names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
+pub struct ChainVoteMessage {
+    /// The validator (mesh identity).
+    pub validator: NodeId,
+    /// What it votes for.
+    pub vote: crate::chain::ChainVote,
+    /// Its chain account and signature.
+    pub signature: crate::chain::ChainSignature,
 }
 
 /// The root a committee list commits to: the Merkle root over

@@ -188,7 +188,11 @@ fn the_manifest_quote_binds_the_manifest_and_a_peer_verifies_it() {
     };
     assert_eq!(m.manifest.node, b.node);
     assert_eq!(m.manifest.role, Role::Validator);
-    assert_eq!(m.manifest.weight, 5_000);
+    assert_eq!(m.manifest.weight, 1, "one validator, one vote in the mesh");
+    assert_ne!(
+        m.manifest.chain_account, [0; 20],
+        "the manifest names the chain account"
+    );
     assert_eq!(m.quote.nonce, m.manifest.signing_digest());
     // Another node's view accepts it: the swtpm quote verifies and binds this manifest.
     let mut view = MeshState::new(MeshParams::default(), havn_attest::Policy::default());

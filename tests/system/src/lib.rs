@@ -2,4 +2,5 @@
 //! havnctl) with a real swtpm, real TLS and real IPC. See `tests/`.
 
 pub mod harness;
+pub mod mesh_chain;
 pub mod mesh_demo;

@@ -30,6 +30,9 @@ pub struct Options {
     pub epoch_ms: u64,
     /// Give up after this long (from the first job).
     pub timeout: Duration,
+    /// Stake and payouts on a dev chain (anvil): nodes bond, the committee settles,
+    /// pays, slashes the cheater and quarantines a node that goes dark.
+    pub chain: bool,
 }
 
 impl Default for Options {
@@ -40,7 +43,8 @@ impl Default for Options {
             executors: 3,
             jobs: 4,
             epoch_ms: 10_000,
-            timeout: Duration::from_secs(120),
+            timeout: Duration::from_secs(150),
+            chain: true,
         }
     }
 }
@@ -123,6 +127,17 @@ pub fn run(opts: &Options) -> Outcome {
     let ports: Vec<u16> = (0..v + e).map(|_| free_port()).collect();
     let validator_ports: Vec<u16> = ports.iter().take(v).copied().collect();
     let mut members: Vec<Member> = Vec::new();
+    let mut chain = if opts.chain {
+        progress(
+            "starting the dev chain (anvil) and deploying StakeGuard, Adjudicator, PayoutRouter",
+        );
+        match crate::mesh_chain::DemoChain::start(v + e) {
+            Ok(c) => Some(c),
+            Err(why) => return failed(opts, why),
+        }
+    } else {
+        None
+    };
     for (i, port) in ports.iter().copied().enumerate() {
         let (role, name) = if i < v {
             ("validator", format!("validator-{}", i + 1))
@@ -133,6 +148,9 @@ pub fn run(opts: &Options) -> Outcome {
         let node = Node::prepare();
         let bootstrap: Vec<u16> = validator_ports.iter().take(i.min(v)).copied().collect();
         configure(&node, role, port, &bootstrap, opts.epoch_ms, cheats);
+        if let Some(c) = &chain {
+            c.configure(&node, i);
+        }
         members.push(Member {
             name: if cheats {
                 format!("{name}-cheater")
@@ -150,6 +168,21 @@ pub fn run(opts: &Options) -> Outcome {
         progress(&format!("starting {} ({})", m.name, m.role));
         m.node.start();
         m.key = node_key(&m.node);
+    }
+    if let Some(c) = chain.as_mut() {
+        for (i, m) in members.iter().enumerate() {
+            let amount = if m.role == "validator" { 5_000 } else { 2_000 };
+            progress(&format!(
+                "{}: bonding {amount} HAI through its node",
+                m.name
+            ));
+            if let Err(why) = c.bond(&m.node, i, &m.name, &m.key, amount) {
+                return failed(opts, why);
+            }
+        }
+        if let Err(why) = c.fund_pool(10_000) {
+            return failed(opts, why);
+        }
     }
     progress("waiting for every node to verify every manifest (quotes included)");
     let total = members.len() as u64;
@@ -169,10 +202,29 @@ pub fn run(opts: &Options) -> Outcome {
     for round in 0..opts.jobs {
         for m in members.iter_mut().filter(|m| m.role == "execution") {
             let job = format!("{}-job-{round}", m.name);
+            if m.cheats && chain.is_some() && m.jobs > 0 {
+                // Slashed on chain by now (usually within a second of its first
+                // receipt): under its floor, it refuses work. Checked at the end.
+                continue;
+            }
             progress(&format!("{}: job {job}", m.name));
             m.node.submit("lm", 100 + round as u64, &job);
             m.jobs += 1;
         }
+    }
+    // With a chain, the first honest execution node goes dark: its heartbeats stop, and
+    // after 3 epochs the committee quarantines it on chain.
+    let dark = chain.as_ref().and_then(|_| {
+        members
+            .iter()
+            .position(|m| m.role == "execution" && !m.cheats)
+    });
+    if let Some(d) = dark {
+        progress(&format!(
+            "{} goes dark (stopped): its heartbeats stop",
+            members[d].name
+        ));
+        members[d].node.stop();
     }
     progress("jobs done; waiting for the committee: challenge, slashing evidence, settlements");
     let cheater_key = members
@@ -201,7 +253,22 @@ pub fn run(opts: &Options) -> Outcome {
         let all_settled = honest
             .iter()
             .all(|(k, n)| settled.get(k).copied().unwrap_or(0) >= *n as u64);
-        if caught && all_settled {
+        let chain_done = chain.as_ref().is_none_or(|c| {
+            let events = c.events(&views);
+            let has = |kind: &str, key: &str| {
+                events.iter().any(|e| e["kind"] == kind && e["node"] == key)
+            };
+            let paid = |key: &str| {
+                events
+                    .iter()
+                    .filter(|e| e["kind"] == "payout" && e["node"] == key)
+                    .count()
+            };
+            has("slash", &cheater_key)
+                && dark.is_none_or(|d| has("quarantine", &members[d].key))
+                && honest.iter().all(|(k, n)| paid(k) >= *n)
+        });
+        if caught && all_settled && chain_done {
             break;
         }
         if started.elapsed() > opts.timeout {
@@ -210,7 +277,77 @@ pub fn run(opts: &Options) -> Outcome {
         }
         std::thread::sleep(Duration::from_secs(1));
     }
-    finish(opts, &members, &views, &cheater_key)
+    let mut refusals = Vec::new();
+    if chain.is_some() {
+        // The slashed cheater is under its floor; the dark node, back, is quarantined.
+        let cheater = members.iter().find(|m| m.cheats);
+        if let Some(m) = cheater {
+            refusals.push(refused(m, "stake inactive"));
+        }
+        if let Some(d) = dark {
+            progress(&format!(
+                "{} comes back: quarantined, it must refuse jobs",
+                members[d].name
+            ));
+            members[d].node.start();
+            refusals.push(refused(&members[d], "quarantined"));
+        }
+    }
+    finish(
+        opts,
+        &members,
+        &views,
+        &cheater_key,
+        chain.as_ref(),
+        refusals,
+    )
+}
+
+/// A job to `m` until it is refused with `why` (or 20 s pass): the refusal seen.
+fn refused(m: &Member, why: &str) -> Value {
+    let ck = crate::harness::workflow_checksum("lm");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        let o = m.node.ctl(
+            "orchestrator",
+            &[
+                "submit",
+                "--workflow",
+                "lm",
+                "--checksum",
+                &ck,
+                "--seed",
+                "7",
+                "--job-id",
+                "after",
+            ],
+        );
+        last = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        if !o.status.success() && last.contains(why) {
+            return json!({"node": m.name, "refused": true, "reason": last.trim()});
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    json!({"node": m.name, "refused": false, "expected": why, "last": last.trim()})
+}
+
+fn failed(opts: &Options, why: String) -> Outcome {
+    progress(&format!("FAILED before the jobs: {why}"));
+    let summary = json!({"passed": false, "problems": [why.clone()], "epoch_ms": opts.epoch_ms});
+    let _ = std::fs::write(
+        opts.out.join("mesh-summary.json"),
+        serde_json::to_vec_pretty(&summary).unwrap_or_default(),
+    );
+    Outcome {
+        summary,
+        passed: false,
+        problems: vec![why],
+    }
 }
 
 /// Receipts in certified settlements by node, from the validator with the most.
@@ -295,7 +432,14 @@ fn verify_settlements(
     checked
 }
 
-fn finish(opts: &Options, members: &[Member], views: &[Value], cheater_key: &str) -> Outcome {
+fn finish(
+    opts: &Options,
+    members: &[Member],
+    views: &[Value],
+    cheater_key: &str,
+    chain: Option<&crate::mesh_chain::DemoChain>,
+    refusals: Vec<Value>,
+) -> Outcome {
     let mut problems = Vec::new();
     let settled = settled_by_node(views);
     let verified = |key: &str| {
@@ -369,13 +513,43 @@ fn finish(opts: &Options, members: &[Member], views: &[Value], cheater_key: &str
     if settlements.is_empty() {
         problems.push("no settlement was certified".into());
     }
-    let summary = json!({
+    let chain_summary = chain.map(|c| {
+        let events = c.events(views);
+        let keys = members
+            .iter()
+            .map(|m| (m.name.clone(), m.key.clone()))
+            .collect();
+        for kind in [
+            "bond",
+            "settle",
+            "payout",
+            "challenge",
+            "slash",
+            "quarantine",
+        ] {
+            if !events.iter().any(|e| e["kind"] == kind) {
+                problems.push(format!("no {kind} on chain"));
+            }
+        }
+        for r in &refusals {
+            if r["refused"] != true {
+                problems.push(format!("{} was not refused as expected: {r}", r["node"]));
+            }
+        }
+        let mut s = c.summary(&events, &keys, &mut problems);
+        s["refusals"] = Value::from(refusals.clone());
+        s
+    });
+    let mut summary = json!({
         "nodes": nodes,
         "settlements": settlements,
         "epoch_ms": opts.epoch_ms,
-        "passed": problems.is_empty(),
-        "problems": problems,
     });
+    if let Some(c) = chain_summary {
+        summary["chain"] = c;
+    }
+    summary["passed"] = Value::from(problems.is_empty());
+    summary["problems"] = Value::from(problems.clone());
     let _ = std::fs::write(
         opts.out.join("mesh-summary.json"),
         serde_json::to_vec_pretty(&summary).unwrap_or_default(),

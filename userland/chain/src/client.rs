@@ -195,6 +195,13 @@ impl Chain {
         .await
     }
 
+    /// The payout root settled for `epoch` and `class` (zero if none).
+    pub async fn settled_root(&self, epoch: u64, class: u8) -> Result<B256, ChainError> {
+        use alloy::sol_types::SolValue;
+        let key = alloy::primitives::keccak256((epoch, U256::from(class)).abi_encode());
+        Ok(self.payout_router().settledRoot(key).call().await?)
+    }
+
     /// Whether `receipt` was paid.
     pub async fn is_paid(&self, receipt: B256) -> Result<bool, ChainError> {
         Ok(self.payout_router().paid(receipt).call().await?)

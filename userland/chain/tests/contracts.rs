@@ -603,6 +603,12 @@ async fn stake_is_slashed_only_through_an_upheld_challenge() {
             .await,
         "AlreadyResolved",
     );
+    // A receipt is adjudicated once: no second challenge of it after the outcome.
+    reverts(
+        w.chain(2).challenge(w.addr(NODE_M), receipt, 3).await,
+        "DuplicateChallenge",
+    );
+    assert_eq!(adj.challengeOfReceipt(receipt).call().await.unwrap(), id);
     // A rejected challenge forfeits the challenger's bond to the accused's owner.
     let receipt2 = B256::repeat_byte(0xbb);
     let owner_before = w.balance(OWNER_S).await;
@@ -703,6 +709,8 @@ async fn a_receipt_is_paid_once_against_a_quorum_settlement() {
         .unwrap();
     assert_eq!(w.balance(OWNER_M).await, owner_before + hai(15));
     assert!(orchestrator.is_paid(l1.receipt).await.unwrap());
+    assert_eq!(orchestrator.settled_root(5, 1).await.unwrap(), tree.root());
+    assert_eq!(orchestrator.settled_root(5, 0).await.unwrap(), B256::ZERO);
     reverts(
         orchestrator.claim(&s, cert.clone(), &l1, p1.clone()).await,
         "AlreadyPaid",

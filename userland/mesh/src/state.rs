@@ -313,6 +313,33 @@ impl MeshState {
                 let d = validate::signature(&v.validator, &v.settlement, &v.signature)?;
                 Ok(Verified::new(m, d))
             }
+            VerdictMessage::ChainVote(c) => {
+                // The chain signature itself is checked by the receiver that knows the
+                // deployment (its EIP-712 domain); here: a known validator of the class,
+                // naming the chain account its attested manifest names.
+                if let havn_proto::chain::ChainVote::Settlement {
+                    compute_class,
+                    epoch,
+                    ..
+                } = &c.vote
+                {
+                    validate::class_matches(topic, *compute_class)?;
+                    validate::epoch_in_window(&self.params, *epoch, now_ms)?;
+                }
+                validate::known_validator(self, &c.validator, class)?;
+                let named = self.node(&c.validator).map(|k| k.manifest.chain_account);
+                if named != Some(c.signature.signer) {
+                    return Err(Rejection::Undecodable(
+                        "a chain vote from another account than the validator's manifest names"
+                            .into(),
+                    ));
+                }
+                let d = havn_proto::sign::tagged_digest(
+                    b"havn/chain-vote-message/v1",
+                    &postcard::to_stdvec(&**c).unwrap_or_default(),
+                );
+                Ok(Verified::new(m, d))
+            }
         }
     }
 

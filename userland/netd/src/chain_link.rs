@@ -164,6 +164,11 @@ impl ChainLink {
         &self.chain
     }
 
+    /// The node's mesh identity (its node key).
+    pub fn node_id(&self) -> havn_proto::NodeId {
+        havn_proto::NodeId(havn_proto::PubKey32(self.node_key.0))
+    }
+
     /// The node's chain account.
     pub fn account(&self) -> Address {
         self.account

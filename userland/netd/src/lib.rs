@@ -29,6 +29,7 @@ pub mod state;
 pub mod tls;
 pub mod upload;
 pub mod validator;
+pub mod validator_chain;
 pub mod wal;
 pub mod wal_salvage;
 

@@ -63,6 +63,8 @@ pub struct MeshLink {
     role: havn_config::NodeRole,
     /// A validator's work (empty on an execution node).
     pub report: Arc<std::sync::Mutex<crate::validator::Report>>,
+    /// What this validator did on chain.
+    chain_events: Arc<std::sync::Mutex<Vec<crate::validator_chain::ChainEvent>>>,
     verdicts: std::sync::Mutex<VecDeque<serde_json::Value>>,
     receipts_verified: AtomicU64,
     verdicts_seen: AtomicU64,
@@ -147,6 +149,7 @@ pub async fn start(
     attestd: Arc<Mutex<AsyncClient<NetdAttestd>>>,
     execd: Arc<Mutex<AsyncClient<NetdExecd>>>,
     class: ComputeClass,
+    chain: Option<crate::chain_link::ChainLink>,
 ) -> Result<Option<Arc<MeshLink>>, MeshError> {
     let Some(listen) = cfg.mesh.listen.as_deref() else {
         return Ok(None);
@@ -193,9 +196,21 @@ pub async fn start(
     let delivered = gossip.take_delivered();
     let gossip = Arc::new(gossip);
     let report = Arc::new(std::sync::Mutex::new(crate::validator::Report::default()));
+    let chain_events = Arc::new(std::sync::Mutex::new(Vec::new()));
     let to_validator = match cfg.node.role {
         havn_config::NodeRole::Validator => {
             let (tx, rx) = tokio::sync::mpsc::channel(crate::gossip::DELIVERY_QUEUE);
+            let duty = chain.map(|link| {
+                let me = link.node_id();
+                crate::validator_chain::ChainDuty::new(
+                    link,
+                    gossip.clone(),
+                    attestd.clone(),
+                    me,
+                    class,
+                    chain_events.clone(),
+                )
+            });
             let v = crate::validator::Validator::new(
                 gossip.clone(),
                 attestd.clone(),
@@ -203,6 +218,7 @@ pub async fn start(
                 params,
                 class,
                 report.clone(),
+                duty,
             );
             tokio::spawn(v.run(rx));
             Some(tx)
@@ -214,6 +230,7 @@ pub async fn start(
         class,
         role: cfg.node.role,
         report,
+        chain_events,
         verdicts: std::sync::Mutex::new(VecDeque::new()),
         receipts_verified: AtomicU64::new(0),
         verdicts_seen: AtomicU64::new(0),
@@ -385,6 +402,7 @@ impl MeshLink {
             "last_verdicts": verdicts,
             "role": format!("{:?}", self.role).to_lowercase(),
             "validator": self.validator_summary(),
+            "chain_events": self.chain_events.lock().map(|e| e.clone()).unwrap_or_default(),
         }))
     }
 

@@ -345,6 +345,7 @@ pub async fn start(
         attestd.clone(),
         execd.clone(),
         caps.compute_class,
+        chain.clone(),
     )
     .await
     .map_err(|e| match e {

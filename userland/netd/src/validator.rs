@@ -86,6 +86,9 @@ pub struct Validator {
     settled: BTreeSet<u64>,
     quorums: BTreeMap<u64, Voting>,
     pending_votes: Vec<SettlementVote>,
+    /// The chain side, when `[chain]` is configured.
+    chain: Option<crate::validator_chain::ChainDuty>,
+    chain_work: Vec<crate::validator_chain::Work>,
 }
 
 use havn_mesh::params::now_ms;
@@ -99,6 +102,7 @@ impl Validator {
         params: MeshParams,
         class: ComputeClass,
         report: Arc<std::sync::Mutex<Report>>,
+        chain: Option<crate::validator_chain::ChainDuty>,
     ) -> Self {
         let start_epoch = params.epoch_of(now_ms());
         Self {
@@ -121,6 +125,8 @@ impl Validator {
             settled: BTreeSet::new(),
             quorums: BTreeMap::new(),
             pending_votes: Vec::new(),
+            chain,
+            chain_work: Vec::new(),
         }
     }
 
@@ -139,7 +145,10 @@ impl Validator {
                     Some(d) => self.on(d).await,
                     None => return,
                 },
-                _ = tick.tick() => self.settle_due().await,
+                _ = tick.tick() => {
+                    self.settle_due().await;
+                    self.chain_tick().await;
+                }
             }
         }
     }
@@ -185,6 +194,14 @@ impl Validator {
                     self.check_slashing(&digest).await;
                 }
                 VerdictMessage::Vote(v) => self.vote(v),
+                VerdictMessage::ChainVote(m) => {
+                    if self.chain.as_mut().is_some_and(|c| c.add(&m)) {
+                        let n = self.committee_size().await;
+                        if let Some(c) = self.chain.as_mut() {
+                            c.submit_ready(n).await;
+                        }
+                    }
+                }
             },
             Delivered::Heartbeat(h) => self.liveness.record(&self.params, &h),
             Delivered::Rejected {
@@ -378,6 +395,15 @@ impl Validator {
             self.slashed.insert(*digest);
             self.caught
                 .insert(ev.challenge.challenge.receipt.receipt.node);
+            if self.chain.is_some() {
+                let c = &ev.challenge.challenge;
+                self.chain_work.push(crate::validator_chain::Work::Slash {
+                    receipt: *digest,
+                    node: c.receipt.receipt.node,
+                    epoch: c.epoch,
+                    challenger: c.challenger,
+                });
+            }
             self.note(|r| r.slashing.push(ev));
         }
     }
@@ -437,7 +463,31 @@ impl Validator {
                 })
             })
             .collect();
+        if self.chain.is_some() {
+            self.chain_work.push(crate::validator_chain::Work::Settle {
+                epoch,
+                receipts: receipts.clone(),
+            });
+        }
         let (evidence, revived) = self.quarantine.observe(&self.params, &cert, live);
+        if self.chain.is_some() {
+            for e in &evidence {
+                self.chain_work
+                    .push(crate::validator_chain::Work::Liveness {
+                        node: e.node,
+                        epoch,
+                        release: false,
+                    });
+            }
+            for n in &revived {
+                self.chain_work
+                    .push(crate::validator_chain::Work::Liveness {
+                        node: *n,
+                        epoch,
+                        release: true,
+                    });
+            }
+        }
         tracing::info!(epoch, receipts = receipts.len(), "settlement certified");
         let quarantined: Vec<NodeId> = evidence.iter().map(|e| e.node).collect();
         let gossip = self.gossip.clone();
@@ -462,6 +512,37 @@ impl Validator {
             r.quarantined.extend(quarantined);
             r.quarantined.retain(|n| !revived.contains(n));
         });
+    }
+
+    async fn committee_size(&self) -> usize {
+        let class = self.class;
+        self.gossip
+            .with_state(move |s| s.committee(class).len())
+            .await
+            .unwrap_or(0)
+    }
+
+    /// Puts what the mesh decided on chain: signs and gossips chain votes, opens our
+    /// challenges, submits every subject with a quorum of signatures.
+    async fn chain_tick(&mut self) {
+        let Some(mut duty) = self.chain.take() else {
+            return;
+        };
+        let mut out = Vec::new();
+        for w in std::mem::take(&mut self.chain_work) {
+            out.extend(duty.work(w).await);
+        }
+        out.extend(duty.tick().await);
+        for m in out {
+            self.publish(
+                Topic::Verdict(self.class),
+                &VerdictMessage::ChainVote(Box::new(m)),
+            )
+            .await;
+        }
+        let n = self.committee_size().await;
+        duty.submit_ready(n).await;
+        self.chain = Some(duty);
     }
 
     /// Settles every epoch that ended at least half an epoch ago.

@@ -27,9 +27,12 @@ struct Args {
     /// Epoch length in milliseconds.
     #[arg(long, default_value_t = 10_000)]
     epoch_ms: u64,
-    /// Seconds to wait for the verdicts and settlements after the last job.
-    #[arg(long, default_value_t = 120)]
+    /// Seconds to wait for the verdicts, settlements and chain work after the first job.
+    #[arg(long, default_value_t = 150)]
     timeout: u64,
+    /// Run without the dev chain (no stake, payouts, slashing or quarantine on chain).
+    #[arg(long)]
+    no_chain: bool,
 }
 
 fn main() -> ExitCode {
@@ -46,6 +49,7 @@ fn main() -> ExitCode {
         jobs: a.jobs,
         epoch_ms: a.epoch_ms,
         timeout: Duration::from_secs(a.timeout),
+        chain: !a.no_chain,
     };
     let outcome = havn_system_tests::mesh_demo::run(&opts);
     println!(

@@ -1,0 +1,191 @@
+//! The mesh demo's chain: an anvil with Havn's contracts, every node bonded through
+//! its own node (attestd's sealed chain key signs), the payout pool funded by an
+//! orchestrator, and at the end the balances and every validator's on-chain events for
+//! `mesh-summary.json`'s `"chain"` section.
+
+use crate::harness::Node;
+use havn_chain::alloy::primitives::{Address, U256};
+use havn_chain::devnet::Devnet;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+
+/// Anvil account of the orchestrator that funds the payout pool.
+const ORCHESTRATOR: usize = 1;
+
+/// The dev chain and what the demo knows of it.
+pub struct DemoChain {
+    rt: tokio::runtime::Runtime,
+    net: Devnet,
+    /// Per member: (name, chain account, owner account, owner's HAI before).
+    pub accounts: Vec<(String, Address, Address, U256)>,
+    /// Bond transactions.
+    pub bonds: Vec<Value>,
+}
+
+impl DemoChain {
+    /// Starts anvil and deploys the contracts.
+    pub fn start(members: usize) -> Result<Self, String> {
+        let rt = tokio::runtime::Runtime::new().map_err(|e| e.to_string())?;
+        let net = rt
+            .block_on(Devnet::start(members + 2, 3_600, 100_000))
+            .map_err(|e| format!("dev chain: {e}"))?;
+        Ok(Self {
+            rt,
+            net,
+            accounts: Vec::new(),
+            bonds: Vec::new(),
+        })
+    }
+
+    /// Member `i`'s owner: anvil account `i + 2`.
+    fn owner(&self, i: usize) -> Address {
+        self.net.address(i + 2)
+    }
+
+    /// Adds `[chain]` to member `i`'s node.toml.
+    pub fn configure(&self, n: &Node, i: usize) {
+        let file = n.path("deployment.json");
+        let _ = self.net.deployment().save(&file);
+        let path = n.path("node.toml");
+        let mut toml = std::fs::read_to_string(&path).unwrap_or_default();
+        toml.push_str(&format!(
+            "\n[chain]\nrpc = \"{}\"\ndeployment = \"{}\"\nowner = \"{}\"\nrefresh_ms = 500\nmax_staleness_ms = 10000\n",
+            self.net.endpoint(),
+            file.display(),
+            self.owner(i)
+        ));
+        let _ = std::fs::write(&path, toml);
+    }
+
+    /// Funds member `i`'s node account and bonds `amount_hai` through the node.
+    pub fn bond(
+        &mut self,
+        n: &Node,
+        i: usize,
+        name: &str,
+        key: &str,
+        amount_hai: u64,
+    ) -> Result<(), String> {
+        let o = n.ctl("operator", &["stake", "status", "--json"]);
+        let status: Value = serde_json::from_slice(&o.stdout).map_err(|e| {
+            format!(
+                "{name}: stake status: {e} {}",
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })?;
+        let account: Address = status["account"]
+            .as_str()
+            .and_then(|a| a.parse().ok())
+            .ok_or_else(|| format!("{name}: no chain account in {status}"))?;
+        self.rt
+            .block_on(self.net.fund(account, amount_hai + 1_000))
+            .map_err(|e| format!("{name}: funding: {e}"))?;
+        let amount = amount_hai.to_string();
+        let o = n.ctl(
+            "operator",
+            &["stake", "bond", "--amount-hai", &amount, "--json"],
+        );
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
+        if !o.status.success() {
+            return Err(format!(
+                "{name}: bond: {}",
+                String::from_utf8_lossy(&o.stderr)
+            ));
+        }
+        for tx in v["tx"].as_array().into_iter().flatten().skip(1) {
+            self.bonds.push(json!({
+                "kind": "bond",
+                "node": key,
+                "amount": havn_chain::hai(amount_hai).to_string(),
+                "tx": tx,
+            }));
+        }
+        let owner = self.owner(i);
+        let before = self.balance(owner);
+        self.accounts
+            .push((name.to_string(), account, owner, before));
+        Ok(())
+    }
+
+    /// The orchestrator funds the payout pool.
+    pub fn fund_pool(&self, hai: u64) -> Result<(), String> {
+        let c = self.net.chain(ORCHESTRATOR).map_err(|e| e.to_string())?;
+        self.rt
+            .block_on(c.fund(havn_chain::hai(hai)))
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+
+    /// HAI of `who`.
+    pub fn balance(&self, who: Address) -> U256 {
+        self.net
+            .chain(0)
+            .ok()
+            .and_then(|c| self.rt.block_on(c.balance(who)).ok())
+            .unwrap_or_default()
+    }
+
+    /// `account`'s bond as StakeGuard says it.
+    pub fn bond_of(&self, account: Address) -> Option<havn_chain::contracts::StakeGuard::Bond> {
+        let c = self.net.chain(0).ok()?;
+        self.rt.block_on(c.bond_of(account)).ok()
+    }
+
+    /// Every validator's on-chain events, deduplicated by transaction, bonds first.
+    pub fn events(&self, views: &[Value]) -> Vec<Value> {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut out: Vec<Value> = self.bonds.clone();
+        for v in views {
+            for e in v["chain_events"].as_array().into_iter().flatten() {
+                if seen.insert(e["tx"].to_string()) {
+                    out.push(e.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// The `"chain"` section: balances (owner's HAI before, after, change), bonds, and
+    /// the events; plus problems when payouts do not add up.
+    pub fn summary(
+        &self,
+        events: &[Value],
+        keys: &BTreeMap<String, String>,
+        problems: &mut Vec<String>,
+    ) -> Value {
+        let mut balances = serde_json::Map::new();
+        for (name, account, owner, before) in &self.accounts {
+            let after = self.balance(*owner);
+            let key = keys.get(name).cloned().unwrap_or_default();
+            let paid: U256 = events
+                .iter()
+                .filter(|e| e["kind"] == "payout" && e["node"] == key.as_str())
+                .filter_map(|e| e["amount"].as_str().and_then(|a| a.parse::<U256>().ok()))
+                .fold(U256::ZERO, |a, b| a + b);
+            if after.saturating_sub(*before) != paid {
+                problems.push(format!(
+                    "{name}: its owner's balance changed by {} wei but payouts say {paid}",
+                    after.saturating_sub(*before)
+                ));
+            }
+            let bond = self.bond_of(*account);
+            balances.insert(
+                name.clone(),
+                json!({
+                    "account": account.to_string(),
+                    "owner": owner.to_string(),
+                    "owner_hai_before": before.to_string(),
+                    "owner_hai_after": after.to_string(),
+                    "paid": paid.to_string(),
+                    "bonded": bond.as_ref().map(|b| b.amount.to_string()),
+                    "quarantined": bond.as_ref().map(|b| b.quarantined),
+                }),
+            );
+        }
+        json!({
+            "deployment": self.net.deployment(),
+            "balances": balances,
+            "events": events,
+        })
+    }
+}
