@@ -676,6 +676,20 @@ pub fn all_samples() -> Vec<Sample> {
             "VerdictMessage::Vote",
             &VerdictMessage::Vote(settlement_vote()),
         ),
+        sample(
+            "VerdictMessage::ChainVote",
+            &VerdictMessage::ChainVote(Box::new(crate::mesh::ChainVoteMessage {
+                validator: node(),
+                vote: crate::chain::ChainVote::Quarantine {
+                    node: node(),
+                    epoch: 12,
+                },
+                signature: crate::chain::ChainSignature {
+                    signer: [0x5c; 20],
+                    signature: heapless::Vec::from_slice(&[0x1c; 65]).unwrap_or_default(),
+                },
+            })),
+        ),
         sample("SignedChallenge", &signed_challenge()),
         sample("SettlementCertificate", &settlement_certificate()),
         sample(

@@ -113,6 +113,104 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     );
     eventually("intake open once bonded", || try_submit(&node, "bonded").0);
 
+    // A payout claim file (as validators certify it) paid through havnctl, once.
+    let validators = [3usize, 4, 5];
+    for v in validators {
+        let c = net.chain(v).unwrap();
+        rt.block_on(c.bond(
+            havn_chain::alloy::primitives::B256::repeat_byte(u8::try_from(v).unwrap()),
+            0,
+            havn_chain::Role::Validator,
+            havn_chain::hai(2_000),
+            net.address(v),
+            havn_chain::alloy::primitives::B256::ZERO,
+        ))
+        .unwrap();
+    }
+    rt.block_on(net.chain(6).unwrap().fund(havn_chain::hai(1_000)))
+        .unwrap();
+    let leaf = havn_chain::payout::PayoutLeaf {
+        receipt: havn_chain::alloy::primitives::B256::repeat_byte(0x77),
+        node_key: bond.nodeKey,
+        payee: account,
+        fee: havn_chain::hai(3),
+    };
+    let other = havn_chain::payout::PayoutLeaf {
+        receipt: havn_chain::alloy::primitives::B256::repeat_byte(0x78),
+        ..leaf.clone()
+    };
+    let tree = havn_chain::payout::PayoutTree::new(vec![leaf.clone(), other]);
+    let (leaf, proof) = tree.proof(&leaf.receipt).unwrap();
+    let settlement = havn_chain::eip712::Settlement {
+        epoch: 1,
+        computeClass: 0,
+        payoutRoot: tree.root(),
+        receipts: 2,
+    };
+    let digest = havn_chain::eip712::signing_hash(&settlement, &chain.domain());
+    let certificate = havn_chain::eip712::certificate(
+        validators
+            .iter()
+            .map(|v| havn_chain::eip712::sign_digest(&net.key(*v), &digest).unwrap())
+            .collect(),
+    );
+    let claim = havn_chain::payout::Claim {
+        epoch: 1,
+        compute_class: 0,
+        payout_root: tree.root(),
+        receipts: 2,
+        certificate,
+        leaf: leaf.clone(),
+        proof,
+    };
+    std::fs::write(node.path("claim.json"), serde_json::to_vec(&claim).unwrap()).unwrap();
+    std::fs::write(
+        node.path("sender.key"),
+        havn_chain::alloy::hex::encode(net.key(6).to_bytes()),
+    )
+    .unwrap();
+    let (rpc, dep) = (net.endpoint(), node.p("deployment.json"));
+    let receipt = format!("{}", leaf.receipt);
+    let status = || {
+        havnctl(&[
+            "payout",
+            "status",
+            "--receipt",
+            &receipt,
+            "--rpc",
+            &rpc,
+            "--deployment",
+            &dep,
+        ])
+    };
+    assert!(out(&status()).contains("not paid"), "{}", out(&status()));
+    let before = rt.block_on(chain.balance(owner.address())).unwrap();
+    let claim_args = [
+        "payout",
+        "claim",
+        &node.p("claim.json"),
+        "--key",
+        &node.p("sender.key"),
+        "--rpc",
+        &rpc,
+        "--deployment",
+        &dep,
+    ];
+    let o = havnctl(&claim_args);
+    assert!(o.status.success(), "claim: {}", out(&o));
+    assert_eq!(
+        rt.block_on(chain.balance(owner.address())).unwrap(),
+        before + havn_chain::hai(3),
+        "fee × 1.0 (class S) to the bond's owner, whoever sent the claim"
+    );
+    assert!(out(&status()).contains("PAID"), "{}", out(&status()));
+    let o = havnctl(&claim_args);
+    assert!(
+        !o.status.success() && out(&o).contains("AlreadyPaid"),
+        "replayed: {}",
+        out(&o)
+    );
+
     // The owner unbonds with its own key, straight to the chain.
     let rpc = net.endpoint();
     let dep = node.p("deployment.json");
