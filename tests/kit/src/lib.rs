@@ -47,6 +47,17 @@ pub fn require_root(why: &str) -> bool {
     false
 }
 
+/// `found`, or else: prints `skipping: <what> missing: <why>` and returns `false`, or
+/// panics under `CI=true` (the test command installs everything a test needs).
+pub fn require(found: bool, what: &str, why: &str) -> bool {
+    if found {
+        return true;
+    }
+    assert!(!under_ci(), "{what} is missing under CI=true: {why}");
+    note_skip(&format!("{what} missing: {why}"));
+    false
+}
+
 /// `true` when `tool` is on `PATH`. Otherwise prints `skipping: <why>` and returns
 /// `false`, or panics under `CI=true` (the test command installs every tool).
 pub fn require_tool(tool: &str, why: &str) -> bool {

@@ -244,6 +244,33 @@ impl Node {
         None
     }
 
+    /// Submits an `lm` job without waiting: (accepted, havnctl's stdout and stderr).
+    pub fn try_submit(&self, job: &str) -> (bool, String) {
+        let ck = workflow_checksum("lm");
+        let o = self.ctl(
+            "orchestrator",
+            &[
+                "submit",
+                "--workflow",
+                "lm",
+                "--checksum",
+                &ck,
+                "--seed",
+                "7",
+                "--job-id",
+                job,
+            ],
+        );
+        (
+            o.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            ),
+        )
+    }
+
     /// Submits one job and waits for its receipt; returns (receipt JSON path, receipt).
     pub fn submit(&self, wf: &str, seed: u64, job: &str) -> (PathBuf, Value) {
         let ck = workflow_checksum(wf);

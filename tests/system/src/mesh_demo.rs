@@ -305,30 +305,12 @@ pub fn run(opts: &Options) -> Outcome {
 
 /// A job to `m` until it is refused with `why` (or 20 s pass): the refusal seen.
 fn refused(m: &Member, why: &str) -> Value {
-    let ck = crate::harness::workflow_checksum("lm");
     let deadline = Instant::now() + Duration::from_secs(20);
     let mut last = String::new();
     while Instant::now() < deadline {
-        let o = m.node.ctl(
-            "orchestrator",
-            &[
-                "submit",
-                "--workflow",
-                "lm",
-                "--checksum",
-                &ck,
-                "--seed",
-                "7",
-                "--job-id",
-                "after",
-            ],
-        );
-        last = format!(
-            "{}{}",
-            String::from_utf8_lossy(&o.stdout),
-            String::from_utf8_lossy(&o.stderr)
-        );
-        if !o.status.success() && last.contains(why) {
+        let (ok, text) = m.node.try_submit("after");
+        last = text;
+        if !ok && last.contains(why) {
             return json!({"node": m.name, "refused": true, "reason": last.trim()});
         }
         std::thread::sleep(Duration::from_millis(500));

@@ -8,15 +8,11 @@ use havn_chain::devnet::Devnet;
 use std::time::{Duration, Instant};
 
 fn anvil_or_skip() -> bool {
-    if havn_chain::devnet::anvil_path().is_some() {
-        return true;
-    }
-    assert!(
-        !havn_testkit::under_ci(),
-        "anvil is missing under CI=true: scripts/setup installs it (npm ci in chain/)"
-    );
-    havn_testkit::note_skip("anvil missing: run scripts/setup");
-    false
+    havn_testkit::require(
+        havn_chain::devnet::anvil_path().is_some(),
+        "anvil",
+        "scripts/setup installs it (npm ci in chain/)",
+    )
 }
 
 fn out(o: &std::process::Output) -> String {
@@ -25,26 +21,6 @@ fn out(o: &std::process::Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-/// Submits without waiting; returns havnctl's output and success.
-fn try_submit(node: &Node, job: &str) -> (bool, String) {
-    let ck = workflow_checksum("lm");
-    let o = node.ctl(
-        "orchestrator",
-        &[
-            "submit",
-            "--workflow",
-            "lm",
-            "--checksum",
-            &ck,
-            "--seed",
-            "1",
-            "--job-id",
-            job,
-        ],
-    );
-    (o.status.success(), out(&o))
 }
 
 /// Waits until `f` holds (the node re-reads StakeGuard every 500 ms).
@@ -90,7 +66,7 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     let account: havn_chain::alloy::primitives::Address =
         status["account"].as_str().unwrap().parse().unwrap();
     eventually("a first StakeGuard reading", || {
-        let (ok, text) = try_submit(&node, "pre");
+        let (ok, text) = node.try_submit("pre");
         !ok && text.contains("not bonded") && text.contains("2000 HAI")
     });
 
@@ -111,7 +87,7 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
         owner.address(),
         "the owner is node.toml's, not netd's choice"
     );
-    eventually("intake open once bonded", || try_submit(&node, "bonded").0);
+    eventually("intake open once bonded", || node.try_submit("bonded").0);
 
     // A payout claim file (as validators certify it) paid through havnctl, once.
     let validators = [3usize, 4, 5];
@@ -233,7 +209,7 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     let o = owner_args("unbond");
     assert!(o.status.success(), "unbond: {}", out(&o));
     eventually("intake closed while unbonding", || {
-        let (ok, text) = try_submit(&node, "unbonding");
+        let (ok, text) = node.try_submit("unbonding");
         !ok && text.contains("unbonding")
     });
     let o = owner_args("withdraw");

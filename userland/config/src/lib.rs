@@ -513,21 +513,35 @@ mod tests {
         let c = NodeConfig::parse(&chain(ok, "http://127.0.0.1:8545", ""), Path::new("x")).unwrap();
         let cc = c.chain.expect("[chain] parsed");
         assert_eq!((cc.refresh_ms, cc.max_staleness_ms), (2_000, 30_000));
-        assert!(NodeConfig::parse(EXAMPLE, Path::new("x")).unwrap().chain.is_none());
+        assert!(NodeConfig::parse(EXAMPLE, Path::new("x"))
+            .unwrap()
+            .chain
+            .is_none());
         for (text, why) in [
             (chain("0xaa", "http://127.0.0.1:8545", ""), "chain.owner"),
             (chain(ok, "127.0.0.1:8545", ""), "chain.rpc"),
             (
-                chain(ok, "http://127.0.0.1:8545", "refresh_ms = 5000\nmax_staleness_ms = 1000\n"),
+                chain(
+                    ok,
+                    "http://127.0.0.1:8545",
+                    "refresh_ms = 5000\nmax_staleness_ms = 1000\n",
+                ),
                 "max_staleness_ms",
             ),
-            (chain(ok, "http://127.0.0.1:8545", "stake = 1\n"), "unknown field"),
+            (
+                chain(ok, "http://127.0.0.1:8545", "stake = 1\n"),
+                "unknown field",
+            ),
         ] {
-            let e = NodeConfig::parse(&text, Path::new("x")).unwrap_err().to_string();
+            let e = NodeConfig::parse(&text, Path::new("x"))
+                .unwrap_err()
+                .to_string();
             assert!(e.contains(why), "{why}: {e}");
         }
         let old = EXAMPLE.replace("[node]\n", "[node]\nstake_hai = 5000\n");
-        let e = NodeConfig::parse(&old, Path::new("x")).unwrap_err().to_string();
+        let e = NodeConfig::parse(&old, Path::new("x"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("stake_hai"), "stake lives on chain now: {e}");
     }
 

@@ -37,6 +37,9 @@ use crate::chain_link::ChainLink;
 /// unit), before the class multiplier.
 pub const FEE_WEI_PER_GAS: u64 = 1_000_000_000_000;
 
+/// Most subjects (settlements, quarantines, adjudications) kept in the vote book.
+const MAX_SUBJECTS: usize = 1024;
+
 /// One thing this validator did on chain.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainEvent {
@@ -411,8 +414,28 @@ impl ChainDuty {
         out
     }
 
+    /// Keeps the vote book bounded: settled subjects go first, then the lowest keys.
+    fn prune(&mut self) {
+        while self.subjects.len() > MAX_SUBJECTS {
+            let victim = self
+                .subjects
+                .iter()
+                .find(|(_, s)| s.done)
+                .or_else(|| self.subjects.iter().next())
+                .map(|(k, _)| k.clone());
+            match victim {
+                Some(k) => {
+                    self.subjects.remove(&k);
+                }
+                None => break,
+            }
+        }
+        self.slashes.truncate(MAX_SUBJECTS);
+    }
+
     /// Submits every subject that holds ≥ 2/3 of a committee of `committee` members.
     pub async fn submit_ready(&mut self, committee: usize) {
+        self.prune();
         let need = (committee * 2).div_ceil(3).max(1);
         let keys: Vec<Vec<u8>> = self
             .subjects

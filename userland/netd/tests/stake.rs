@@ -9,15 +9,11 @@ use serde_json::{json, Value};
 use std::time::Duration;
 
 fn anvil_or_skip() -> bool {
-    if havn_chain::devnet::anvil_path().is_some() {
-        return true;
-    }
-    assert!(
-        !havn_testkit::under_ci(),
-        "anvil is missing under CI=true: scripts/setup installs it (npm ci in chain/)"
-    );
-    havn_testkit::note_skip("anvil missing: run scripts/setup");
-    false
+    havn_testkit::require(
+        havn_chain::devnet::anvil_path().is_some(),
+        "anvil",
+        "scripts/setup installs it (npm ci in chain/)",
+    )
 }
 
 /// A devnet with the stand-in's chain account funded, and the `[chain]` section for it.

@@ -24,15 +24,11 @@ pub struct World {
 
 /// `true` when anvil can run here; otherwise skips (or fails under CI).
 pub fn anvil_or_skip() -> bool {
-    if havn_chain::devnet::anvil_path().is_some() {
-        return true;
-    }
-    assert!(
-        !havn_testkit::under_ci(),
-        "anvil is missing under CI=true: scripts/setup installs it (npm ci in chain/)"
-    );
-    havn_testkit::note_skip("anvil missing: run scripts/setup");
-    false
+    havn_testkit::require(
+        havn_chain::devnet::anvil_path().is_some(),
+        "anvil",
+        "scripts/setup installs it (npm ci in chain/)",
+    )
 }
 
 pub fn node_key(i: usize) -> B256 {
