@@ -4,8 +4,8 @@
 //! `mesh-summary.json`'s `"chain"` section.
 
 use crate::harness::Node;
-use havn_chain::alloy::primitives::{Address, U256};
-use havn_chain::devnet::Devnet;
+use havn_chain_client::alloy::primitives::{Address, U256};
+use havn_chain_client::devnet::Devnet;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
@@ -96,7 +96,7 @@ impl DemoChain {
             self.bonds.push(json!({
                 "kind": "bond",
                 "node": key,
-                "amount": havn_chain::hai(amount_hai).to_string(),
+                "amount": havn_chain_client::hai(amount_hai).to_string(),
                 "tx": tx,
             }));
         }
@@ -111,7 +111,7 @@ impl DemoChain {
     pub fn fund_pool(&self, hai: u64) -> Result<(), String> {
         let c = self.net.chain(ORCHESTRATOR).map_err(|e| e.to_string())?;
         self.rt
-            .block_on(c.fund(havn_chain::hai(hai)))
+            .block_on(c.fund(havn_chain_client::hai(hai)))
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -126,9 +126,76 @@ impl DemoChain {
     }
 
     /// `account`'s bond as StakeGuard says it.
-    pub fn bond_of(&self, account: Address) -> Option<havn_chain::contracts::StakeGuard::Bond> {
+    pub fn bond_of(
+        &self,
+        account: Address,
+    ) -> Option<havn_chain_client::contracts::StakeGuard::Bond> {
         let c = self.net.chain(0).ok()?;
         self.rt.block_on(c.bond_of(account)).ok()
+    }
+
+    /// A node's payout claim file from a validator's `/mesh/evidence`, checked with
+    /// havnctl as its operator would: `payout status` says PAID, and claiming it again
+    /// reverts (`AlreadyPaid`).
+    pub fn check_claim(&self, evidence: &[Value], key: &str, out: &std::path::Path) -> Value {
+        let Some(claim) = evidence
+            .iter()
+            .filter_map(|e| e["payout_claims"].as_array())
+            .flatten()
+            .find(|c| {
+                c["leaf"]["node_key"]
+                    .as_str()
+                    .map(|k| k.trim_start_matches("0x"))
+                    == Some(key)
+            })
+        else {
+            return json!({"checked": false, "why": "no claim file for the node"});
+        };
+        let file = out.join("payout-claim.json");
+        let sender = out.join("sender.key");
+        let deployment = out.join("deployment.json");
+        let _ = std::fs::write(&file, serde_json::to_vec_pretty(claim).unwrap_or_default());
+        let _ = std::fs::write(
+            &sender,
+            havn_chain_client::alloy::hex::encode(self.net.key(ORCHESTRATOR).to_bytes()),
+        );
+        let _ = self.net.deployment().save(&deployment);
+        let (rpc, dep) = (self.net.endpoint(), deployment.display().to_string());
+        let receipt = claim["leaf"]["receipt"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let status = crate::harness::havnctl(&[
+            "payout",
+            "status",
+            "--receipt",
+            &receipt,
+            "--rpc",
+            &rpc,
+            "--deployment",
+            &dep,
+        ]);
+        let again = crate::harness::havnctl(&[
+            "payout",
+            "claim",
+            &file.display().to_string(),
+            "--key",
+            &sender.display().to_string(),
+            "--rpc",
+            &rpc,
+            "--deployment",
+            &dep,
+        ]);
+        let status_text = String::from_utf8_lossy(&status.stdout).trim().to_string();
+        let again_text = String::from_utf8_lossy(&again.stderr).trim().to_string();
+        json!({
+            "checked": true,
+            "file": file.display().to_string(),
+            "status": status_text,
+            "paid": status_text.ends_with("PAID") && !status_text.ends_with("not paid"),
+            "claimed_again_refused": !again.status.success() && again_text.contains("AlreadyPaid"),
+            "claimed_again": again_text,
+        })
     }
 
     /// Every validator's on-chain events, deduplicated by transaction, bonds first.
@@ -151,6 +218,7 @@ impl DemoChain {
         &self,
         events: &[Value],
         keys: &BTreeMap<String, String>,
+        expected: &BTreeMap<String, U256>,
         problems: &mut Vec<String>,
     ) -> Value {
         let mut balances = serde_json::Map::new();
@@ -162,10 +230,11 @@ impl DemoChain {
                 .filter(|e| e["kind"] == "payout" && e["node"] == key.as_str())
                 .filter_map(|e| e["amount"].as_str().and_then(|a| a.parse::<U256>().ok()))
                 .fold(U256::ZERO, |a, b| a + b);
-            if after.saturating_sub(*before) != paid {
+            let delta = after.saturating_sub(*before);
+            let want = expected.get(name).copied().unwrap_or_default();
+            if delta != paid || delta != want {
                 problems.push(format!(
-                    "{name}: its owner's balance changed by {} wei but payouts say {paid}",
-                    after.saturating_sub(*before)
+                    "{name}: its owner's balance changed by {delta} wei; payout events say {paid}, its receipts' gas says {want}"
                 ));
             }
             let bond = self.bond_of(*account);
@@ -177,6 +246,7 @@ impl DemoChain {
                     "owner_hai_before": before.to_string(),
                     "owner_hai_after": after.to_string(),
                     "paid": paid.to_string(),
+                    "expected": want.to_string(),
                     "bonded": bond.as_ref().map(|b| b.amount.to_string()),
                     "quarantined": bond.as_ref().map(|b| b.quarantined),
                 }),

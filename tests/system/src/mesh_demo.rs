@@ -68,6 +68,8 @@ struct Member {
     node: Node,
     key: String,
     jobs: usize,
+    /// Gas of its signed receipts (what its payouts must add up to).
+    gas: u64,
 }
 
 fn progress(msg: &str) {
@@ -162,6 +164,7 @@ pub fn run(opts: &Options) -> Outcome {
             node,
             key: String::new(),
             jobs: 0,
+            gas: 0,
         });
     }
     for m in &mut members {
@@ -208,7 +211,8 @@ pub fn run(opts: &Options) -> Outcome {
                 continue;
             }
             progress(&format!("{}: job {job}", m.name));
-            m.node.submit("lm", 100 + round as u64, &job);
+            let (_, receipt) = m.node.submit("lm", 100 + round as u64, &job);
+            m.gas += receipt["receipt"]["gas"].as_u64().unwrap_or(0);
             m.jobs += 1;
         }
     }
@@ -501,6 +505,19 @@ fn finish(
             .iter()
             .map(|m| (m.name.clone(), m.key.clone()))
             .collect();
+        // What each owner must have been paid, from the receipts alone: gas × the fee
+        // schedule × the class multiplier (S: 1.0); nothing for the cheater.
+        let expected = members
+            .iter()
+            .map(|m| {
+                let gas = if m.cheats { 0 } else { m.gas };
+                let wei = havn_chain_client::alloy::primitives::U256::from(gas)
+                    * havn_chain_client::alloy::primitives::U256::from(
+                        havn_chain_client::FEE_WEI_PER_GAS,
+                    );
+                (m.name.clone(), wei)
+            })
+            .collect();
         for kind in [
             "bond",
             "settle",
@@ -518,7 +535,23 @@ fn finish(
                 problems.push(format!("{} was not refused as expected: {r}", r["node"]));
             }
         }
-        let mut s = c.summary(&events, &keys, &mut problems);
+        let mut s = c.summary(&events, &keys, &expected, &mut problems);
+        let honest = members.iter().find(|m| m.role == "execution" && !m.cheats);
+        if let Some(m) = honest {
+            let all: Vec<Value> = members
+                .iter()
+                .filter(|v| v.role == "validator")
+                .map(|v| {
+                    let o = v.node.ctl("validator", &["get", "/mesh/evidence"]);
+                    serde_json::from_slice::<Value>(&o.stdout).unwrap_or(Value::Null)
+                })
+                .collect();
+            let check = c.check_claim(&all, &m.key, &opts.out);
+            if check["paid"] != true || check["claimed_again_refused"] != true {
+                problems.push(format!("{}'s payout claim file: {check}", m.name));
+            }
+            s["claim_check"] = check;
+        }
         s["refusals"] = Value::from(refusals.clone());
         s
     });

@@ -140,7 +140,7 @@ fn only_netd_links_network_stacks() {
     for d in DAEMONS.iter().filter(|d| **d != "havn-netd") {
         g.assert_absent(
             d,
-            &["hyper", "rustls", "libp2p"],
+            &["hyper", "rustls", "libp2p", "reqwest", "alloy-provider"],
             "only havn-netd parses network input",
         );
     }

@@ -4,12 +4,12 @@
 //! unbond and withdraw, and the node refuses jobs from the moment it is unbonding.
 
 use crate::harness::*;
-use havn_chain::devnet::Devnet;
+use havn_chain_client::devnet::Devnet;
 use std::time::{Duration, Instant};
 
 fn anvil_or_skip() -> bool {
     havn_testkit::require(
-        havn_chain::devnet::anvil_path().is_some(),
+        havn_chain_client::devnet::anvil_path().is_some(),
         "anvil",
         "scripts/setup installs it (npm ci in chain/)",
     )
@@ -46,7 +46,7 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     let owner = net.key(9);
     std::fs::write(
         node.path("owner.key"),
-        havn_chain::alloy::hex::encode(owner.to_bytes()),
+        havn_chain_client::alloy::hex::encode(owner.to_bytes()),
     )
     .unwrap();
     let mut toml = std::fs::read_to_string(node.path("node.toml")).unwrap();
@@ -63,7 +63,7 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     let o = node.ctl("operator", &["stake", "status", "--json"]);
     assert!(o.status.success(), "{}", out(&o));
     let status: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let account: havn_chain::alloy::primitives::Address =
+    let account: havn_chain_client::alloy::primitives::Address =
         status["account"].as_str().unwrap().parse().unwrap();
     eventually("a first StakeGuard reading", || {
         let (ok, text) = node.try_submit("pre");
@@ -94,43 +94,43 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     for v in validators {
         let c = net.chain(v).unwrap();
         rt.block_on(c.bond(
-            havn_chain::alloy::primitives::B256::repeat_byte(u8::try_from(v).unwrap()),
+            havn_chain_client::alloy::primitives::B256::repeat_byte(u8::try_from(v).unwrap()),
             0,
-            havn_chain::Role::Validator,
-            havn_chain::hai(2_000),
+            havn_chain_client::Role::Validator,
+            havn_chain_client::hai(2_000),
             net.address(v),
-            havn_chain::alloy::primitives::B256::ZERO,
+            havn_chain_client::alloy::primitives::B256::ZERO,
         ))
         .unwrap();
     }
-    rt.block_on(net.chain(6).unwrap().fund(havn_chain::hai(1_000)))
+    rt.block_on(net.chain(6).unwrap().fund(havn_chain_client::hai(1_000)))
         .unwrap();
-    let leaf = havn_chain::payout::PayoutLeaf {
-        receipt: havn_chain::alloy::primitives::B256::repeat_byte(0x77),
+    let leaf = havn_chain_client::payout::PayoutLeaf {
+        receipt: havn_chain_client::alloy::primitives::B256::repeat_byte(0x77),
         node_key: bond.nodeKey,
         payee: account,
-        fee: havn_chain::hai(3),
+        fee: havn_chain_client::hai(3),
     };
-    let other = havn_chain::payout::PayoutLeaf {
-        receipt: havn_chain::alloy::primitives::B256::repeat_byte(0x78),
+    let other = havn_chain_client::payout::PayoutLeaf {
+        receipt: havn_chain_client::alloy::primitives::B256::repeat_byte(0x78),
         ..leaf.clone()
     };
-    let tree = havn_chain::payout::PayoutTree::new(vec![leaf.clone(), other]);
+    let tree = havn_chain_client::payout::PayoutTree::new(vec![leaf.clone(), other]);
     let (leaf, proof) = tree.proof(&leaf.receipt).unwrap();
-    let settlement = havn_chain::eip712::Settlement {
+    let settlement = havn_chain_client::eip712::Settlement {
         epoch: 1,
         computeClass: 0,
         payoutRoot: tree.root(),
         receipts: 2,
     };
-    let digest = havn_chain::eip712::signing_hash(&settlement, &chain.domain());
-    let certificate = havn_chain::eip712::certificate(
+    let digest = havn_chain_client::eip712::signing_hash(&settlement, &chain.domain());
+    let certificate = havn_chain_client::eip712::certificate(
         validators
             .iter()
-            .map(|v| havn_chain::eip712::sign_digest(&net.key(*v), &digest).unwrap())
+            .map(|v| havn_chain_client::eip712::sign_digest(&net.key(*v), &digest).unwrap())
             .collect(),
     );
-    let claim = havn_chain::payout::Claim {
+    let claim = havn_chain_client::payout::Claim {
         epoch: 1,
         compute_class: 0,
         payout_root: tree.root(),
@@ -142,7 +142,7 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     std::fs::write(node.path("claim.json"), serde_json::to_vec(&claim).unwrap()).unwrap();
     std::fs::write(
         node.path("sender.key"),
-        havn_chain::alloy::hex::encode(net.key(6).to_bytes()),
+        havn_chain_client::alloy::hex::encode(net.key(6).to_bytes()),
     )
     .unwrap();
     let (rpc, dep) = (net.endpoint(), node.p("deployment.json"));
@@ -176,7 +176,7 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     assert!(o.status.success(), "claim: {}", out(&o));
     assert_eq!(
         rt.block_on(chain.balance(owner.address())).unwrap(),
-        before + havn_chain::hai(3),
+        before + havn_chain_client::hai(3),
         "fee × 1.0 (class S) to the bond's owner, whoever sent the claim"
     );
     assert!(out(&status()).contains("PAID"), "{}", out(&status()));
@@ -224,7 +224,7 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     assert!(o.status.success(), "withdraw: {}", out(&o));
     assert_eq!(
         rt.block_on(chain.balance(owner.address())).unwrap(),
-        before + havn_chain::hai(2_000),
+        before + havn_chain_client::hai(2_000),
         "the stake went back to its owner"
     );
     node.stop();

@@ -1,19 +1,14 @@
-//! Bindings generated from the committed artifacts in `chain/artifacts` (ABI and
+//! The contracts' ABI (calls, errors, events, structs), generated from the committed artifacts in `chain/artifacts` (ABI and
 //! bytecode compiled by `chain/compile.mjs`): one source of truth for the node, the
 //! tests and the demo.
 
 #![allow(missing_docs, clippy::too_many_arguments)]
 
-use alloy::sol;
+use crate::alloy::sol;
 
 macro_rules! bindings {
     ($($name:ident => $path:literal),* $(,)?) => {
-        $(
-            #[cfg(feature = "client")]
-            sol!(#[sol(rpc)] #[derive(Debug)] $name, $path);
-            #[cfg(not(feature = "client"))]
-            sol!(#[derive(Debug)] $name, $path);
-        )*
+        $( sol!(#[derive(Debug)] $name, $path); )*
     };
 }
 

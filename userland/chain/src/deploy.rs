@@ -3,9 +3,17 @@
 
 use std::path::Path;
 
-use alloy::primitives::Address;
+use crate::alloy::primitives::Address;
 
-use crate::ChainError;
+/// A deployment file that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("deployment file {path}: {why}")]
+pub struct DeploymentError {
+    /// The file.
+    pub path: String,
+    /// What is wrong.
+    pub why: String,
+}
 
 /// The four contracts' addresses on one chain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -24,33 +32,9 @@ pub struct Deployment {
 }
 
 impl Deployment {
-    /// Deploys HAI, StakeGuard (with `unbonding_delay_s`), Adjudicator and PayoutRouter
-    /// from `provider`'s wallet, and wires the Adjudicator into StakeGuard.
-    #[cfg(feature = "client")]
-    pub async fn deploy(
-        provider: &alloy::providers::DynProvider,
-        unbonding_delay_s: u64,
-    ) -> Result<Self, ChainError> {
-        use crate::contracts::{Adjudicator, PayoutRouter, StakeGuard, HAI};
-        use alloy::providers::Provider;
-        let chain_id = provider.get_chain_id().await?;
-        let hai = HAI::deploy(provider.clone()).await?;
-        let guard = StakeGuard::deploy(provider.clone(), *hai.address(), unbonding_delay_s).await?;
-        let adjudicator = Adjudicator::deploy(provider.clone(), *guard.address()).await?;
-        let router = PayoutRouter::deploy(provider.clone(), *guard.address()).await?;
-        crate::client::confirm(guard.setAdjudicator(*adjudicator.address())).await?;
-        Ok(Self {
-            chain_id,
-            hai: *hai.address(),
-            stake_guard: *guard.address(),
-            adjudicator: *adjudicator.address(),
-            payout_router: *router.address(),
-        })
-    }
-
     /// Reads a deployment file.
-    pub fn load(path: &Path) -> Result<Self, ChainError> {
-        let err = |why: String| ChainError::Deployment {
+    pub fn load(path: &Path) -> Result<Self, DeploymentError> {
+        let err = |why: String| DeploymentError {
             path: path.display().to_string(),
             why,
         };
@@ -59,12 +43,12 @@ impl Deployment {
     }
 
     /// Writes a deployment file.
-    pub fn save(&self, path: &Path) -> Result<(), ChainError> {
-        let text = serde_json::to_string_pretty(self).map_err(|e| ChainError::Deployment {
+    pub fn save(&self, path: &Path) -> Result<(), DeploymentError> {
+        let text = serde_json::to_string_pretty(self).map_err(|e| DeploymentError {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
-        std::fs::write(path, text + "\n").map_err(|e| ChainError::Deployment {
+        std::fs::write(path, text + "\n").map_err(|e| DeploymentError {
             path: path.display().to_string(),
             why: e.to_string(),
         })

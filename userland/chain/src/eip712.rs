@@ -9,11 +9,11 @@
 //! account is bound to its attested node key in StakeGuard (see `bond`), so a chain
 //! signature speaks for the same attested machine as its mesh signature.
 
-use alloy::primitives::{Address, Bytes, B256};
-use alloy::signers::local::PrivateKeySigner;
-use alloy::signers::SignerSync;
-use alloy::sol;
-use alloy::sol_types::{eip712_domain, Eip712Domain, SolStruct};
+use crate::alloy::primitives::{Address, Bytes, B256};
+use crate::alloy::signers::local::PrivateKeySigner;
+use crate::alloy::signers::SignerSync;
+use crate::alloy::sol;
+use crate::alloy::sol_types::{eip712_domain, Eip712Domain, SolStruct};
 
 sol! {
     /// A committee's settlement of one epoch of one compute class: the root of the
@@ -85,7 +85,7 @@ pub fn sign_digest(key: &PrivateKeySigner, digest: &B256) -> Result<QuorumSignat
 
 /// Who signed `digest`, if `signature` is a well-formed low-`s` signature.
 pub fn recover(digest: &B256, signature: &[u8; 65]) -> Option<Address> {
-    let sig = alloy::primitives::Signature::from_raw_array(signature).ok()?;
+    let sig = crate::alloy::primitives::Signature::from_raw_array(signature).ok()?;
     if sig.normalize_s().is_some() {
         return None;
     }

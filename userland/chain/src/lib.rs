@@ -1,16 +1,15 @@
-//! Havn's chain client.
+//! Havn's chain side with no network code (attestd links this; the JSON-RPC client is
+//! `havn-chain-client`).
 //!
 //! Stake, quarantine, slashing and payouts live in three contracts on an EVM chain
 //! (`chain/contracts`): **StakeGuard** (bonds, the node-key binding, quarantine,
 //! slashing, and the validator quorum the others trust), **Adjudicator** (challenges
 //! with a bond at risk) and **PayoutRouter** (each settled receipt paid once). This
-//! crate holds their bindings ([`contracts`]), the EIP-712 messages validators sign
-//! with their chain keys ([`eip712`]), the payout Merkle tree the settlement commits to
-//! ([`payout`]), a typed view of reverts ([`revert`]) and, behind the `devnet` feature,
-//! a local anvil with the contracts deployed ([`devnet`]).
+//! crate holds their ABI ([`contracts`]), the EIP-712 messages validators sign with
+//! their chain keys ([`eip712`]), the payout Merkle tree a settlement commits to
+//! ([`payout`]), the node key's signing policy ([`policy`]), the one transaction type a
+//! node signs ([`tx`]) and reverts by name ([`revert`]).
 
-#[cfg(feature = "client")]
-pub mod client;
 pub mod contracts;
 pub mod deploy;
 pub mod eip712;
@@ -19,15 +18,22 @@ pub mod policy;
 pub mod revert;
 pub mod tx;
 
-#[cfg(feature = "devnet")]
-pub mod devnet;
+/// The alloy pieces this crate is built on, under the facade's paths.
+pub mod alloy {
+    pub use alloy_consensus as consensus;
+    pub use alloy_primitives as primitives;
+    pub use alloy_primitives::hex;
+    pub use alloy_sol_types as sol_types;
+    pub use alloy_sol_types::sol;
+    /// Signers.
+    pub mod signers {
+        pub use alloy_signer::*;
+        pub use alloy_signer_local as local;
+    }
+}
+pub use deploy::{Deployment, DeploymentError};
 
-pub use alloy;
-#[cfg(feature = "client")]
-pub use client::{Chain, Role};
-pub use deploy::Deployment;
-
-use alloy::primitives::U256;
+use crate::alloy::primitives::U256;
 
 /// One HAI in wei (18 decimals).
 pub const HAI_WEI: u128 = 1_000_000_000_000_000_000;
@@ -36,6 +42,11 @@ pub const HAI_WEI: u128 = 1_000_000_000_000_000_000;
 pub fn hai(n: u64) -> U256 {
     U256::from(n) * U256::from(HAI_WEI)
 }
+
+/// The dev-chain fee schedule: a receipt's base fee is its gas × this many HAI wei
+/// (1 µHAI per gas unit), before the class multiplier. Validators build payout leaves
+/// with it, so every validator of a committee must use the same.
+pub const FEE_WEI_PER_GAS: u64 = 1_000_000_000_000;
 
 /// Compute classes as the contracts number them (S, M, L, XL = 0..3).
 pub fn class_index(class: &str) -> Option<u8> {
@@ -58,50 +69,4 @@ pub fn floor_hai(class: u8) -> Option<u64> {
 /// The fee multiplier of a class in tenths, as PayoutRouter applies it.
 pub fn multiplier_tenths(class: u8) -> Option<u64> {
     [10, 15, 25, 40].get(usize::from(class)).copied()
-}
-
-/// What can go wrong talking to the chain.
-#[derive(Debug, thiserror::Error)]
-pub enum ChainError {
-    /// The chain answered the call with a revert; the contract's error, by name.
-    #[error("reverted: {0}")]
-    Reverted(revert::Revert),
-    /// The chain could not be reached or answered nonsense.
-    #[error("chain unreachable: {0}")]
-    Transport(String),
-    /// The transaction was mined but failed.
-    #[error("transaction {0} failed on chain")]
-    Failed(alloy::primitives::TxHash),
-    /// A deployment file that cannot be read.
-    #[error("deployment file {path}: {why}")]
-    Deployment {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        why: String,
-    },
-}
-
-#[cfg(feature = "client")]
-impl From<alloy::contract::Error> for ChainError {
-    fn from(e: alloy::contract::Error) -> Self {
-        match revert::Revert::from_contract_error(&e) {
-            Some(r) => ChainError::Reverted(r),
-            None => ChainError::Transport(e.to_string()),
-        }
-    }
-}
-
-#[cfg(feature = "client")]
-impl From<alloy::transports::TransportError> for ChainError {
-    fn from(e: alloy::transports::TransportError) -> Self {
-        ChainError::from(alloy::contract::Error::from(e))
-    }
-}
-
-#[cfg(feature = "client")]
-impl From<alloy::providers::PendingTransactionError> for ChainError {
-    fn from(e: alloy::providers::PendingTransactionError) -> Self {
-        ChainError::Transport(e.to_string())
-    }
 }

@@ -6,8 +6,8 @@
 //! are sorted by hash and an odd node at the end of a level moves up unchanged: every
 //! validator that settles the same receipts gets the same root.
 
-use alloy::primitives::{keccak256, Address, B256, U256};
-use alloy::sol_types::SolValue;
+use crate::alloy::primitives::{keccak256, Address, B256, U256};
+use crate::alloy::sol_types::SolValue;
 
 /// What one settled receipt pays, and to whom.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -27,16 +27,6 @@ impl PayoutLeaf {
     pub fn hash(&self) -> B256 {
         let inner = keccak256((self.receipt, self.node_key, self.payee, self.fee).abi_encode());
         keccak256(inner)
-    }
-
-    /// As the contract's `Payout` struct.
-    pub fn to_call(&self) -> crate::contracts::PayoutRouter::Payout {
-        crate::contracts::PayoutRouter::Payout {
-            receipt: self.receipt,
-            nodeKey: self.node_key,
-            payee: self.payee,
-            fee: self.fee,
-        }
     }
 }
 
@@ -126,7 +116,7 @@ pub struct Claim {
     /// How many receipts the settlement pays.
     pub receipts: u32,
     /// The committee's signatures (65 bytes each, ascending signer order).
-    pub certificate: Vec<alloy::primitives::Bytes>,
+    pub certificate: Vec<crate::alloy::primitives::Bytes>,
     /// The leaf claimed.
     pub leaf: PayoutLeaf,
     /// Its proof.

@@ -14,8 +14,8 @@
 //! Refused by name: `HAI.transfer`/`transferFrom`/`mint`, `StakeGuard.unbond`/
 //! `withdraw`/`slash`/`setAdjudicator`, `PayoutRouter.fund`, any other contract.
 
-use alloy::primitives::Address;
-use alloy::sol_types::SolCall;
+use crate::alloy::primitives::Address;
+use crate::alloy::sol_types::SolCall;
 
 use crate::contracts::{Adjudicator, PayoutRouter, StakeGuard, HAI};
 use crate::Deployment;
@@ -119,7 +119,12 @@ fn forbidden(contract: &'static str, input: &[u8]) -> PolicyError {
         _ => PayoutRouter::PayoutRouterCalls::name_by_selector(selector(input)),
     }
     .map(str::to_string)
-    .unwrap_or_else(|| format!("0x{}", alloy::primitives::hex::encode(selector(input))));
+    .unwrap_or_else(|| {
+        format!(
+            "0x{}",
+            crate::alloy::primitives::hex::encode(selector(input))
+        )
+    });
     PolicyError::Forbidden { contract, function }
 }
 

@@ -1,8 +1,8 @@
 //! Reverts by name: a contract's custom error decoded from the revert data, so callers
 //! (and tests) match on `"BelowFloor"` rather than on bytes.
 
-use alloy::primitives::Bytes;
-use alloy::sol_types::SolInterface;
+use crate::alloy::primitives::Bytes;
+use crate::alloy::sol_types::SolInterface;
 
 use crate::contracts::{Adjudicator, PayoutRouter, StakeGuard, HAI};
 
@@ -58,11 +58,5 @@ impl Revert {
             detail: format!("{data}"),
             data: data.clone(),
         }
-    }
-
-    /// The revert inside a contract call's error, if it was one.
-    #[cfg(feature = "client")]
-    pub fn from_contract_error(e: &alloy::contract::Error) -> Option<Self> {
-        e.as_revert_data().map(|d| Self::decode(&d))
     }
 }

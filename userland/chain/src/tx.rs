@@ -1,10 +1,10 @@
 //! Building and signing the one transaction type a node sends (EIP-1559), from the
 //! fields netd fills in and attestd checks.
 
-use alloy::consensus::{SignableTransaction, TxEip1559};
-use alloy::primitives::{Address, Bytes, Signature, TxKind, B256, U256};
-use alloy::signers::local::PrivateKeySigner;
-use alloy::signers::SignerSync;
+use crate::alloy::consensus::{SignableTransaction, TxEip1559};
+use crate::alloy::primitives::{Address, Bytes, Signature, TxKind, B256, U256};
+use crate::alloy::signers::local::PrivateKeySigner;
+use crate::alloy::signers::SignerSync;
 
 /// An unsigned EIP-1559 call.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -8,10 +8,10 @@
 
 use anyhow::{bail, Context};
 use clap::{Args, Subcommand};
-use havn_chain::alloy::primitives::{Address, B256};
-use havn_chain::alloy::providers::{Provider, ProviderBuilder};
-use havn_chain::alloy::signers::local::PrivateKeySigner;
-use havn_chain::{Chain, Deployment};
+use havn_chain_client::alloy::primitives::{Address, B256};
+use havn_chain_client::alloy::providers::{Provider, ProviderBuilder};
+use havn_chain_client::alloy::signers::local::PrivateKeySigner;
+use havn_chain_client::{Chain, Deployment};
 use std::path::PathBuf;
 
 /// Where the chain is, for the commands that talk to it directly.
@@ -144,7 +144,9 @@ fn chain(a: &ChainArgs, key: Option<&PrivateKeySigner>) -> anyhow::Result<Chain>
     let url = a.rpc.parse().with_context(|| format!("--rpc {}", a.rpc))?;
     let provider = match key {
         Some(k) => ProviderBuilder::new()
-            .wallet(havn_chain::alloy::network::EthereumWallet::from(k.clone()))
+            .wallet(havn_chain_client::alloy::network::EthereumWallet::from(
+                k.clone(),
+            ))
             .connect_http(url)
             .erased(),
         None => ProviderBuilder::new().connect_http(url).erased(),
@@ -266,7 +268,7 @@ pub fn run_payout(a: PayoutArgs) -> anyhow::Result<()> {
             PayoutCmd::Claim(c) => {
                 let text = std::fs::read(&c.file)
                     .with_context(|| format!("reading {}", c.file.display()))?;
-                let claim: havn_chain::payout::Claim = serde_json::from_slice(&text)
+                let claim: havn_chain_client::payout::Claim = serde_json::from_slice(&text)
                     .with_context(|| format!("{} is not a claim file", c.file.display()))?;
                 if !claim.proves() {
                     bail!("the claim's proof does not lead to its payout root: not sent");

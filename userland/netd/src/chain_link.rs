@@ -5,11 +5,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use havn_chain::alloy::consensus::SignableTransaction;
-use havn_chain::alloy::network::{EthereumWallet, TxSigner};
-use havn_chain::alloy::primitives::{Address, Signature, B256, U256};
-use havn_chain::alloy::providers::{Provider, ProviderBuilder};
-use havn_chain::{Chain, ChainError, Deployment, Role};
+use havn_chain_client::alloy::consensus::SignableTransaction;
+use havn_chain_client::alloy::network::{EthereumWallet, TxSigner};
+use havn_chain_client::alloy::primitives::{Address, Signature, B256, U256};
+use havn_chain_client::alloy::providers::{Provider, ProviderBuilder};
+use havn_chain_client::{Chain, ChainError, Deployment, Role};
 use havn_ipc::AsyncClient;
 use havn_proto::chain::ChainTx;
 use havn_proto::ipc::{NetdAttestRequest, NetdAttestResponse, NetdAttestd};
@@ -31,8 +31,8 @@ impl std::fmt::Debug for AttestdSigner {
     }
 }
 
-fn signer_err(why: impl std::fmt::Display) -> havn_chain::alloy::signers::Error {
-    havn_chain::alloy::signers::Error::other(why.to_string())
+fn signer_err(why: impl std::fmt::Display) -> havn_chain_client::alloy::signers::Error {
+    havn_chain_client::alloy::signers::Error::other(why.to_string())
 }
 
 #[async_trait::async_trait]
@@ -44,7 +44,7 @@ impl TxSigner<Signature> for AttestdSigner {
     async fn sign_transaction(
         &self,
         tx: &mut dyn SignableTransaction<Signature>,
-    ) -> havn_chain::alloy::signers::Result<Signature> {
+    ) -> havn_chain_client::alloy::signers::Result<Signature> {
         if tx.ty() != 2 || tx.access_list().is_some_and(|l| !l.0.is_empty()) {
             return Err(signer_err(
                 "attestd signs EIP-1559 calls with no access list only",
@@ -128,7 +128,7 @@ impl ChainLink {
         node_key: B256,
         view: Arc<StakeView>,
     ) -> Result<Self, LinkError> {
-        let deployment = Deployment::load(&cfg.deployment)?;
+        let deployment = Deployment::load(&cfg.deployment).map_err(ChainError::from)?;
         let owner: Address = cfg
             .owner
             .parse()
@@ -186,7 +186,7 @@ impl ChainLink {
         let call_active = g.isActive(self.account);
         let (b, active) = tokio::try_join!(call_bond.call(), call_active.call())
             .map_err(|e| ChainError::from(e).to_string())?;
-        let whole = b.amount / U256::from(havn_chain::HAI_WEI);
+        let whole = b.amount / U256::from(havn_chain_client::HAI_WEI);
         Ok(Bond {
             amount_hai: u64::try_from(whole).unwrap_or(u64::MAX),
             compute_class: crate::stake::class_name(b.computeClass),
@@ -216,12 +216,12 @@ impl ChainLink {
     /// Bonds `amount_hai` whole HAI for this node's key, class and role, naming the
     /// configured owner, and the digest of the signed capability manifest.
     pub async fn bond(&self, amount_hai: u64, manifest: B256) -> Result<Vec<String>, ChainError> {
-        let amount = havn_chain::hai(amount_hai);
+        let amount = havn_chain_client::hai(amount_hai);
         let approve = self
             .chain
             .approve(self.chain.deployment().stake_guard, amount)
             .await?;
-        let bond = havn_chain::client::confirm(self.chain.stake_guard().bond(
+        let bond = havn_chain_client::client::confirm(self.chain.stake_guard().bond(
             self.node_key,
             self.class,
             match self.role {
@@ -239,9 +239,9 @@ impl ChainLink {
 
     /// The account's HAI and ether balances (whole units, rounded down).
     pub async fn balances(&self) -> Result<(u64, u64), ChainError> {
-        let hai = self.chain.balance(self.account).await? / U256::from(havn_chain::HAI_WEI);
+        let hai = self.chain.balance(self.account).await? / U256::from(havn_chain_client::HAI_WEI);
         let eth = self.chain.provider().get_balance(self.account).await?
-            / U256::from(havn_chain::HAI_WEI);
+            / U256::from(havn_chain_client::HAI_WEI);
         Ok((
             u64::try_from(hai).unwrap_or(u64::MAX),
             u64::try_from(eth).unwrap_or(u64::MAX),

@@ -64,7 +64,7 @@ pub struct MeshLink {
     /// A validator's work (empty on an execution node).
     pub report: Arc<std::sync::Mutex<crate::validator::Report>>,
     /// What this validator did on chain.
-    chain_events: Arc<std::sync::Mutex<Vec<crate::validator_chain::ChainEvent>>>,
+    chain_record: Arc<std::sync::Mutex<crate::validator_chain::ChainRecord>>,
     verdicts: std::sync::Mutex<VecDeque<serde_json::Value>>,
     receipts_verified: AtomicU64,
     verdicts_seen: AtomicU64,
@@ -196,7 +196,9 @@ pub async fn start(
     let delivered = gossip.take_delivered();
     let gossip = Arc::new(gossip);
     let report = Arc::new(std::sync::Mutex::new(crate::validator::Report::default()));
-    let chain_events = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let chain_record = Arc::new(std::sync::Mutex::new(
+        crate::validator_chain::ChainRecord::default(),
+    ));
     let to_validator = match cfg.node.role {
         havn_config::NodeRole::Validator => {
             let (tx, rx) = tokio::sync::mpsc::channel(crate::gossip::DELIVERY_QUEUE);
@@ -208,7 +210,7 @@ pub async fn start(
                     attestd.clone(),
                     me,
                     class,
-                    chain_events.clone(),
+                    chain_record.clone(),
                 )
             });
             let v = crate::validator::Validator::new(
@@ -230,7 +232,7 @@ pub async fn start(
         class,
         role: cfg.node.role,
         report,
-        chain_events,
+        chain_record,
         verdicts: std::sync::Mutex::new(VecDeque::new()),
         receipts_verified: AtomicU64::new(0),
         verdicts_seen: AtomicU64::new(0),
@@ -402,7 +404,7 @@ impl MeshLink {
             "last_verdicts": verdicts,
             "role": format!("{:?}", self.role).to_lowercase(),
             "validator": self.validator_summary(),
-            "chain_events": self.chain_events.lock().map(|e| e.clone()).unwrap_or_default(),
+            "chain_events": self.chain_record.lock().map(|r| r.events.clone()).unwrap_or_default(),
         }))
     }
 
@@ -449,9 +451,15 @@ impl MeshLink {
         let Ok(r) = self.report.lock() else {
             return serde_json::Value::Null;
         };
+        let claims = self
+            .chain_record
+            .lock()
+            .map(|c| c.claims.clone())
+            .unwrap_or_default();
         serde_json::json!({
             "settlements": r.settlements,
             "slashing": r.slashing,
+            "payout_claims": claims,
         })
     }
 

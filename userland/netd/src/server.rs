@@ -276,7 +276,7 @@ pub async fn start(
         }
     );
     let account = node_key
-        .map(|(_, a)| havn_chain::alloy::primitives::Address::from(a))
+        .map(|(_, a)| havn_chain_client::alloy::primitives::Address::from(a))
         .unwrap_or_default();
     let stake = Arc::new(match &cfg.chain {
         Some(c) => crate::stake::StakeView::chain(
@@ -328,7 +328,7 @@ pub async fn start(
                 cfg,
                 attestd.clone(),
                 account,
-                havn_chain::alloy::primitives::B256::from(k.0),
+                havn_chain_client::alloy::primitives::B256::from(k.0),
                 stake.clone(),
             )
             .map_err(|e| StartError::Chain(e.to_string()))?;

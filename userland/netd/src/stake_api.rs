@@ -8,8 +8,8 @@ use hyper::{Request, StatusCode};
 use serde::Deserialize;
 
 use crate::api::{error, json, Ctx, Resp};
-use havn_chain::alloy::primitives::B256;
-use havn_chain::ChainError;
+use havn_chain_client::alloy::primitives::B256;
+use havn_chain_client::ChainError;
 
 /// Largest body these routes read.
 const MAX_BODY: usize = 64 * 1024;

@@ -18,10 +18,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use havn_chain::alloy::primitives::{Address, Bytes, B256, U256};
-use havn_chain::eip712::{self, Adjudication, Quarantine, Release, Settlement};
-use havn_chain::payout::{PayoutLeaf, PayoutTree};
-use havn_chain::ChainError;
+use havn_chain_client::alloy::primitives::{Address, Bytes, B256, U256};
+use havn_chain_client::eip712::{self, Adjudication, Quarantine, Release, Settlement};
+use havn_chain_client::payout::{PayoutLeaf, PayoutTree};
+use havn_chain_client::ChainError;
 use havn_ipc::AsyncClient;
 use havn_proto::chain::{ChainSignature, ChainVote};
 use havn_proto::ipc::{NetdAttestRequest, NetdAttestResponse, NetdAttestd};
@@ -33,12 +33,23 @@ use tokio::sync::Mutex;
 
 use crate::chain_link::ChainLink;
 
-/// The dev-chain fee schedule: a receipt's base fee is its gas × this (1 µHAI per gas
-/// unit), before the class multiplier.
-pub const FEE_WEI_PER_GAS: u64 = 1_000_000_000_000;
+use havn_chain_client::FEE_WEI_PER_GAS;
 
 /// Most subjects (settlements, quarantines, adjudications) kept in the vote book.
 const MAX_SUBJECTS: usize = 1024;
+
+/// Most events and claim files kept for `/mesh/status` and `/mesh/evidence`.
+const MAX_RECORDS: usize = 4096;
+
+/// What this validator did on chain, and the claim files of what it settled (a node's
+/// operator can check or claim a payout with one: `havnctl payout claim`).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ChainRecord {
+    /// Transactions, oldest first.
+    pub events: Vec<ChainEvent>,
+    /// One per settled receipt.
+    pub claims: Vec<havn_chain_client::payout::Claim>,
+}
 
 /// One thing this validator did on chain.
 #[derive(Debug, Clone, Serialize)]
@@ -107,7 +118,7 @@ pub struct ChainDuty {
     subjects: BTreeMap<Vec<u8>, Subject>,
     /// Slashing work waiting for the challenge to appear on chain.
     slashes: Vec<Work>,
-    events: Arc<std::sync::Mutex<Vec<ChainEvent>>>,
+    record: Arc<std::sync::Mutex<ChainRecord>>,
 }
 
 fn subject_key(v: &ChainVote) -> Vec<u8> {
@@ -163,7 +174,7 @@ impl ChainDuty {
         attestd: Arc<Mutex<AsyncClient<NetdAttestd>>>,
         me: NodeId,
         class: ComputeClass,
-        events: Arc<std::sync::Mutex<Vec<ChainEvent>>>,
+        record: Arc<std::sync::Mutex<ChainRecord>>,
     ) -> Self {
         Self {
             link,
@@ -173,15 +184,15 @@ impl ChainDuty {
             class,
             subjects: BTreeMap::new(),
             slashes: Vec::new(),
-            events,
+            record,
         }
     }
 
     fn event(&self, e: ChainEvent) {
         tracing::info!(kind = e.kind, node = ?e.node, amount = ?e.amount, tx = %e.tx, "on chain");
-        if let Ok(mut v) = self.events.lock() {
-            if v.len() < 4096 {
-                v.push(e);
+        if let Ok(mut r) = self.record.lock() {
+            if r.events.len() < MAX_RECORDS {
+                r.events.push(e);
             }
         }
     }
@@ -440,7 +451,13 @@ impl ChainDuty {
         let keys: Vec<Vec<u8>> = self
             .subjects
             .iter()
-            .filter(|(_, s)| !s.done && s.sigs.len() >= need)
+            // A settlement waits for our own payout tree (built with our vote): without
+            // it there is nothing to claim.
+            .filter(|(_, s)| {
+                !s.done
+                    && s.sigs.len() >= need
+                    && (s.tree.is_some() || !matches!(s.vote, ChainVote::Settlement { .. }))
+            })
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
@@ -494,7 +511,26 @@ impl ChainDuty {
                         epoch: *epoch,
                     });
                 }
-                let mult = U256::from(havn_chain::multiplier_tenths(s.computeClass).unwrap_or(10));
+                let mult =
+                    U256::from(havn_chain_client::multiplier_tenths(s.computeClass).unwrap_or(10));
+                if let (Some(t), Ok(mut r)) = (tree.as_ref(), self.record.lock()) {
+                    for leaf in t.leaves() {
+                        let Some((leaf, proof)) = t.proof(&leaf.receipt) else {
+                            continue;
+                        };
+                        if r.claims.len() < MAX_RECORDS {
+                            r.claims.push(havn_chain_client::payout::Claim {
+                                epoch: s.epoch,
+                                compute_class: s.computeClass,
+                                payout_root: s.payoutRoot,
+                                receipts: s.receipts,
+                                certificate: cert.clone(),
+                                leaf,
+                                proof,
+                            });
+                        }
+                    }
+                }
                 for leaf in tree.iter().flat_map(|t| t.leaves().to_vec()) {
                     if chain.is_paid(leaf.receipt).await? {
                         continue;
@@ -564,5 +600,5 @@ impl ChainDuty {
 }
 
 fn hex(b: &B256) -> String {
-    havn_chain::alloy::hex::encode(b.as_slice())
+    havn_chain_client::alloy::hex::encode(b.as_slice())
 }

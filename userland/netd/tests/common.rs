@@ -294,8 +294,8 @@ impl ExecdStandIn {
 }
 
 /// The attestd stand-in's chain key (every instance has the same).
-pub fn chain_key() -> havn_chain::alloy::signers::local::PrivateKeySigner {
-    havn_chain::tx::key_from_bytes(&[0x42; 32]).unwrap()
+pub fn chain_key() -> havn_chain_client::alloy::signers::local::PrivateKeySigner {
+    havn_chain_client::tx::key_from_bytes(&[0x42; 32]).unwrap()
 }
 
 /// Heartbeats the attestd stand-ins signed (all instances).
@@ -321,7 +321,7 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                 // The stand-in signs any call; attestd's signing policy is tested
                 // against the real attestd (attest/attestd/tests/chain.rs).
                 NetdAttestRequest::ChainTx(tx) => {
-                    let call = havn_chain::tx::Call {
+                    let call = havn_chain_client::tx::Call {
                         chain_id: tx.chain_id,
                         nonce: tx.nonce,
                         gas_limit: tx.gas_limit,

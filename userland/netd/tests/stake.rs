@@ -3,14 +3,14 @@
 //! intake; a chain that goes away closes it with 503 once the reading is stale.
 
 use crate::common::*;
-use havn_chain::devnet::Devnet;
+use havn_chain_client::devnet::Devnet;
 use havn_proto::ComputeClass;
 use serde_json::{json, Value};
 use std::time::Duration;
 
 fn anvil_or_skip() -> bool {
     havn_testkit::require(
-        havn_chain::devnet::anvil_path().is_some(),
+        havn_chain_client::devnet::anvil_path().is_some(),
         "anvil",
         "scripts/setup installs it (npm ci in chain/)",
     )

@@ -74,7 +74,7 @@ impl Devnet {
             .map(|k| PrivateKeySigner::from(k.clone()))
             .collect();
         let deployer = provider(&anvil.endpoint(), &keys[0])?;
-        let deployment = Deployment::deploy(&deployer, unbonding_delay_s).await?;
+        let deployment = crate::deploy::deploy(&deployer, unbonding_delay_s).await?;
         let net = Self {
             anvil,
             deployment,

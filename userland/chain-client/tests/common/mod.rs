@@ -2,11 +2,11 @@
 
 #![allow(dead_code)]
 
-use havn_chain::alloy::primitives::{Address, Bytes, B256, U256};
-use havn_chain::alloy::sol_types::SolStruct;
-use havn_chain::devnet::Devnet;
-use havn_chain::eip712::{self, QuorumSignature};
-use havn_chain::{hai, Chain, ChainError, Role};
+use havn_chain_client::alloy::primitives::{Address, Bytes, B256, U256};
+use havn_chain_client::alloy::sol_types::SolStruct;
+use havn_chain_client::devnet::Devnet;
+use havn_chain_client::eip712::{self, QuorumSignature};
+use havn_chain_client::{hai, Chain, ChainError, Role};
 
 /// Accounts: 0 deployer; 1–3 validators (5,000 HAI each, class S, self-owned);
 /// 4 a class-S node (2,000 HAI) owned by 8; 5 a class-M node (5,000 HAI) owned by 9;
@@ -25,7 +25,7 @@ pub struct World {
 /// `true` when anvil can run here; otherwise skips (or fails under CI).
 pub fn anvil_or_skip() -> bool {
     havn_testkit::require(
-        havn_chain::devnet::anvil_path().is_some(),
+        havn_chain_client::devnet::anvil_path().is_some(),
         "anvil",
         "scripts/setup installs it (npm ci in chain/)",
     )

@@ -11,6 +11,16 @@ use crate::eip712;
 use crate::payout::PayoutLeaf;
 use crate::{ChainError, Deployment};
 
+/// A payout leaf as the contract's `Payout` struct.
+pub fn to_payout(l: &PayoutLeaf) -> PayoutRouter::Payout {
+    PayoutRouter::Payout {
+        receipt: l.receipt,
+        nodeKey: l.node_key,
+        payee: l.payee,
+        fee: l.fee,
+    }
+}
+
 /// Sends `call`, waits for its receipt, and fails on a revert (by name) or a failed
 /// transaction. Returns the transaction hash.
 pub async fn confirm<P: Provider<Ethereum>, D: CallDecoder>(
@@ -189,7 +199,7 @@ impl Chain {
         confirm(self.payout_router().claim(
             to_router(settlement),
             certificate,
-            leaf.to_call(),
+            to_payout(leaf),
             proof,
         ))
         .await

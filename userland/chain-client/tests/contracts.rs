@@ -3,11 +3,11 @@
 mod common;
 
 use common::*;
-use havn_chain::alloy::primitives::{Bytes, B256, U256};
-use havn_chain::alloy::sol_types::SolStruct;
-use havn_chain::eip712::{self, Adjudication, Quarantine, Release, Settlement};
-use havn_chain::payout::{self, PayoutLeaf, PayoutTree};
-use havn_chain::{client::confirm, hai, Role};
+use havn_chain_client::alloy::primitives::{Bytes, B256, U256};
+use havn_chain_client::alloy::sol_types::SolStruct;
+use havn_chain_client::eip712::{self, Adjudication, Quarantine, Release, Settlement};
+use havn_chain_client::payout::{self, PayoutLeaf, PayoutTree};
+use havn_chain_client::{client::confirm, hai, Role};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_token_mints_moves_and_refuses_overdrafts() {
@@ -21,7 +21,7 @@ async fn the_token_mints_moves_and_refuses_overdrafts() {
         confirm(
             w.chain(0)
                 .hai()
-                .mint(havn_chain::alloy::primitives::Address::ZERO, hai(1)),
+                .mint(havn_chain_client::alloy::primitives::Address::ZERO, hai(1)),
         )
         .await,
         "ZeroAddress",
@@ -62,7 +62,7 @@ async fn bonds_respect_floors_keys_and_owners() {
     let guard = w.chain(0).stake_guard();
     for (class, floor) in [(0u8, 2_000u64), (1, 5_000), (2, 9_000), (3, 18_000)] {
         assert_eq!(guard.floorOf(class).call().await.unwrap(), hai(floor));
-        assert_eq!(havn_chain::floor_hai(class), Some(floor));
+        assert_eq!(havn_chain_client::floor_hai(class), Some(floor));
     }
     reverts(
         guard.floorOf(4).call().await.map_err(Into::into),
@@ -81,7 +81,7 @@ async fn bonds_respect_floors_keys_and_owners() {
         )
         .await
     {
-        Err(havn_chain::ChainError::Reverted(r)) => {
+        Err(havn_chain_client::ChainError::Reverted(r)) => {
             assert_eq!(r.name, "BelowFloor");
             assert!(r.detail.contains("9000000000000000000000"), "{r}");
         }
@@ -93,7 +93,7 @@ async fn bonds_respect_floors_keys_and_owners() {
             0,
             Role::Compute,
             hai(2_000),
-            havn_chain::alloy::primitives::Address::ZERO,
+            havn_chain_client::alloy::primitives::Address::ZERO,
             B256::ZERO,
         )
         .await,
@@ -658,7 +658,7 @@ async fn a_receipt_is_paid_once_against_a_quorum_settlement() {
             router.multiplierOf(class).call().await.unwrap(),
             U256::from(tenths)
         );
-        assert_eq!(havn_chain::multiplier_tenths(class), Some(tenths));
+        assert_eq!(havn_chain_client::multiplier_tenths(class), Some(tenths));
     }
     let leaves = vec![
         leaf(&w, 1, NODE_M, 10),
@@ -667,7 +667,14 @@ async fn a_receipt_is_paid_once_against_a_quorum_settlement() {
     ];
     let tree = PayoutTree::new(leaves.clone());
     for l in &leaves {
-        assert_eq!(router.leafOf(l.to_call()).call().await.unwrap(), l.hash());
+        assert_eq!(
+            router
+                .leafOf(havn_chain_client::client::to_payout(l))
+                .call()
+                .await
+                .unwrap(),
+            l.hash()
+        );
         let (_, proof) = tree.proof(&l.receipt).unwrap();
         assert!(router
             .verify(tree.root(), l.hash(), proof.clone())
