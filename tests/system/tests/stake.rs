@@ -229,3 +229,60 @@ fn a_node_takes_jobs_only_while_bonded_and_only_its_owner_moves_the_stake() {
     );
     node.stop();
 }
+
+#[test]
+fn havnctl_deploys_the_contracts_and_reads_them_back() {
+    if !anvil_or_skip() {
+        return;
+    }
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let net = rt.block_on(Devnet::start(3, 60, 1_000)).expect("devnet");
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("deployer.hex");
+    std::fs::write(
+        &key,
+        havn_chain_client::alloy::hex::encode(net.key(1).to_bytes()),
+    )
+    .unwrap();
+    let file = dir.path().join("chain.json");
+    let (rpc, k, f) = (
+        net.endpoint(),
+        key.display().to_string(),
+        file.display().to_string(),
+    );
+    let o = havnctl(&[
+        "chain",
+        "deploy",
+        "--rpc",
+        &rpc,
+        "--key",
+        &k,
+        "--out",
+        &f,
+        "--unbonding-delay-s",
+        "5",
+    ]);
+    assert!(o.status.success(), "{}", out(&o));
+    let d = havn_chain_client::Deployment::load(&file).unwrap();
+    assert_ne!(
+        d.stake_guard,
+        net.deployment().stake_guard,
+        "a fresh deployment"
+    );
+    let chain = havn_chain_client::Chain::new(
+        havn_chain_client::devnet::provider(&rpc, &net.key(1)).unwrap(),
+        d,
+    );
+    let delay = rt
+        .block_on(async { chain.stake_guard().unbondingDelay().call().await })
+        .unwrap();
+    assert_eq!(delay, 5);
+    // A wrong key file is a clear error, not a panic.
+    std::fs::write(&key, "not a key").unwrap();
+    let o = havnctl(&["chain", "deploy", "--rpc", &rpc, "--key", &k, "--out", &f]);
+    assert!(
+        !o.status.success() && out(&o).contains("is not a private key"),
+        "{}",
+        out(&o)
+    );
+}

@@ -16,7 +16,7 @@ pub struct Chain {
     /// The chain's JSON-RPC endpoint (netd and havnctl reach it; attestd never does).
     pub rpc: String,
     /// The deployment file (`{"chain_id", "hai", "stake_guard", "adjudicator",
-    /// "payout_router"}`), as `havnctl chain deploy` or the demo writes it.
+    /// "payout_router"}`), as `havnctl chain deploy` or the mesh demo writes it.
     pub deployment: PathBuf,
     /// The operator's account (`0x` + 40 hex): the only owner a bond may name, so only
     /// the operator can ever unbond or withdraw; payouts go there too.

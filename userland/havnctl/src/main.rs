@@ -75,6 +75,8 @@ enum Cmd {
     Stake(stake_cmd::StakeArgs),
     /// Payouts from PayoutRouter: claim a settled receipt, or ask whether it was paid.
     Payout(stake_cmd::PayoutArgs),
+    /// Deploy Havn's contracts on a dev or test chain (`chain deploy`).
+    Chain(stake_cmd::ChainCmdArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Cmd::Mesh(a) => mesh_cmd::run(a),
         Cmd::Stake(a) => stake_cmd::run_stake(a),
         Cmd::Payout(a) => stake_cmd::run_payout(a),
+        Cmd::Chain(a) => stake_cmd::run_chain(a),
         Cmd::Challenge(a) => challenge_cmd::run(a),
         Cmd::Golden(a) => validate_cmd::golden(a),
         Cmd::ShowOutput(a) => validate_cmd::show_output(a),

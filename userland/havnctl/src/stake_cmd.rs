@@ -1,5 +1,5 @@
 //! Stake and payouts: `havnctl stake bond|status|unbond|withdraw`, `havnctl payout
-//! claim|status`.
+//! claim|status`, and `havnctl chain deploy` for a dev chain.
 //!
 //! `bond` and `status` go through the node (its chain key, sealed in attestd, signs);
 //! `unbond` and `withdraw` are the owner's alone and are signed here with the owner's
@@ -297,4 +297,64 @@ pub fn run_payout(a: PayoutArgs) -> anyhow::Result<()> {
             }
         }
     })
+}
+
+/// `havnctl chain …`.
+#[derive(Debug, Args)]
+pub struct ChainCmdArgs {
+    /// What to do.
+    #[command(subcommand)]
+    pub cmd: ChainCmd,
+}
+
+/// `havnctl chain` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ChainCmd {
+    /// Deploy HAI, StakeGuard, Adjudicator and PayoutRouter (a dev or test chain) and
+    /// write the deployment file nodes name in `[chain] deployment`.
+    Deploy(DeployArgs),
+}
+
+/// `havnctl chain deploy`.
+#[derive(Debug, Args)]
+pub struct DeployArgs {
+    /// The chain's JSON-RPC endpoint.
+    #[arg(long, default_value = "http://127.0.0.1:8545")]
+    pub rpc: String,
+    /// The deployer's key (pays the gas; becomes HAI's minter): a file of 64 hex digits.
+    #[arg(long, value_name = "FILE")]
+    pub key: PathBuf,
+    /// StakeGuard's unbonding delay in seconds.
+    #[arg(long, default_value_t = 7 * 24 * 3600)]
+    pub unbonding_delay_s: u64,
+    /// Where to write the deployment file.
+    #[arg(long, value_name = "FILE", default_value = "chain.json")]
+    pub out: PathBuf,
+}
+
+/// Runs `havnctl chain …`.
+pub fn run_chain(a: ChainCmdArgs) -> anyhow::Result<()> {
+    let ChainCmd::Deploy(d) = a.cmd;
+    let key = read_key(&d.key)?;
+    let url = d.rpc.parse().with_context(|| format!("--rpc {}", d.rpc))?;
+    let provider = ProviderBuilder::new()
+        .wallet(havn_chain_client::alloy::network::EthereumWallet::from(key))
+        .connect_http(url)
+        .erased();
+    let rt = crate::net_cmd::runtime()?;
+    let deployment = rt.block_on(havn_chain_client::deploy::deploy(
+        &provider,
+        d.unbonding_delay_s,
+    ))?;
+    deployment.save(&d.out)?;
+    println!(
+        "deployed on chain {}: HAI {}, StakeGuard {}, Adjudicator {}, PayoutRouter {}; wrote {}",
+        deployment.chain_id,
+        deployment.hai,
+        deployment.stake_guard,
+        deployment.adjudicator,
+        deployment.payout_router,
+        d.out.display()
+    );
+    Ok(())
 }
