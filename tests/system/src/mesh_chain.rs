@@ -92,14 +92,12 @@ impl DemoChain {
                 String::from_utf8_lossy(&o.stderr)
             ));
         }
-        for tx in v["tx"].as_array().into_iter().flatten().skip(1) {
-            self.bonds.push(json!({
-                "kind": "bond",
-                "node": key,
-                "amount": havn_chain_client::hai(amount_hai).to_string(),
-                "tx": tx,
-            }));
-        }
+        self.bonds.push(json!({
+            "kind": "bond",
+            "node": key,
+            "amount": havn_chain_client::hai(amount_hai).to_string(),
+            "tx": v["tx"],
+        }));
         let owner = self.owner(i);
         let before = self.balance(owner);
         self.accounts

@@ -18,8 +18,8 @@ pub mod devnet;
 pub use alloy;
 pub use client::{Chain, Role};
 pub use havn_chain::{
-    class_index, eip712, floor_hai, hai, multiplier_tenths, payout, policy, revert, tx, Deployment,
-    DeploymentError, FEE_WEI_PER_GAS, HAI_WEI,
+    class_index, eip712, floor_hai, hai, multiplier_tenths, payout, policy, revert, tx, vote,
+    Deployment, DeploymentError, FEE_WEI_PER_GAS, HAI_WEI,
 };
 
 /// What can go wrong talking to the chain.

@@ -17,6 +17,7 @@ pub mod payout;
 pub mod policy;
 pub mod revert;
 pub mod tx;
+pub mod vote;
 
 /// The alloy pieces this crate is built on, under the facade's paths.
 pub mod alloy {

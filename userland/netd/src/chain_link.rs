@@ -215,26 +215,20 @@ impl ChainLink {
 
     /// Bonds `amount_hai` whole HAI for this node's key, class and role, naming the
     /// configured owner, and the digest of the signed capability manifest.
-    pub async fn bond(&self, amount_hai: u64, manifest: B256) -> Result<Vec<String>, ChainError> {
-        let amount = havn_chain_client::hai(amount_hai);
-        let approve = self
+    pub async fn bond(&self, amount_hai: u64, manifest: B256) -> Result<String, ChainError> {
+        let tx = self
             .chain
-            .approve(self.chain.deployment().stake_guard, amount)
+            .bond(
+                self.node_key,
+                self.class,
+                self.role,
+                havn_chain_client::hai(amount_hai),
+                self.owner,
+                manifest,
+            )
             .await?;
-        let bond = havn_chain_client::client::confirm(self.chain.stake_guard().bond(
-            self.node_key,
-            self.class,
-            match self.role {
-                Role::Compute => 0,
-                Role::Validator => 1,
-            },
-            amount,
-            self.owner,
-            manifest,
-        ))
-        .await?;
         self.refresh().await;
-        Ok(vec![format!("{approve}"), format!("{bond}")])
+        Ok(tx.to_string())
     }
 
     /// The account's HAI and ether balances (whole units, rounded down).

@@ -106,14 +106,14 @@ pub async fn bond(ctx: &Ctx, req: Request<Incoming>) -> Resp {
         .map(|d| B256::from(d.0))
         .unwrap_or_default();
     match link.bond(b.amount_hai, manifest).await {
-        Ok(txs) => {
+        Ok(tx) => {
             tracing::info!(amount_hai = b.amount_hai, "bonded");
             json(
                 StatusCode::OK,
                 &serde_json::json!({
                     "account": link.account().to_string(),
                     "amount_hai": b.amount_hai,
-                    "tx": txs,
+                    "tx": tx,
                     "stake": ctx.state.node.stake.json(),
                 }),
             )

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use havn_chain_client::alloy::primitives::{Address, Bytes, B256, U256};
-use havn_chain_client::eip712::{self, Adjudication, Quarantine, Release, Settlement};
+use havn_chain_client::eip712;
 use havn_chain_client::payout::{PayoutLeaf, PayoutTree};
 use havn_chain_client::ChainError;
 use havn_ipc::AsyncClient;
@@ -121,45 +121,6 @@ pub struct ChainDuty {
     record: Arc<std::sync::Mutex<ChainRecord>>,
 }
 
-fn subject_key(v: &ChainVote) -> Vec<u8> {
-    match v {
-        ChainVote::Settlement {
-            epoch,
-            compute_class,
-            ..
-        } => [
-            b"s".as_slice(),
-            &[compute_class.index()],
-            &epoch.to_le_bytes(),
-        ]
-        .concat(),
-        ChainVote::Quarantine { node, epoch } => {
-            [b"q".as_slice(), &node.0 .0, &epoch.to_le_bytes()].concat()
-        }
-        ChainVote::Release { node, epoch } => {
-            [b"r".as_slice(), &node.0 .0, &epoch.to_le_bytes()].concat()
-        }
-        ChainVote::Adjudication { challenge_id, .. } => [b"a".as_slice(), &challenge_id.0].concat(),
-    }
-}
-
-fn settlement_of(v: &ChainVote) -> Option<Settlement> {
-    match v {
-        ChainVote::Settlement {
-            epoch,
-            compute_class,
-            payout_root,
-            receipts,
-        } => Some(Settlement {
-            epoch: *epoch,
-            computeClass: compute_class.index(),
-            payoutRoot: B256::from(payout_root.0),
-            receipts: *receipts,
-        }),
-        _ => None,
-    }
-}
-
 /// Whether a revert means another validator already did it.
 fn already(e: &ChainError) -> bool {
     matches!(e, ChainError::Reverted(r) if matches!(r.name.as_str(),
@@ -209,38 +170,7 @@ impl ChainDuty {
     }
 
     fn digest(&self, v: &ChainVote) -> B256 {
-        let d = self.link.chain().domain();
-        match v {
-            ChainVote::Settlement { .. } => settlement_of(v)
-                .map(|s| eip712::signing_hash(&s, &d))
-                .unwrap_or_default(),
-            ChainVote::Quarantine { node, epoch } => eip712::signing_hash(
-                &Quarantine {
-                    nodeKey: B256::from(node.0 .0),
-                    epoch: *epoch,
-                },
-                &d,
-            ),
-            ChainVote::Release { node, epoch } => eip712::signing_hash(
-                &Release {
-                    nodeKey: B256::from(node.0 .0),
-                    epoch: *epoch,
-                },
-                &d,
-            ),
-            ChainVote::Adjudication {
-                challenge_id,
-                receipt,
-                upheld,
-            } => eip712::signing_hash(
-                &Adjudication {
-                    challengeId: U256::from_be_bytes(challenge_id.0),
-                    receipt: B256::from(receipt.0),
-                    upheld: *upheld,
-                },
-                &d,
-            ),
-        }
+        havn_chain_client::vote::digest(v, &self.link.chain().domain())
     }
 
     /// Takes a gossiped vote: kept when its signature recovers to the account it names
@@ -254,7 +184,7 @@ impl ChainDuty {
             tracing::warn!(validator = %m.validator, "a chain vote whose signature does not recover to its account: dropped");
             return false;
         }
-        let key = subject_key(&m.vote);
+        let key = havn_chain_client::vote::subject(&m.vote);
         let s = self.subjects.entry(key).or_insert_with(|| Subject {
             vote: m.vote.clone(),
             sigs: BTreeMap::new(),
@@ -319,7 +249,10 @@ impl ChainDuty {
                     receipts: u32::try_from(tree.leaves().len()).unwrap_or(u32::MAX),
                 };
                 let out = self.sign(vote.clone()).await;
-                if let Some(s) = self.subjects.get_mut(&subject_key(&vote)) {
+                if let Some(s) = self
+                    .subjects
+                    .get_mut(&havn_chain_client::vote::subject(&vote))
+                {
                     s.tree = Some(tree);
                 }
                 out.into_iter().collect()
@@ -338,7 +271,10 @@ impl ChainDuty {
                     ChainVote::Quarantine { node, epoch }
                 };
                 let out = self.sign(vote.clone()).await;
-                if let Some(s) = self.subjects.get_mut(&subject_key(&vote)) {
+                if let Some(s) = self
+                    .subjects
+                    .get_mut(&havn_chain_client::vote::subject(&vote))
+                {
                     s.account = Some(account);
                     s.node = Some(node);
                 }
@@ -418,7 +354,10 @@ impl ChainDuty {
             if let Some(m) = self.sign(vote.clone()).await {
                 out.push(m);
             }
-            if let Some(s) = self.subjects.get_mut(&subject_key(&vote)) {
+            if let Some(s) = self
+                .subjects
+                .get_mut(&havn_chain_client::vote::subject(&vote))
+            {
                 s.node = Some(node);
             }
         }
@@ -497,7 +436,7 @@ impl ChainDuty {
         let chain = self.link.chain();
         match vote {
             ChainVote::Settlement { epoch, .. } => {
-                let Some(s) = settlement_of(vote) else {
+                let Some(s) = havn_chain_client::vote::settlement(vote) else {
                     return Ok(());
                 };
                 // Another validator may have settled it already: then only claim.

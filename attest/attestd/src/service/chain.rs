@@ -6,9 +6,9 @@
 //! before they are signed, once per subject (`mesh-records.log`).
 
 use super::Service;
-use havn_chain::alloy::primitives::{Address, Bytes, B256, U256};
+use havn_chain::alloy::primitives::{Address, Bytes};
 use havn_chain::alloy::signers::local::PrivateKeySigner;
-use havn_chain::eip712::{self, Adjudication, Quarantine, Release, Settlement};
+use havn_chain::eip712;
 use havn_chain::policy::Policy;
 use havn_chain::tx::Call;
 use havn_proto::chain::{ChainSignature, ChainTx, ChainVote};
@@ -145,76 +145,8 @@ impl Service {
             return NetdAttestResponse::Error(RemoteError::NotPermitted);
         }
         let domain = eip712::domain(policy.deployment.chain_id, policy.deployment.stake_guard);
-        let (subject, digest): (Vec<u8>, B256) = match &vote {
-            ChainVote::Settlement {
-                epoch,
-                compute_class,
-                payout_root,
-                receipts,
-            } => {
-                let class = compute_class.index();
-                let msg = Settlement {
-                    epoch: *epoch,
-                    computeClass: class,
-                    payoutRoot: B256::from(payout_root.0),
-                    receipts: *receipts,
-                };
-                (
-                    [
-                        b"chain-settlement\0".as_slice(),
-                        &[class],
-                        &epoch.to_le_bytes(),
-                    ]
-                    .concat(),
-                    eip712::signing_hash(&msg, &domain),
-                )
-            }
-            ChainVote::Quarantine { node, epoch } => {
-                let msg = Quarantine {
-                    nodeKey: B256::from(node.0 .0),
-                    epoch: *epoch,
-                };
-                (
-                    [
-                        b"chain-quarantine\0".as_slice(),
-                        &node.0 .0,
-                        &epoch.to_le_bytes(),
-                    ]
-                    .concat(),
-                    eip712::signing_hash(&msg, &domain),
-                )
-            }
-            ChainVote::Release { node, epoch } => {
-                let msg = Release {
-                    nodeKey: B256::from(node.0 .0),
-                    epoch: *epoch,
-                };
-                (
-                    [
-                        b"chain-release\0".as_slice(),
-                        &node.0 .0,
-                        &epoch.to_le_bytes(),
-                    ]
-                    .concat(),
-                    eip712::signing_hash(&msg, &domain),
-                )
-            }
-            ChainVote::Adjudication {
-                challenge_id,
-                receipt,
-                upheld,
-            } => {
-                let msg = Adjudication {
-                    challengeId: U256::from_be_bytes(challenge_id.0),
-                    receipt: B256::from(receipt.0),
-                    upheld: *upheld,
-                };
-                (
-                    [b"chain-adjudication\0".as_slice(), &challenge_id.0].concat(),
-                    eip712::signing_hash(&msg, &domain),
-                )
-            }
-        };
+        let subject = havn_chain::vote::subject(&vote);
+        let digest = havn_chain::vote::digest(&vote, &domain);
         if let Err(e) = self
             .mesh
             .records
