@@ -1,16 +1,17 @@
 //! The orchestrator API (HTTP/1.1 over mTLS). Every error is a JSON body
 //! `{"error": "...", "field": "..."?}` with the right status; no input panics.
 
+use crate::admission::Failure;
 use crate::roles::Access;
 use crate::signed_cache::{attestd_refused, relay_attestd};
-use crate::state::{NoReceipt, Refusal, Resolve, State};
+use crate::state::State;
 use crate::Fatal;
 use bytes::Bytes;
 use havn_ipc::AsyncClient;
 use havn_proto::ipc::{
     NetdAttestRequest, NetdAttestd, NetdExecRequest, NetdExecResponse, NetdExecd, RemoteError,
 };
-use havn_proto::{Hash32, JobPayload, Ticket};
+use havn_proto::{Hash32, JobPayload};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
@@ -80,12 +81,7 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: &T) -> Resp {
 
 /// 403 naming the client, what it may not do, and who may.
 fn forbidden(client: &str, what: &str, who: &str) -> Resp {
-    tracing::info!(client, what, "refused: role");
-    error(
-        StatusCode::FORBIDDEN,
-        &format!("client {client:?} may not {what}: allowed to {who} (netd.roles in node.toml)"),
-        None,
-    )
+    failure(Failure::forbidden(client, what, who))
 }
 
 /// A JSON error response.
@@ -302,164 +298,21 @@ async fn accept(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
             );
         }
     };
-    // Borrowed for the log lines and messages below (no copies, no per-request span:
-    // the events carry job_id and client themselves; nothing inside `admit` logs).
-    let job_id = &*sub.job_id;
-    let workflow = &*sub.workflow_id;
-    let class = sub.class;
-    // One job-id grammar (havn-proto's): ids appear in URL paths, file names and
-    // challenges, so an empty, `..`, `/` or space-carrying id is refused here.
-    if !havn_proto::is_ref_id(job_id) {
-        m.reject(400);
-        return error(
-            StatusCode::BAD_REQUEST,
-            "job_id must be 1-64 characters of [A-Za-z0-9._:-]",
-            Some("job_id"),
-        );
+    match crate::admission::admit(ctx, client, &sub, start).await {
+        Ok(t) => json(StatusCode::OK, &t),
+        Err(f) => failure(f),
     }
-    // Privacy flags this node cannot honour yet are refused, not ignored.
-    for (set, field) in [
-        (sub.privacy.enclave, "privacy.enclave"),
-        (sub.privacy.redact_outputs, "privacy.redact_outputs"),
-    ] {
-        if set {
-            m.reject(422);
-            return error(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                &format!("{field} is not supported by this node yet (encrypted payloads are not implemented); the job was not queued"),
-                Some(field),
-            );
+}
+
+/// A [`Failure`] as REST's JSON error, with `Retry-After` when it has a hint.
+pub(crate) fn failure(f: Failure) -> Resp {
+    let mut r = error(f.status, &f.msg, f.field.as_deref());
+    if let Some(secs) = f.retry_after {
+        if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+            r.headers_mut().insert(RETRY_AFTER, v);
         }
     }
-    if let Some(i) = sub
-        .inputs
-        .iter()
-        .position(|c| !crate::upload::available(ctx, c))
-    {
-        m.reject(404);
-        return error(
-            StatusCode::NOT_FOUND,
-            &format!(
-                "input artifact {} was never uploaded (POST /artifact first)",
-                sub.inputs[i]
-            ),
-            Some(&format!("inputs[{i}].cid")),
-        );
-    }
-    if workflow == "chat" {
-        let checked = match sub.inputs.first() {
-            Some(c) => crate::upload::check_chat_request(ctx, c),
-            None => Err((
-                "inputs".to_string(),
-                "a chat job needs its request as an input artifact (POST /artifact, then name its CID)".to_string(),
-            )),
-        };
-        if let Err((field, msg)) = checked {
-            m.reject(400);
-            return error(StatusCode::BAD_REQUEST, &msg, Some(&field));
-        }
-    }
-    let result = ctx.state.admit(&sub, client).await;
-    match result {
-        Ok(a) => {
-            m.admission.observe(start.elapsed());
-            if !a.duplicate {
-                m.accepted
-                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-            tracing::info!(
-                job_id,
-                client,
-                ticket = a.ticket,
-                eta_seconds = a.eta_seconds,
-                duplicate = a.duplicate,
-                workflow,
-                class = ?class,
-                "job accepted"
-            );
-            json(
-                StatusCode::OK,
-                &Ticket {
-                    ticket_id: a.ticket,
-                    eta_seconds: a.eta_seconds,
-                },
-            )
-        }
-        Err(refusal) => {
-            let (status, msg, field): (StatusCode, String, Option<&str>) = match &refusal {
-                Refusal::StakeInactive { stake, floor, why } => (
-                    StatusCode::FORBIDDEN,
-                    format!(
-                        "stake inactive ({why}): {stake} HAI bonded, class {class:?} needs a collateral floor of {floor} HAI"
-                    ),
-                    Some("compute_class"),
-                ),
-                Refusal::StakeUnknown { reason } => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    format!("intake closed: the node's stake is unknown ({reason})"),
-                    None,
-                ),
-                Refusal::UnknownWorkflow => (
-                    StatusCode::NOT_FOUND,
-                    format!("workflow {workflow:?} is not registered on this node"),
-                    Some("workflow.id"),
-                ),
-                Refusal::ChecksumMismatch => (
-                    StatusCode::CONFLICT,
-                    format!("workflow {workflow:?} checksum does not match the registered manifest"),
-                    Some("workflow.checksum"),
-                ),
-                Refusal::ClassTooHigh { node } => (
-                    StatusCode::CONFLICT,
-                    format!("compute class {class:?} exceeds this node's class {node:?}"),
-                    Some("compute_class"),
-                ),
-                Refusal::JobIdConflict(t) => (
-                    StatusCode::CONFLICT,
-                    format!("job id already used by ticket {t} with a different payload"),
-                    Some("job_id"),
-                ),
-                Refusal::KeySealed => (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "the node key is sealed (attestation gate closed: a measured binary changed or \
-                     the TPM refused); this node serves what it already signed, read-only, and \
-                     takes no new jobs"
-                        .into(),
-                    None,
-                ),
-                Refusal::QueueFull => (StatusCode::TOO_MANY_REQUESTS, "queue full".into(), None),
-                Refusal::Wal(crate::wal::WalError::NoSpace) => (
-                    StatusCode::INSUFFICIENT_STORAGE,
-                    "node storage full: the job was not accepted; retry once the operator frees space".into(),
-                    None,
-                ),
-                Refusal::Wal(e) => {
-                    if !matches!(e, crate::wal::WalError::Encode(_)) {
-                        let _ = ctx.fatal.send(Fatal::Wal(e.to_string()));
-                    }
-                    (
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "cannot persist the job".into(),
-                        None,
-                    )
-                }
-            };
-            m.reject(status.as_u16());
-            tracing::info!(job_id, client, status = status.as_u16(), reason = %msg, "job refused");
-            let mut r = error(status, &msg, field);
-            if status == StatusCode::INSUFFICIENT_STORAGE {
-                r.headers_mut()
-                    .insert(RETRY_AFTER, HeaderValue::from_static("30"));
-            }
-            if status == StatusCode::TOO_MANY_REQUESTS {
-                let secs = ctx.state.retry_after(workflow);
-                if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
-                    r.headers_mut().insert(RETRY_AFTER, v);
-                }
-            }
-            r
-        }
-    }
+    r
 }
 
 #[derive(Serialize)]
@@ -530,9 +383,8 @@ async fn job_status(ctx: &Ctx, client: &str, access: Access, t: &str, query: Opt
     }
 }
 
-/// Whose job a request names by `job_id` (job ids are scoped per submitter): a client
-/// that reads only its own (`!all`) names its own; a validator or operator names the
-/// one submitter that used the id, or `?submitter=CN` when several did.
+/// Whose job a request names by `job_id` ([`crate::admission::submitter_of`]), with
+/// the submitter asked for as `?submitter=CN` (percent-encoded).
 fn submitter_of(
     ctx: &Ctx,
     client: &str,
@@ -565,51 +417,14 @@ fn submitter_of(
         }
         None => None,
     };
-    if !all {
-        return match asked {
-            Some(s) if s != client => Err(Box::new(forbidden(
-                client,
-                "read another client's job",
-                "its submitter, validators and operators",
-            ))),
-            _ => Ok(client.to_string()),
-        };
-    }
-    match ctx.state.resolve(job_id, asked) {
-        Ok(s) => Ok(s.to_string()),
-        // Unknown to netd: ask as named (execd may still retain it), else 404 below.
-        Err(Resolve::Unknown) => Ok(asked.unwrap_or("").to_string()),
-        Err(Resolve::Ambiguous) => Err(Box::new(error(
-            StatusCode::CONFLICT,
-            &format!(
-                "job id {job_id:?} was used by several submitters: add ?submitter=<client CN>"
-            ),
-            Some("submitter"),
-        ))),
-    }
+    crate::admission::submitter_of(ctx, client, all, job_id, asked)
+        .map_err(|f| Box::new(failure(f)))
 }
 
 fn receipt(ctx: &Ctx, submitter: &str, id: &str) -> Resp {
-    match ctx.state.receipt(submitter, id) {
+    match crate::admission::receipt(ctx, submitter, id) {
         Ok(r) => json(StatusCode::OK, &*r),
-        Err(NoReceipt::NotDone) => error(StatusCode::NOT_FOUND, "job not done yet", Some("job_id")),
-        Err(NoReceipt::UnknownJob) => error(StatusCode::NOT_FOUND, "no such job", Some("job_id")),
-        // The node signed another result under this id before (slashing protection):
-        // the id is spent, and this job's result will never be signed.
-        Err(NoReceipt::Failed(why))
-            if crate::dispatch::failed_with(&why, RemoteError::AlreadySigned) =>
-        {
-            error(
-                StatusCode::CONFLICT,
-                &format!("job id {id:?} already has a different signed receipt on this node; submit under a new id"),
-                Some("job_id"),
-            )
-        }
-        Err(NoReceipt::Failed(why)) => error(
-            StatusCode::NOT_FOUND,
-            &format!("job failed, no receipt: {why}"),
-            Some("job_id"),
-        ),
+        Err(f) => failure(f),
     }
 }
 

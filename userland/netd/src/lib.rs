@@ -8,6 +8,7 @@
 //! (havnctl, heartbeats, bench) · [`pki`] development PKI (havnctl pki init) ·
 //! [`server`] wiring and the accept loop.
 
+pub mod admission;
 pub mod api;
 pub mod body;
 pub mod chain_link;
@@ -15,6 +16,8 @@ pub mod cli;
 pub mod client;
 pub mod dispatch;
 pub mod gossip;
+pub mod grpc;
+pub mod grpc_client;
 pub mod heartbeat;
 pub mod intake;
 pub mod mesh_node;

@@ -19,7 +19,7 @@ use havn_proto::ipc::{
     NetdExecd,
 };
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -367,6 +367,7 @@ pub async fn start(
         mesh,
         chain,
     });
+    let grpc = crate::grpc::Grpc::new(ctx.clone()).map_err(|e| StartError::State(e.to_string()))?;
     let mut tasks = Vec::new();
     critical(
         "accept",
@@ -374,6 +375,7 @@ pub async fn start(
             listener,
             TlsAcceptor::from(Arc::new(server_cfg)),
             ctx,
+            grpc.clone(),
             opts.clone(),
         ),
         &fatal_tx,
@@ -442,6 +444,7 @@ async fn accept_loop(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     ctx: Arc<Ctx>,
+    grpc: crate::grpc::Grpc,
     opts: StartOptions,
 ) {
     let slots = Arc::new(Semaphore::new(opts.max_connections));
@@ -461,6 +464,7 @@ async fn accept_loop(
         };
         let acceptor = acceptor.clone();
         let ctx = ctx.clone();
+        let grpc = grpc.clone();
         let hs_timeout = opts.handshake_timeout;
         tokio::spawn(async move {
             let _permit = permit;
@@ -489,14 +493,29 @@ async fn accept_loop(
                 .map(tls::peer_identity)
                 .unwrap_or_else(|| "none".into())
                 .into();
-            tracing::info!(%peer, client = %client, "mTLS client connected");
-            let svc = service_fn(move |req| api::handle(ctx.clone(), client.clone(), req));
-            let r = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(Duration::from_secs(30))
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(tls), svc)
-                .await;
+            let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+            tracing::info!(%peer, client = %client, protocol = if h2 { "grpc" } else { "rest" }, "mTLS client connected");
+            let r = if h2 {
+                let svc = service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut()
+                        .insert(crate::grpc::ClientId(client.clone()));
+                    let grpc = grpc.clone();
+                    async move { grpc.route(req).await }
+                });
+                hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                    .timer(TokioTimer::new())
+                    .max_concurrent_streams(256)
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await
+            } else {
+                let svc = service_fn(move |req| api::handle(ctx.clone(), client.clone(), req));
+                hyper::server::conn::http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(Duration::from_secs(30))
+                    .keep_alive(true)
+                    .serve_connection(TokioIo::new(tls), svc)
+                    .await
+            };
             if let Err(e) = r {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }

@@ -92,15 +92,34 @@ pub fn server_config(
         .with_safe_default_protocol_versions()?
         .with_client_cert_verifier(verifier)
         .with_single_cert(certs(cert_pem, "tls_cert")?, key(key_pem, "tls_key")?)?;
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    // gRPC (h2) and REST (http/1.1) share the port and this one client verifier; a
+    // client that offers no ALPN gets REST.
+    cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(cfg)
 }
 
 /// An mTLS client trusting `ca_pem`; with `identity` = (cert chain PEM, key PEM)
 /// it presents a client certificate, without it none (for tests of refusal).
+/// It offers ALPN `http/1.1` (REST); [`client_config_h2`] offers `h2` (gRPC).
 pub fn client_config(
     ca_pem: &[u8],
     identity: Option<(&[u8], &[u8])>,
+) -> Result<ClientConfig, TlsError> {
+    client_config_alpn(ca_pem, identity, b"http/1.1")
+}
+
+/// [`client_config`] offering ALPN `h2`, for gRPC.
+pub fn client_config_h2(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+) -> Result<ClientConfig, TlsError> {
+    client_config_alpn(ca_pem, identity, b"h2")
+}
+
+fn client_config_alpn(
+    ca_pem: &[u8],
+    identity: Option<(&[u8], &[u8])>,
+    alpn: &[u8],
 ) -> Result<ClientConfig, TlsError> {
     let b = ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
@@ -109,7 +128,7 @@ pub fn client_config(
         Some((c, k)) => b.with_client_auth_cert(certs(c, "cert")?, key(k, "key")?)?,
         None => b.with_no_client_auth(),
     };
-    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.alpn_protocols = vec![alpn.to_vec()];
     Ok(cfg)
 }
 

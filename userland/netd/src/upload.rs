@@ -4,7 +4,8 @@
 //! acknowledged upload survives a crash. Idempotent: the same bytes give the same CID
 //! and are stored once.
 
-use crate::api::{error, Ctx};
+use crate::admission::Failure;
+use crate::api::Ctx;
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
@@ -95,8 +96,37 @@ pub async fn upload(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
             return resp;
         }
     };
+    match store_upload(ctx, client, body.to_vec()).await {
+        Ok(cid) => {
+            let mut resp = Response::new(Full::new(Bytes::from(format!("{{\"cid\":\"{cid}\"}}"))));
+            resp.headers_mut()
+                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            resp
+        }
+        Err(f) => crate::api::failure(f),
+    }
+}
+
+/// Stores an uploaded job input (whole, at most [`MAX_ARTIFACT_BYTES`]) durably and
+/// answers its CID; both APIs' upload ends here.
+pub async fn store_upload(
+    ctx: &Ctx,
+    client: &str,
+    body: Vec<u8>,
+) -> Result<havn_proto::Cid, Failure> {
     if body.is_empty() {
-        return error(StatusCode::BAD_REQUEST, "empty artifact", None);
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "empty artifact",
+            None,
+        ));
+    }
+    if body.len() > MAX_ARTIFACT_BYTES {
+        return Err(Failure::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("an artifact is at most {MAX_ARTIFACT_BYTES} bytes"),
+            None,
+        ));
     }
     let cid = havn_proto::Cid::of_bytes(&body);
     let dir = ctx.uploads.clone();
@@ -105,10 +135,7 @@ pub async fn upload(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
     match r {
         Ok(Ok(())) => {
             tracing::info!(client, %cid, "artifact uploaded");
-            let mut resp = Response::new(Full::new(Bytes::from(format!("{{\"cid\":\"{cid}\"}}"))));
-            resp.headers_mut()
-                .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-            resp
+            Ok(cid)
         }
         Ok(Err(e)) => {
             tracing::error!(client, %cid, error = %e, "cannot store an uploaded artifact");
@@ -117,12 +144,12 @@ pub async fn upload(ctx: &Ctx, client: &str, req: Request<Incoming>) -> Resp {
             } else {
                 StatusCode::SERVICE_UNAVAILABLE
             };
-            error(status, "cannot store the artifact", None)
+            Err(Failure::new(status, "cannot store the artifact", None))
         }
-        Err(_) => error(
+        Err(_) => Err(Failure::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "upload task failed",
             None,
-        ),
+        )),
     }
 }

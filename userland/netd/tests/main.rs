@@ -5,6 +5,7 @@
 mod common;
 mod crash;
 mod disk;
+mod grpc;
 mod intake;
 mod mtls;
 mod proof;

@@ -1,0 +1,119 @@
+//! A gRPC client for `havn.v1.Intake` over our own mTLS (ALPN `h2`) and hyper's
+//! HTTP/2 client: `havnctl submit --grpc`, the benchmark and tests use it. (An
+//! independent client, Python grpcio, is in the test command too.)
+
+use crate::client::ClientError;
+use crate::tls;
+use havn_grpc::v1::intake_client::IntakeClient;
+use hyper::client::conn::http2::SendRequest;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use rustls_pki_types::ServerName;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+
+/// One HTTP/2 connection, as the service tonic's generated client calls through.
+#[derive(Clone)]
+pub struct Channel {
+    send: SendRequest<tonic::body::Body>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("grpc::Channel")
+    }
+}
+
+type ResponseFuture = Pin<
+    Box<dyn Future<Output = Result<hyper::Response<hyper::body::Incoming>, hyper::Error>> + Send>,
+>;
+
+impl tonic::codegen::Service<hyper::Request<tonic::body::Body>> for Channel {
+    type Response = hyper::Response<hyper::body::Incoming>;
+    type Error = hyper::Error;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.send.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: hyper::Request<tonic::body::Body>) -> Self::Future {
+        Box::pin(self.send.send_request(req))
+    }
+}
+
+/// An mTLS gRPC client configuration (ALPN `h2`).
+#[derive(Clone)]
+pub struct GrpcClient {
+    connector: TlsConnector,
+}
+
+impl std::fmt::Debug for GrpcClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GrpcClient")
+    }
+}
+
+impl GrpcClient {
+    /// From PEM bytes: the CA to trust and optionally our certificate and key.
+    pub fn from_pem(ca: &[u8], identity: Option<(&[u8], &[u8])>) -> Result<Self, ClientError> {
+        Ok(Self {
+            connector: TlsConnector::from(Arc::new(tls::client_config_h2(ca, identity)?)),
+        })
+    }
+
+    /// From PEM files.
+    pub fn from_files(ca: &Path, cert: &Path, key: &Path) -> Result<Self, ClientError> {
+        let (ca, c, k) = (tls::read(ca)?, tls::read(cert)?, tls::read(key)?);
+        Self::from_pem(&ca, Some((&c, &k)))
+    }
+
+    /// Opens one HTTP/2 connection to `host:port` (many calls multiplex on it).
+    pub async fn channel(&self, host: &str, port: u16) -> Result<Channel, ClientError> {
+        let addr = format!("{host}:{port}");
+        let err = |source| ClientError::Connect {
+            addr: addr.clone(),
+            source,
+        };
+        let name = ServerName::try_from(host.to_string())
+            .map_err(|_| ClientError::Url(host.to_string()))?;
+        let tcp = TcpStream::connect((host, port)).await.map_err(err)?;
+        tcp.set_nodelay(true).map_err(err)?;
+        let tls = self.connector.connect(name, tcp).await.map_err(err)?;
+        if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
+            return Err(ClientError::Invalid(format!(
+                "{addr} did not negotiate ALPN h2: not a Havn node with gRPC"
+            )));
+        }
+        let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .handshake(TokioIo::new(tls))
+            .await?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(Channel { send })
+    }
+
+    /// An `Intake` client on a new connection to `host:port`.
+    pub async fn intake(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<IntakeClient<Channel>, ClientError> {
+        let ch = self.channel(host, port).await?;
+        Ok(intake_on(ch, host, port))
+    }
+}
+
+/// An `Intake` client on an open channel.
+pub fn intake_on(ch: Channel, host: &str, port: u16) -> IntakeClient<Channel> {
+    let origin = format!("https://{host}:{port}")
+        .parse()
+        .unwrap_or_else(|_| hyper::Uri::from_static("https://localhost"));
+    IntakeClient::with_origin(ch, origin).max_decoding_message_size(crate::grpc::MAX_MESSAGE)
+}

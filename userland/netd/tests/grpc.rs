@@ -1,0 +1,340 @@
+//! `havn.v1.Intake` over gRPC on the REST port: the same admission, the same refusals
+//! (mapped to status codes with the field named), the same roles and the same TLS
+//! verifier. The independent-client test (Python grpcio) is in `grpc_python`.
+
+use crate::common::*;
+use havn_grpc::v1 as pb;
+use havn_netd::grpc_client::{Channel, GrpcClient};
+use havn_proto::{ComputeClass, Receipt};
+use std::time::Duration;
+use tonic::Code;
+
+fn grpc_as(pair: &havn_netd::pki::Pair) -> GrpcClient {
+    let p = &pki().0;
+    GrpcClient::from_pem(
+        p.ca.cert.as_bytes(),
+        Some((pair.cert.as_bytes(), pair.key.as_bytes())),
+    )
+    .unwrap()
+}
+
+async fn intake(
+    node: &Node,
+    pair: &havn_netd::pki::Pair,
+) -> pb::intake_client::IntakeClient<Channel> {
+    grpc_as(pair)
+        .intake("127.0.0.1", node.running.local_addr.port())
+        .await
+        .expect("gRPC connects over mTLS with ALPN h2")
+}
+
+fn job(id: &str) -> pb::AcceptJobRequest {
+    pb::AcceptJobRequest {
+        job_id: id.into(),
+        workflow: Some(pb::WorkflowRef {
+            id: "lm".into(),
+            checksum: LM_SUM.into(),
+        }),
+        inputs: vec![],
+        compute_class: pb::ComputeClass::S as i32,
+        timeout_ms: 60_000,
+        seed: 7,
+        privacy: None,
+    }
+}
+
+/// The code, the `havn-field` metadata and the message of a refusal.
+fn refusal<T: std::fmt::Debug>(r: Result<T, tonic::Status>) -> (Code, Option<String>, String) {
+    let s = r.expect_err("refused");
+    let field = s
+        .metadata()
+        .get("havn-field")
+        .map(|v| v.to_str().unwrap().to_string());
+    (s.code(), field, s.message().to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_accepted_over_grpc_runs_to_its_receipt_and_watch_sees_every_state() {
+    let node = start_node(Cfg::default(), ComputeClass::M, Duration::from_millis(300)).await;
+    let p = &pki().0;
+    let mut c = intake(&node, &p.orchestrator).await;
+    let t = c
+        .accept_job(job("g1"))
+        .await
+        .expect("accepted")
+        .into_inner();
+    assert!(t.ticket_id >= 1 && t.eta_seconds >= 1, "{t:?}");
+
+    let mut stream = c
+        .watch_job(pb::WatchJobRequest {
+            ticket_id: t.ticket_id,
+            max_wait_seconds: 30,
+        })
+        .await
+        .expect("watch")
+        .into_inner();
+    let mut states = Vec::new();
+    while let Some(s) = stream.message().await.expect("stream") {
+        assert_eq!((s.ticket_id, s.job_id.as_str()), (t.ticket_id, "g1"));
+        states.push(pb::JobState::try_from(s.state).unwrap());
+    }
+    assert_eq!(
+        states.last(),
+        Some(&pb::JobState::Done),
+        "the stream ends at done: {states:?}"
+    );
+    assert!(
+        states.contains(&pb::JobState::Running),
+        "a 300 ms job is seen running: {states:?}"
+    );
+    let s = c
+        .get_job(pb::GetJobRequest {
+            ticket_id: t.ticket_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(pb::JobState::try_from(s.state).unwrap(), pb::JobState::Done);
+
+    // The receipt: the fields decode from the exact signed bytes, which are the ones
+    // REST serves.
+    let r = c
+        .get_receipt(pb::GetReceiptRequest {
+            job_id: "g1".into(),
+            submitter: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let decoded: Receipt = postcard::from_bytes(&r.signed_bytes).expect("signed bytes decode");
+    assert_eq!(decoded.job_id.as_str(), r.job_id);
+    assert_eq!(decoded.runtime_hash.to_hex(), r.runtime_hash);
+    assert_eq!(decoded.outputs_cid.to_string(), r.outputs_cid);
+    let rest: havn_proto::SignedReceipt = node
+        .orchestrator()
+        .await
+        .get("/receipt/g1")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(rest.receipt, decoded, "gRPC and REST serve one receipt");
+    assert_eq!(rest.signature.0.to_vec(), r.signature);
+
+    // Idempotent duplicate: the same ticket; the same id with another payload:
+    // ALREADY_EXISTS naming job_id, as REST's 409.
+    let again = c.accept_job(job("g1")).await.unwrap().into_inner();
+    assert_eq!(again.ticket_id, t.ticket_id);
+    let mut other = job("g1");
+    other.seed = 8;
+    let (code, field, _) = refusal(c.accept_job(other).await);
+    assert_eq!(
+        (code, field.as_deref()),
+        (Code::AlreadyExists, Some("job_id"))
+    );
+    // A job submitted over REST is visible over gRPC and the other way round.
+    assert_eq!(node.log.lock().unwrap().runs.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_are_invalid_argument_naming_the_field_and_queue_nothing() {
+    let node = start_node(Cfg::default(), ComputeClass::M, Duration::ZERO).await;
+    let p = &pki().0;
+    let mut c = intake(&node, &p.orchestrator).await;
+    let cases: Vec<(&str, Box<dyn Fn(&mut pb::AcceptJobRequest)>)> = vec![
+        ("compute_class", Box::new(|j| j.compute_class = 0)),
+        ("compute_class", Box::new(|j| j.compute_class = 9)),
+        ("job_id", Box::new(|j| j.job_id = String::new())),
+        ("job_id", Box::new(|j| j.job_id = "x".repeat(65))),
+        ("job_id", Box::new(|j| j.job_id = "../etc".into())),
+        ("workflow", Box::new(|j| j.workflow = None)),
+        (
+            "workflow.checksum",
+            Box::new(|j| j.workflow.as_mut().unwrap().checksum = "zz".into()),
+        ),
+        (
+            "inputs[0].cid",
+            Box::new(|j| {
+                j.inputs.push(pb::InputArtifact {
+                    name: "a".into(),
+                    cid: "not-a-cid".into(),
+                    location: None,
+                })
+            }),
+        ),
+        ("timeout_ms", Box::new(|j| j.timeout_ms = 0)),
+        (
+            "request",
+            Box::new(|j| {
+                j.workflow.as_mut().unwrap().id = "w".repeat(8000);
+            }),
+        ),
+    ];
+    for (field, mutate) in cases {
+        let mut j = job("bad");
+        mutate(&mut j);
+        let (code, f, msg) = refusal(c.accept_job(j).await);
+        assert_eq!(
+            (code, f.as_deref()),
+            (Code::InvalidArgument, Some(field)),
+            "{msg}"
+        );
+        assert!(msg.starts_with(field), "the message names the field: {msg}");
+    }
+    // REST's other refusals keep their meaning: an unknown workflow is NOT_FOUND, a
+    // class above the node's FAILED_PRECONDITION, an input never uploaded NOT_FOUND
+    // naming the input.
+    let mut j = job("w");
+    j.workflow.as_mut().unwrap().id = "nope".into();
+    let (code, f, _) = refusal(c.accept_job(j).await);
+    assert_eq!((code, f.as_deref()), (Code::NotFound, Some("workflow.id")));
+    let mut j = job("xl");
+    j.compute_class = pb::ComputeClass::Xl as i32;
+    let (code, f, _) = refusal(c.accept_job(j).await);
+    assert_eq!(
+        (code, f.as_deref()),
+        (Code::FailedPrecondition, Some("compute_class"))
+    );
+    let mut j = job("in");
+    j.inputs.push(pb::InputArtifact {
+        name: "a".into(),
+        cid: havn_proto::Cid::of_bytes(b"never uploaded").to_string(),
+        location: None,
+    });
+    let (code, f, _) = refusal(c.accept_job(j).await);
+    assert_eq!(
+        (code, f.as_deref()),
+        (Code::NotFound, Some("inputs[0].cid"))
+    );
+    let (code, f, _) = refusal(c.get_job(pb::GetJobRequest { ticket_id: 99 }).await);
+    assert_eq!((code, f.as_deref()), (Code::NotFound, Some("ticket_id")));
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(node.log.lock().unwrap().runs.is_empty(), "nothing ran");
+    let m = node.operator_metrics().await;
+    assert!(
+        m.contains("havn_netd_jobs_rejected_total{status=\"400\"} 10"),
+        "the ten malformed requests are counted as REST's 400s:\n{m}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_queue_limits_and_the_tls_verifier_are_rests() {
+    let cfg = Cfg {
+        queue: 2,
+        ..Cfg::default()
+    };
+    let node = start_node(cfg, ComputeClass::S, Duration::from_secs(3)).await;
+    let p = &pki().0;
+    // A validator may not submit.
+    let mut v = intake(&node, &p.validator).await;
+    let (code, _, msg) = refusal(v.accept_job(job("v1")).await);
+    assert_eq!(code, Code::PermissionDenied, "{msg}");
+    // Queue full: RESOURCE_EXHAUSTED with a retry hint in seconds.
+    let mut c = intake(&node, &p.orchestrator).await;
+    c.accept_job(job("q1")).await.expect("queued");
+    c.accept_job(job("q2")).await.expect("queued");
+    let s = c.accept_job(job("q3")).await.expect_err("queue full");
+    assert_eq!(s.code(), Code::ResourceExhausted, "{s:?}");
+    let secs: u64 = s
+        .metadata()
+        .get("retry-after")
+        .expect("retry-after")
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(secs >= 1);
+    v.get_job(pb::GetJobRequest { ticket_id: 1 })
+        .await
+        .expect("validators read every job");
+    // The one TLS verifier: no client certificate, an expired one, or one of another
+    // CA is refused at the handshake, as on REST.
+    let port = node.running.local_addr.port();
+    let none = GrpcClient::from_pem(p.ca.cert.as_bytes(), None).unwrap();
+    for (what, client) in [
+        ("no certificate", none),
+        ("expired", grpc_as(&p.expired)),
+        ("foreign CA", grpc_as(&p.foreign)),
+    ] {
+        let r = match client.intake("127.0.0.1", port).await {
+            Err(e) => Err(e.to_string()),
+            Ok(mut c) => c
+                .get_job(pb::GetJobRequest { ticket_id: 1 })
+                .await
+                .map_err(|s| s.to_string()),
+        };
+        assert!(r.is_err(), "{what}: a gRPC call went through: {r:?}");
+    }
+    // Health is SERVING: the node key is unsealed.
+    let ch = grpc_as(&p.operator)
+        .channel("127.0.0.1", port)
+        .await
+        .unwrap();
+    let mut h = tonic_health::pb::health_client::HealthClient::with_origin(
+        ch,
+        "https://127.0.0.1".parse().unwrap(),
+    );
+    for service in ["", havn_grpc::SERVICE] {
+        let r = h
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        assert_eq!(
+            r.status,
+            tonic_health::pb::health_check_response::ServingStatus::Serving as i32,
+            "{service:?}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn artifacts_upload_in_chunks_and_are_bounded() {
+    let node = start_node(Cfg::default(), ComputeClass::M, Duration::ZERO).await;
+    let p = &pki().0;
+    let mut c = intake(&node, &p.orchestrator).await;
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let chunks: Vec<pb::ArtifactChunk> = data
+        .chunks(64 << 10)
+        .map(|d| pb::ArtifactChunk { data: d.to_vec() })
+        .collect();
+    let a = c
+        .upload_artifact(tokio_stream_iter(chunks))
+        .await
+        .expect("upload")
+        .into_inner();
+    assert_eq!(a.cid, havn_proto::Cid::of_bytes(&data).to_string());
+    assert_eq!(a.size, data.len() as u64);
+    // The same bytes over REST: the same CID, stored once.
+    let stored = node.state_dir.join("uploads").join(&a.cid);
+    assert_eq!(std::fs::read(&stored).unwrap(), data);
+    // Empty and over 8 MiB are refused.
+    let (code, _, _) = refusal(c.upload_artifact(tokio_stream_iter(vec![])).await);
+    assert_eq!(code, Code::InvalidArgument);
+    let big: Vec<pb::ArtifactChunk> = (0..9)
+        .map(|_| pb::ArtifactChunk {
+            data: vec![1; 1 << 20],
+        })
+        .collect();
+    let (code, f, msg) = refusal(c.upload_artifact(tokio_stream_iter(big)).await);
+    assert_eq!(
+        (code, f.as_deref()),
+        (Code::InvalidArgument, Some("data")),
+        "{msg}"
+    );
+    // A validator may not upload.
+    let mut v = intake(&node, &p.validator).await;
+    let (code, _, _) = refusal(
+        v.upload_artifact(tokio_stream_iter(vec![pb::ArtifactChunk { data: vec![1] }]))
+            .await,
+    );
+    assert_eq!(code, Code::PermissionDenied);
+}
+
+fn tokio_stream_iter(
+    v: Vec<pb::ArtifactChunk>,
+) -> impl tonic::codegen::tokio_stream::Stream<Item = pb::ArtifactChunk> + Send + 'static {
+    tonic::codegen::tokio_stream::iter(v)
+}
