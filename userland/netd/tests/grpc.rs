@@ -338,3 +338,74 @@ fn tokio_stream_iter(
 ) -> impl tonic::codegen::tokio_stream::Stream<Item = pb::ArtifactChunk> + Send + 'static {
     tonic::codegen::tokio_stream::iter(v)
 }
+
+/// The test command's independent client: Python grpcio, its stubs generated from the
+/// contract file by grpcio-tools, over the same mTLS certificates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_grpcio_drives_the_api_health_reflection_and_refusals() {
+    let have = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import grpc, grpc_tools, grpc_health, grpc_reflection",
+        ])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !havn_testkit::require(
+        have,
+        "python3 grpcio (tests/grpc_py/requirements.txt)",
+        "the independent gRPC client; scripts/setup installs it",
+    ) {
+        return;
+    }
+    let node = start_node(Cfg::default(), ComputeClass::M, Duration::from_millis(200)).await;
+    let dir = &pki().1;
+    let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let proto = here.join("../grpc/proto/havn/v1/intake.proto");
+    let addr = format!("127.0.0.1:{}", node.running.local_addr.port());
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(here.join("tests/grpc_py/client.py"))
+        .args(["--addr", &addr, "--checksum", LM_SUM, "--job-id", "py-1"])
+        .arg("--proto")
+        .arg(&proto)
+        .arg("--ca")
+        .arg(dir.join("ca.pem"))
+        .arg("--cert")
+        .arg(dir.join("orchestrator.pem"))
+        .arg("--key")
+        .arg(dir.join("orchestrator.key"));
+    // The node runs on this runtime: the client waits on a blocking thread.
+    let out = tokio::task::spawn_blocking(move || cmd.output())
+        .await
+        .unwrap()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "the grpcio client failed:\n{stderr}\n{stdout}"
+    );
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON line");
+    assert_eq!(
+        v["states"].as_array().and_then(|s| s.last()),
+        Some(&"JOB_STATE_DONE".into()),
+        "{v}"
+    );
+    assert_eq!(v["refusal"]["field"], "compute_class", "{v}");
+    assert_eq!(v["no_client_cert"], "UNAVAILABLE", "{v}");
+    // What the Python client saw is what netd stored: the receipt's signed bytes and
+    // the uploaded bytes.
+    let rest: havn_proto::SignedReceipt = node
+        .orchestrator()
+        .await
+        .get("/receipt/py-1")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(
+        v["receipt"]["runtime_hash"],
+        rest.receipt.runtime_hash.to_hex()
+    );
+    let cid = v["upload_cid"].as_str().unwrap();
+    assert!(node.state_dir.join("uploads").join(cid).is_file());
+}
