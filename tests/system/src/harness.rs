@@ -273,27 +273,33 @@ impl Node {
 
     /// Submits one job and waits for its receipt; returns (receipt JSON path, receipt).
     pub fn submit(&self, wf: &str, seed: u64, job: &str) -> (PathBuf, Value) {
+        self.submit_with(wf, seed, job, &[])
+    }
+
+    /// [`Node::submit`] with extra `havnctl submit` flags (`--grpc`).
+    pub fn submit_with(&self, wf: &str, seed: u64, job: &str, extra: &[&str]) -> (PathBuf, Value) {
         let ck = workflow_checksum(wf);
         let out = self.path(&format!("receipt-{job}.json"));
-        let o = self.ctl(
-            "orchestrator",
-            &[
-                "submit",
-                "--workflow",
-                wf,
-                "--checksum",
-                &ck,
-                "--seed",
-                &seed.to_string(),
-                "--job-id",
-                job,
-                "--wait",
-                "--timeout",
-                "120",
-                "--receipt-out",
-                &out.display().to_string(),
-            ],
-        );
+        let seed = seed.to_string();
+        let out_s = out.display().to_string();
+        let mut args = vec!["submit"];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&[
+            "--workflow",
+            wf,
+            "--checksum",
+            &ck,
+            "--seed",
+            &seed,
+            "--job-id",
+            job,
+            "--wait",
+            "--timeout",
+            "120",
+            "--receipt-out",
+            &out_s,
+        ]);
+        let o = self.ctl("orchestrator", &args);
         assert!(
             o.status.success(),
             "submit {wf}: {}{}\nlog:\n{}",

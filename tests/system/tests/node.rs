@@ -105,11 +105,13 @@ fn orchestrator_and_validator_against_a_real_node() {
         );
     }
 
-    // Orchestrator: one job per workload.
+    // Orchestrator: one job per workload, the last over gRPC (same port, ALPN h2):
+    // its receipt is checked below against the quoted key like the others.
     let mut receipts = Vec::new();
     for (i, wf) in ["lm", "diffusion", "audio"].iter().enumerate() {
         let seed = 1000 + i as u64;
-        let (path, v) = node.submit(wf, seed, &format!("sys-{wf}"));
+        let via: &[&str] = if *wf == "audio" { &["--grpc"] } else { &[] };
+        let (path, v) = node.submit_with(wf, seed, &format!("sys-{wf}"), via);
         assert_eq!(v["receipt"]["workflow_id"], *wf);
         receipts.push((wf.to_string(), seed, path, v));
     }

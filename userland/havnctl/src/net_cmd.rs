@@ -131,6 +131,10 @@ pub struct SubmitArgs {
     /// With --wait: also write the signed receipt (JSON) to this file.
     #[arg(long, value_name = "FILE", requires = "wait")]
     pub receipt_out: Option<PathBuf>,
+    /// Use the gRPC API (`havn.v1.Intake`, same port, ALPN h2) instead of REST:
+    /// UploadArtifact, AcceptJob, WatchJob and GetReceipt. Prints the same output.
+    #[arg(long)]
+    pub grpc: bool,
 }
 
 /// Arguments of `havnctl get`.
@@ -193,6 +197,30 @@ pub(crate) async fn upload(conn: &mut Conn, bytes: Vec<u8>) -> anyhow::Result<ha
     Ok(got)
 }
 
+/// One `--input` value: its name and either a file to upload or a CID on the node.
+pub(crate) enum InputSpec {
+    /// `FILE` or `NAME=@FILE`.
+    File(String, String),
+    /// `NAME=CID`.
+    Cid(String, havn_proto::Cid),
+}
+
+/// Parses one `--input` value.
+pub(crate) fn input_spec(i: &str) -> anyhow::Result<InputSpec> {
+    let (name, rest) = i.split_once('=').unwrap_or(("inputs", i));
+    let file = rest
+        .strip_prefix('@')
+        .or((!i.contains('=')).then_some(rest));
+    Ok(match file {
+        Some(f) => InputSpec::File(name.to_string(), f.to_string()),
+        None => InputSpec::Cid(
+            name.to_string(),
+            rest.parse()
+                .map_err(|e| anyhow::anyhow!("--input {name}: bad CID: {e:?}"))?,
+        ),
+    })
+}
+
 /// `--input` values as (name, CID), uploading files first.
 async fn resolve_inputs(
     conn: &mut Conn,
@@ -200,24 +228,17 @@ async fn resolve_inputs(
 ) -> anyhow::Result<Vec<(String, havn_proto::Cid)>> {
     let mut out = Vec::new();
     for i in specs {
-        let (name, rest) = i.split_once('=').unwrap_or(("inputs", i.as_str()));
-        let file = rest
-            .strip_prefix('@')
-            .or((!i.contains('=')).then_some(rest));
-        let cid = match file {
-            Some(f) => {
-                let bytes = std::fs::read(f).with_context(|| format!("--input: reading {f}"))?;
+        out.push(match input_spec(i)? {
+            InputSpec::File(name, f) => {
+                let bytes = std::fs::read(&f).with_context(|| format!("--input: reading {f}"))?;
                 let cid = upload(conn, bytes)
                     .await
                     .with_context(|| format!("uploading {f}"))?;
                 eprintln!("uploaded {f} as {cid}");
-                cid
+                (name, cid)
             }
-            None => rest
-                .parse()
-                .map_err(|e| anyhow::anyhow!("--input {name}: bad CID: {e:?}"))?,
-        };
-        out.push((name.to_string(), cid));
+            InputSpec::Cid(name, cid) => (name, cid),
+        });
     }
     Ok(out)
 }
@@ -229,7 +250,10 @@ pub(crate) fn chat_checksum() -> anyhow::Result<String> {
     )))
 }
 
-fn payload(a: &SubmitArgs, resolved: &[(String, havn_proto::Cid)]) -> anyhow::Result<JobPayload> {
+pub(crate) fn payload(
+    a: &SubmitArgs,
+    resolved: &[(String, havn_proto::Cid)],
+) -> anyhow::Result<JobPayload> {
     if let Some(path) = &a.json {
         let text = if path.as_os_str() == "-" {
             std::io::read_to_string(std::io::stdin())?
@@ -275,6 +299,9 @@ fn payload(a: &SubmitArgs, resolved: &[(String, havn_proto::Cid)]) -> anyhow::Re
 
 /// `havnctl submit`.
 pub fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
+    if a.grpc {
+        return crate::grpc_submit::run(a);
+    }
     let c = client(&a.tls)?;
     runtime()?.block_on(async {
         let mut conn = connect(&c, &a.url).await?;

@@ -117,3 +117,70 @@ pub fn intake_on(ch: Channel, host: &str, port: u16) -> IntakeClient<Channel> {
         .unwrap_or_else(|_| hyper::Uri::from_static("https://localhost"));
     IntakeClient::with_origin(ch, origin).max_decoding_message_size(crate::grpc::MAX_MESSAGE)
 }
+
+/// The gRPC request for a job payload (the inverse of [`crate::grpc::payload_from`]).
+pub fn request_of(p: &havn_proto::JobPayload) -> havn_grpc::v1::AcceptJobRequest {
+    use havn_grpc::v1 as pb;
+    use havn_proto::{ArtifactLocation, ComputeClass};
+    use pb::input_artifact::Location;
+    pb::AcceptJobRequest {
+        job_id: p.job_id.to_string(),
+        workflow: Some(pb::WorkflowRef {
+            id: p.workflow.id.to_string(),
+            checksum: p.workflow.checksum.to_hex(),
+        }),
+        inputs: p
+            .inputs
+            .iter()
+            .map(|a| pb::InputArtifact {
+                name: a.name.to_string(),
+                cid: a.cid.to_string(),
+                location: Some(match &a.location {
+                    ArtifactLocation::Ipfs => Location::Ipfs(pb::Empty {}),
+                    ArtifactLocation::Arweave { tx } => Location::ArweaveTx(tx.to_string()),
+                    ArtifactLocation::Uri { uri } => Location::Uri(uri.to_string()),
+                    ArtifactLocation::Inline => Location::Inline(pb::Empty {}),
+                }),
+            })
+            .collect(),
+        compute_class: match p.compute_class {
+            ComputeClass::S => pb::ComputeClass::S,
+            ComputeClass::M => pb::ComputeClass::M,
+            ComputeClass::L => pb::ComputeClass::L,
+            ComputeClass::XL => pb::ComputeClass::Xl,
+        } as i32,
+        timeout_ms: p.timeout_ms,
+        seed: p.seed,
+        privacy: Some(pb::PrivacyFlags {
+            enclave: p.privacy.enclave,
+            redact_outputs: p.privacy.redact_outputs,
+        }),
+    }
+}
+
+/// The signed receipt a gRPC `Receipt` carries, from its exact signed bytes (the
+/// decoded fields are checked against them).
+pub fn signed_receipt_of(
+    r: &havn_grpc::v1::Receipt,
+) -> Result<havn_proto::SignedReceipt, ClientError> {
+    let receipt: havn_proto::Receipt = postcard::from_bytes(&r.signed_bytes)
+        .map_err(|e| ClientError::Invalid(format!("receipt signed_bytes do not decode: {e}")))?;
+    let signature: [u8; 64] = r.signature.as_slice().try_into().map_err(|_| {
+        ClientError::Invalid(format!(
+            "receipt signature is {} bytes, not 64",
+            r.signature.len()
+        ))
+    })?;
+    if receipt.job_id.as_str() != r.job_id
+        || receipt.runtime_hash.to_hex() != r.runtime_hash
+        || receipt.outputs_cid.to_string() != r.outputs_cid
+    {
+        return Err(ClientError::Invalid(
+            "the receipt's fields disagree with its signed bytes".into(),
+        ));
+    }
+    Ok(havn_proto::SignedReceipt {
+        receipt,
+        signature: havn_proto::Sig64(signature),
+    })
+}

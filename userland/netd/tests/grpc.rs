@@ -141,7 +141,8 @@ async fn malformed_requests_are_invalid_argument_naming_the_field_and_queue_noth
     let node = start_node(Cfg::default(), ComputeClass::M, Duration::ZERO).await;
     let p = &pki().0;
     let mut c = intake(&node, &p.orchestrator).await;
-    let cases: Vec<(&str, Box<dyn Fn(&mut pb::AcceptJobRequest)>)> = vec![
+    type Mutation = Box<dyn Fn(&mut pb::AcceptJobRequest)>;
+    let cases: Vec<(&str, Mutation)> = vec![
         ("compute_class", Box::new(|j| j.compute_class = 0)),
         ("compute_class", Box::new(|j| j.compute_class = 9)),
         ("job_id", Box::new(|j| j.job_id = String::new())),
