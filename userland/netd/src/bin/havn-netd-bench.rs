@@ -1,7 +1,8 @@
 //! Intake benchmark: (a) a bare hyper + rustls mTLS echo server, (b) the real netd
 //! intake (POST /job/accept, durable WAL commits, dispatcher draining into an
 //! in-process execd stand-in that takes `--exec-delay-ms` per job), (c) the same
-//! with the WAL's durability off, all in one process with the same load client:
+//! with the WAL's durability off, (d) the same intake as (b) over gRPC (AcceptJob,
+//! ALPN h2, same node and port), all in one process with the same load client:
 //! keep-alive mTLS connections, bounded concurrency. The servers share one tokio
 //! runtime and the client has its own. Runs many short interleaved rounds
 //! (a, b, c, a, b, c, ...) and prints each round, the median and spread of the
@@ -13,8 +14,10 @@
 
 use ::bytes::Bytes;
 use clap::Parser;
+use havn_grpc::v1::intake_client::IntakeClient;
 use havn_ipc::{PeerPolicy, Server};
 use havn_netd::client::MtlsClient;
+use havn_netd::grpc_client::GrpcClient;
 use havn_netd::pki::DevPki;
 use havn_proto::cid::Cid;
 use havn_proto::ipc::*;
@@ -111,10 +114,64 @@ struct Result_ {
     errors: u64,
 }
 
+/// How the load client talks: REST (`POST path`, HTTP/1.1) or gRPC (`AcceptJob`
+/// over h2), each with one request in flight per connection.
+#[derive(Clone)]
+enum Client {
+    Rest(MtlsClient, &'static str),
+    Grpc(GrpcClient),
+}
+
+/// One open connection of a [`Client`].
+enum Conn {
+    Rest(havn_netd::client::Conn, &'static str),
+    Grpc(IntakeClient<havn_netd::grpc_client::Channel>),
+}
+
+impl Client {
+    async fn connect(&self, port: u16) -> Option<Conn> {
+        match self {
+            Client::Rest(c, path) => c
+                .connect("127.0.0.1", port)
+                .await
+                .ok()
+                .map(|c| Conn::Rest(c, path)),
+            Client::Grpc(c) => c.intake("127.0.0.1", port).await.ok().map(Conn::Grpc),
+        }
+    }
+}
+
+impl Conn {
+    /// Submits job `id`; true when it was accepted.
+    async fn submit(&mut self, id: &str) -> bool {
+        match self {
+            Conn::Rest(c, path) => {
+                matches!(c.post(path, job_body(id)).await, Ok(r) if r.status == 200)
+            }
+            Conn::Grpc(c) => c.accept_job(grpc_job(id)).await.is_ok(),
+        }
+    }
+}
+
+fn grpc_job(id: &str) -> havn_grpc::v1::AcceptJobRequest {
+    use havn_grpc::v1 as pb;
+    pb::AcceptJobRequest {
+        job_id: id.into(),
+        workflow: Some(pb::WorkflowRef {
+            id: "lm".into(),
+            checksum: SUM.into(),
+        }),
+        inputs: vec![],
+        compute_class: pb::ComputeClass::S as i32,
+        timeout_ms: 60_000,
+        seed: 7,
+        privacy: None,
+    }
+}
+
 async fn load(
-    client: &MtlsClient,
+    client: &Client,
     addr: SocketAddr,
-    path: &'static str,
     conns: usize,
     secs: u64,
     tag: &'static str,
@@ -131,7 +188,7 @@ async fn load(
         let errors = errors.clone();
         hs.push(tokio::spawn(async move {
             let mut lat: Vec<u32> = Vec::with_capacity(100_000);
-            let Ok(mut c) = client.connect("127.0.0.1", addr.port()).await else {
+            let Some(mut c) = client.connect(addr.port()).await else {
                 errors.fetch_add(1, Ordering::Relaxed);
                 return lat;
             };
@@ -141,17 +198,14 @@ async fn load(
                     break;
                 }
                 let n = seq.fetch_add(1, Ordering::Relaxed);
-                let body = job_body(&format!("{tag}-{n}"));
+                let id = format!("{tag}-{n}");
                 let t0 = Instant::now();
-                match c.post(path, body).await {
-                    Ok(r) if r.status == 200 => {
-                        if t0 >= warm_until {
-                            lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                        }
+                if c.submit(&id).await {
+                    if t0 >= warm_until {
+                        lat.push(t0.elapsed().as_micros().min(u32::MAX as u128) as u32);
                     }
-                    _ => {
-                        errors.fetch_add(1, Ordering::Relaxed);
-                    }
+                } else {
+                    errors.fetch_add(1, Ordering::Relaxed);
                 }
             }
             lat
@@ -396,14 +450,16 @@ fn main() {
     // shared and noisy, so each round's ratio compares runs seconds apart, and the
     // table reports the median round.
     let rounds = rt.block_on(async {
-        let client = MtlsClient::from_pem(
-            pki.ca.cert.as_bytes(),
-            Some((
-                pki.orchestrator.cert.as_bytes(),
-                pki.orchestrator.key.as_bytes(),
-            )),
-        )
-        .expect("client");
+        let identity = Some((
+            pki.orchestrator.cert.as_bytes(),
+            pki.orchestrator.key.as_bytes(),
+        ));
+        let mtls = MtlsClient::from_pem(pki.ca.cert.as_bytes(), identity).expect("client");
+        let echo_client = Client::Rest(mtls.clone(), "/echo");
+        let rest = Client::Rest(mtls, "/job/accept");
+        let grpc = Client::Grpc(
+            GrpcClient::from_pem(pki.ca.cert.as_bytes(), identity).expect("gRPC client"),
+        );
         let p = pki.clone();
         let echo = sh
             .spawn(async move { echo_server(&p).await })
@@ -411,27 +467,9 @@ fn main() {
             .expect("echo server");
         let mut rounds = Vec::new();
         for _ in 0..args.rounds.max(1) {
-            let a = load(
-                &client,
-                echo,
-                "/echo",
-                c,
-                secs,
-                "echo",
-                "mTLS echo (baseline)",
-            )
-            .await;
+            let a = load(&echo_client, echo, c, secs, "echo", "mTLS echo (baseline)").await;
             let n1 = start_netd(&sh, &dir, true, delay, !args.wal_buffered).await;
-            let mut b = load(
-                &client,
-                n1.local_addr,
-                "/job/accept",
-                c,
-                secs,
-                "f",
-                "netd intake, fsync on",
-            )
-            .await;
+            let mut b = load(&rest, n1.local_addr, c, secs, "f", "netd intake, fsync on").await;
             let st = n1.state.wal().stats();
             let syncs = st.syncs.load(Ordering::Relaxed).max(1) as f64;
             b.wal = Some(WalFigures {
@@ -445,20 +483,21 @@ fn main() {
                     .mean()
                     .map_or(0.0, |d| d.as_secs_f64() * 1e6),
             });
-            drop(n1);
-            let n2 = start_netd(&sh, &dir, false, delay, !args.wal_buffered).await;
-            let d = load(
-                &client,
-                n2.local_addr,
-                "/job/accept",
+            // The same node, the same port, over gRPC (ALPN h2).
+            let g = load(
+                &grpc,
+                n1.local_addr,
                 c,
                 secs,
-                "n",
-                "netd intake, fsync off",
+                "g",
+                "netd intake gRPC, fsync on",
             )
             .await;
+            drop(n1);
+            let n2 = start_netd(&sh, &dir, false, delay, !args.wal_buffered).await;
+            let d = load(&rest, n2.local_addr, c, secs, "n", "netd intake, fsync off").await;
             drop(n2);
-            rounds.push([a, b, d]);
+            rounds.push([a, b, d, g]);
         }
         rounds
     });
@@ -468,7 +507,7 @@ fn main() {
 
 /// Prints every round, then the median round (by the fsync-on ratio) as the table
 /// and the `BENCH` lines.
-fn report(args: &Args, rounds: &[[Result_; 3]]) {
+fn report(args: &Args, rounds: &[[Result_; 4]]) {
     let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { f64::NAN };
     println!(
         "\n{} keep-alive mTLS connections, {} s measured per server, {} rounds, execd stand-in {} ms/job, {} cores\n",
@@ -478,7 +517,7 @@ fn report(args: &Args, rounds: &[[Result_; 3]]) {
         args.exec_delay_ms,
         std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    for (i, [e, on, off]) in rounds.iter().enumerate() {
+    for (i, [e, on, off, g]) in rounds.iter().enumerate() {
         let w = on.wal.unwrap_or(WalFigures {
             records_per_sync: 0.0,
             sync_us: 0.0,
@@ -486,22 +525,24 @@ fn report(args: &Args, rounds: &[[Result_; 3]]) {
             admission_us: 0.0,
         });
         println!(
-            "round {}: echo {:.0} req/s, fsync on {:.0} ({:.2}x), fsync off {:.0} ({:.2}x); \
-             {:.1} records per fsync, {:.0} us per write+fdatasync, {:.0} us mean in netd \
-             per job, {} jobs dispatched",
+            "round {}: echo {:.0} req/s, fsync on {:.0} ({:.2}x), fsync off {:.0} ({:.2}x), \
+             gRPC fsync on {:.0} ({:.2}x REST); {:.1} records per fsync, {:.0} us per \
+             write+fdatasync, {:.0} us mean in netd per job, {} jobs dispatched",
             i + 1,
             e.rps,
             on.rps,
             ratio(on.rps, e.rps),
             off.rps,
             ratio(off.rps, e.rps),
+            g.rps,
+            ratio(g.rps, on.rps),
             w.records_per_sync,
             w.sync_us,
             w.admission_us,
             w.dispatched
         );
     }
-    for (name, k) in [("fsync on", 1), ("fsync off", 2)] {
+    for (name, k) in [("fsync on", 1), ("fsync off", 2), ("gRPC fsync on", 3)] {
         let mut rs: Vec<f64> = rounds.iter().map(|r| ratio(r[k].rps, r[0].rps)).collect();
         rs.sort_by(f64::total_cmp);
         let q = |p: f64| {
@@ -549,9 +590,15 @@ fn report(args: &Args, rounds: &[[Result_; 3]]) {
             r.errors
         );
     }
-    let [echo, on, off] = rs;
+    let [echo, on, off, g] = rs;
     let ms = |us: u64| us as f64 / 1000.0;
-    for (name, r) in [("intake", on), ("intake_nofsync", off)] {
+    println!(
+        "\ngRPC / REST on the same node (fsync on): {:.2}x jobs/s, p50 {:.2}x, p99 {:.2}x",
+        ratio(g.rps, on.rps),
+        ratio(g.p50_us as f64, on.p50_us as f64),
+        ratio(g.p99_us as f64, on.p99_us as f64)
+    );
+    for (name, r) in [("intake", on), ("intake_nofsync", off), ("intake_grpc", g)] {
         println!(
             "BENCH {name}_p50 {:.3} ms {:.3} {:.2}",
             ms(r.p50_us),
