@@ -11,7 +11,7 @@ pub const MAX_FRAME: usize = 64 * 1024;
 /// Length-prefix size.
 pub const HEADER_LEN: usize = 4;
 /// Wire protocol version; bump on any incompatible change.
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 /// Magic at the start of every hello.
 pub const HELLO_MAGIC: [u8; 4] = *b"HAVN";
 

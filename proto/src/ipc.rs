@@ -341,12 +341,25 @@ pub enum ExecdRequest {
     /// A validator's execd re-executed another node's receipt: attestd assembles the
     /// verdict from this result and signs it under slashing protection.
     Reexecuted(Box<Reexecution>),
+    /// The private half of this boot's payload key (HPKE, X25519), so that execd, and
+    /// only execd, opens encrypted job inputs, in memory. Once per start of attestd.
+    PayloadKey,
 }
 message!(
     ExecdRequest,
     "ExecdRequest",
-    [Gate, Report, Capabilities, Reexecuted]
+    [Gate, Report, Capabilities, Reexecuted, PayloadKey]
 );
+
+/// A 32-byte secret carried over IPC in memory; `Debug` never prints it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
+pub struct Secret32(pub [u8; 32]);
+
+impl core::fmt::Debug for Secret32 {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Secret32(..)")
+    }
+}
 
 /// What a validator's execd found when it re-executed a receipt's job.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
@@ -410,11 +423,18 @@ pub enum ExecdResponse {
     Ack,
     /// The verdict on a re-executed receipt (and the challenge, when we challenge).
     Verdict(Box<Judgement>),
+    /// This boot's payload key: the private half, and the public half the quote binds.
+    PayloadKey {
+        /// X25519 private key.
+        secret: Secret32,
+        /// X25519 public key (as quoted).
+        public: PubKey32,
+    },
 }
 message!(
     ExecdResponse,
     "ExecdResponse",
-    [GateOpen, GateClosed, Receipt, Error, Ack, Verdict]
+    [GateOpen, GateClosed, Receipt, Error, Ack, Verdict, PayloadKey]
 );
 
 // ---- netd → execd ---------------------------------------------------------------
@@ -610,6 +630,9 @@ pub enum NetdAttestResponse {
         node: PubKey32,
         /// The chain account of the sealed chain key (zero while it is unavailable).
         chain_account: crate::chain::Account,
+        /// This boot's payload key (X25519), bound into every quote: encrypted job
+        /// inputs must be sealed to it (zero while it is unavailable).
+        payload_key: PubKey32,
     },
     /// Refused.
     Error(RemoteError),

@@ -47,7 +47,7 @@ impl Domain {
             Self::Settlement => b"havn/settlement/v1",
             Self::Lottery => b"havn/lottery/v1",
             Self::SelfAudit => b"havn/self-audit/v1",
-            Self::QuoteBinding => b"havn/quote/v1",
+            Self::QuoteBinding => b"havn/quote/v2",
             Self::Manifest => b"havn/manifest/v1",
         }
     }
@@ -99,11 +99,15 @@ impl Signable for SelfAudit {
     const DOMAIN: Domain = Domain::SelfAudit;
 }
 
-/// The quote's qualifying data: `sha3-256("havn/quote/v1" ‖ 0x00 ‖ nonce ‖ node key)`.
-pub fn quote_binding(nonce: &[u8], node_key: &[u8; 32]) -> Hash32 {
-    let mut buf = Vec::with_capacity(nonce.len().saturating_add(32));
+/// The quote's qualifying data:
+/// `sha3-256("havn/quote/v2" ‖ 0x00 ‖ nonce ‖ node key ‖ payload key)`: a verified
+/// quote vouches for both the node's signing key and the X25519 key its job payloads
+/// are sealed to.
+pub fn quote_binding(nonce: &[u8], node_key: &[u8; 32], payload_key: &[u8; 32]) -> Hash32 {
+    let mut buf = Vec::with_capacity(nonce.len().saturating_add(64));
     buf.extend_from_slice(nonce);
     buf.extend_from_slice(node_key);
+    buf.extend_from_slice(payload_key);
     Domain::QuoteBinding.digest(&buf)
 }
 

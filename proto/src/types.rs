@@ -458,6 +458,8 @@ pub struct QuoteEvidence {
     pub nonce: Hash32,
     /// The node key the quote binds (in extraData).
     pub node: NodeId,
+    /// The node's per-boot payload key (X25519, HPKE) the quote binds beside it.
+    pub payload_key: PubKey32,
     /// Marshalled TPMS_ATTEST.
     pub attest: heapless::Vec<u8, MAX_TPM_BLOB>,
     /// Marshalled TPMT_SIGNATURE.

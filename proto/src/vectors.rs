@@ -225,6 +225,7 @@ fn quote_evidence() -> QuoteEvidence {
     QuoteEvidence {
         nonce: h(0x77),
         node: node(),
+        payload_key: PubKey32([0x50; 32]),
         attest: blob(0xa1, 8),
         signature: blob(0xa2, 4),
         ak_public: blob(0xa3, 4),
@@ -286,6 +287,14 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 },
             ),
             sample("ExecdRequest::Report", &ExecdRequest::Report(job_result())),
+            sample("ExecdRequest::PayloadKey", &ExecdRequest::PayloadKey),
+            sample(
+                "ExecdResponse::PayloadKey",
+                &ExecdResponse::PayloadKey {
+                    secret: Secret32([0x5e; 32]),
+                    public: PubKey32([0x50; 32]),
+                },
+            ),
             sample("ExecdResponse::GateOpen", &ExecdResponse::GateOpen),
             sample(
                 "ExecdResponse::GateClosed",
@@ -438,6 +447,7 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 &NetdAttestResponse::Identity {
                     node: PubKey32([0x11; 32]),
                     chain_account: [0x5c; 20],
+                    payload_key: PubKey32([0x50; 32]),
                 },
             ),
             sample(

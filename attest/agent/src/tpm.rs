@@ -128,6 +128,8 @@ pub struct Quote {
     pub ak_pem: String,
     /// The qualifying data (extraData) used.
     pub extra_data: [u8; 32],
+    /// The payload key bound beside the node key.
+    pub payload_pubkey: [u8; 32],
 }
 
 impl Quote {
@@ -145,6 +147,7 @@ impl Quote {
             pcrs: self.pcrs.iter().map(|(k, v)| (*k, PcrValue(*v))).collect(),
             events: events.to_vec(),
             node_pubkey,
+            payload_pubkey: self.payload_pubkey,
             ek_cert_pem,
             firmware_log: None,
         }
@@ -692,9 +695,15 @@ impl Agent {
         Ok(ev)
     }
 
-    /// Quote the configured PCRs with extraData binding `nonce` and `node_pubkey`.
-    pub fn quote(&mut self, nonce: &[u8], node_pubkey: &[u8; 32]) -> Result<Quote, AgentError> {
-        let extra = havn_attest::quote_extra_data(nonce, node_pubkey);
+    /// Quote the configured PCRs with extraData binding `nonce`, `node_pubkey` and
+    /// `payload_pubkey`.
+    pub fn quote(
+        &mut self,
+        nonce: &[u8],
+        node_pubkey: &[u8; 32],
+        payload_pubkey: &[u8; 32],
+    ) -> Result<Quote, AgentError> {
+        let extra = havn_attest::quote_extra_data(nonce, node_pubkey, payload_pubkey);
         let pcrs = self.cfg.quote_pcrs.clone();
         let selection = vec![PcrSelection::sha256(&pcrs)];
         let list = selection_list(&pcrs)?;
@@ -739,6 +748,7 @@ impl Agent {
                 ak_pem: ak_pem(&ak_public)?,
                 ak_public,
                 extra_data: extra,
+                payload_pubkey: *payload_pubkey,
             });
         }
         Err(AgentError::QuoteRace(3))

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 
 mod chain;
 mod mesh;
+mod payload;
 
 /// What attestd knows of its place in the mesh, and the record that keeps its verdicts
 /// and votes single.
@@ -145,6 +146,7 @@ pub struct Service {
     /// Whether netd already got its TLS key in this start.
     tls_key_served: bool,
     mesh: MeshSigning,
+    payload: payload::PayloadKeys,
 }
 
 /// The sealed secret that holds netd's TLS private key.
@@ -215,6 +217,7 @@ impl Service {
             heartbeat_seq,
             tls_key_served: false,
             mesh,
+            payload: payload::PayloadKeys::default(),
         })
     }
 
@@ -285,6 +288,7 @@ impl Service {
                             self.key = Some(k);
                             self.key_error = None;
                             self.load_or_create_chain_key();
+                            self.load_or_create_payload_key();
                         }
                         Err(e) => {
                             tracing::error!(error = %e, "node key refused: gate closed");
@@ -447,6 +451,7 @@ impl Service {
             ExecdRequest::Report(result) => self.sign_result(result),
             ExecdRequest::Capabilities(report) => self.sign_capabilities(*report),
             ExecdRequest::Reexecuted(r) => self.verdict(*r),
+            ExecdRequest::PayloadKey => self.payload_key_for_execd(),
         }
     }
 
@@ -534,6 +539,7 @@ impl Service {
             NetdAttestRequest::Identity => NetdAttestResponse::Identity {
                 node: node.0,
                 chain_account: self.chain_account(),
+                payload_key: PubKey32(self.payload_public()),
             },
             NetdAttestRequest::Heartbeat(netd_claims) => {
                 // Time and sequence are ours: a compromised netd cannot pre-sign
@@ -630,17 +636,19 @@ impl Service {
     }
 
     fn quote(&mut self, nonce: &Hash32, node: NodeId) -> Result<QuoteEvidence, AgentError> {
-        let q = match self.agent.quote(&nonce.0, &node.0 .0) {
+        let payload = self.payload_public();
+        let q = match self.agent.quote(&nonce.0, &node.0 .0, &payload) {
             Ok(q) => q,
             Err(_) => {
                 self.agent.reconnect()?;
-                self.agent.quote(&nonce.0, &node.0 .0)?
+                self.agent.quote(&nonce.0, &node.0 .0, &payload)?
             }
         };
         let ek = self.agent.ek_certificate().ok().flatten();
         Ok(QuoteEvidence {
             nonce: *nonce,
             node,
+            payload_key: PubKey32(payload),
             attest: q
                 .attest
                 .iter()

@@ -20,6 +20,9 @@ pub struct EvidenceJson {
     /// Node ed25519 public key.
     #[serde(with = "hex::serde")]
     pub node_pubkey: [u8; 32],
+    /// The node's per-boot X25519 payload key (bound into the quote beside the node key).
+    #[serde(with = "hex::serde")]
+    pub payload_pubkey: [u8; 32],
     /// Userland event log.
     pub events: Vec<Event>,
     /// EK certificate PEM.
@@ -89,6 +92,7 @@ pub fn write_dir(
     let j = EvidenceJson {
         nonce: nonce.to_vec(),
         node_pubkey: ev.node_pubkey,
+        payload_pubkey: ev.payload_pubkey,
         events: ev.events.clone(),
         ek_cert_pem: ev.ek_cert_pem.clone(),
     };
@@ -146,6 +150,7 @@ pub fn read_dir(dir: &Path) -> Result<(Evidence, EvidenceJson), DirError> {
         pcrs,
         events: j.events.clone(),
         node_pubkey: j.node_pubkey,
+        payload_pubkey: j.payload_pubkey,
         ek_cert_pem: j.ek_cert_pem.clone(),
         firmware_log: match std::fs::read(dir.join("firmware_log.bin")) {
             Ok(b) => Some(b),

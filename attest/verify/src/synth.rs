@@ -89,7 +89,11 @@ pub fn attest_bytes(extra: &[u8], sel: &[PcrSelection], pcr_digest: &[u8]) -> Ve
     a
 }
 
-/// A realistic evidence bundle: PCRs 0–15, `n_events` userland events spread over PCRs 8–14.
+/// The payload key [`evidence`] binds (synthetic evidence has no real one).
+pub const PAYLOAD_KEY: [u8; 32] = [0x50; 32];
+
+/// A realistic evidence bundle: PCRs 0–15, `n_events` userland events spread over PCRs
+/// 8–14, binding `node_pubkey` and [`PAYLOAD_KEY`].
 pub fn evidence(ak: &SoftAk, nonce: &[u8], node_pubkey: [u8; 32], n_events: usize) -> Evidence {
     let events: Vec<Event> = (0..n_events)
         .map(|i| Event {
@@ -113,7 +117,11 @@ pub fn evidence(ak: &SoftAk, nonce: &[u8], node_pubkey: [u8; 32], n_events: usiz
     for v in pcrs.values() {
         h.update(v);
     }
-    let attest = attest_bytes(&quote_extra_data(nonce, &node_pubkey), &sel, &h.finalize());
+    let attest = attest_bytes(
+        &quote_extra_data(nonce, &node_pubkey, &PAYLOAD_KEY),
+        &sel,
+        &h.finalize(),
+    );
     Evidence {
         signature: ak.sign(&attest),
         attest,
@@ -121,6 +129,7 @@ pub fn evidence(ak: &SoftAk, nonce: &[u8], node_pubkey: [u8; 32], n_events: usiz
         pcrs: pcrs.into_iter().map(|(k, v)| (k, PcrValue(v))).collect(),
         events,
         node_pubkey,
+        payload_pubkey: PAYLOAD_KEY,
         ek_cert_pem: None,
         firmware_log: None,
     }

@@ -29,6 +29,9 @@ pub struct Evidence {
     /// The node's ed25519 public key bound into extraData.
     #[serde(with = "hex::serde")]
     pub node_pubkey: [u8; 32],
+    /// The node's per-boot X25519 payload key, bound into extraData beside it.
+    #[serde(with = "hex::serde")]
+    pub payload_pubkey: [u8; 32],
     /// The EK certificate (PEM), if the node has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ek_cert_pem: Option<String>,
@@ -83,6 +86,7 @@ impl Evidence {
                 })
                 .collect(),
             node_pubkey: q.node.0 .0,
+            payload_pubkey: q.payload_key.0,
             ek_cert_pem: q.ek_cert.as_ref().map(|der| pem("CERTIFICATE", der)),
             firmware_log: None,
         }
@@ -115,6 +119,7 @@ impl Evidence {
         Some(havn_proto::QuoteEvidence {
             nonce,
             node: havn_proto::NodeId(havn_proto::PubKey32(self.node_pubkey)),
+            payload_key: havn_proto::PubKey32(self.payload_pubkey),
             attest: heapless::Vec::from_slice(&self.attest).ok()?,
             signature: heapless::Vec::from_slice(&self.signature).ok()?,
             ak_public: heapless::Vec::from_slice(&self.ak_public).ok()?,
@@ -154,6 +159,8 @@ pub struct Verdict {
     pub ak_name: Vec<u8>,
     /// The node key the quote vouches for.
     pub node_pubkey: [u8; 32],
+    /// The payload key (X25519) the quote vouches for: seal job inputs to it.
+    pub payload_pubkey: [u8; 32],
     /// Quoted sha256 PCR values.
     pub pcrs: BTreeMap<u32, [u8; 32]>,
     /// The TPM's clock and reboot counters at quote time.
@@ -294,7 +301,7 @@ pub fn verify_quote(ev: &Evidence, nonce: &[u8], policy: &Policy) -> Result<Verd
         }
     }
     check_signature(&key, &ev.attest, &ev.signature)?;
-    if q.extra_data.as_slice() != quote_extra_data(nonce, &ev.node_pubkey).as_slice() {
+    if q.extra_data.as_slice() != quote_extra_data(nonce, &ev.node_pubkey, &ev.payload_pubkey).as_slice() {
         return Err(VerifyError::ExtraDataMismatch);
     }
     let pcrs: BTreeMap<u32, [u8; 32]> = ev.pcrs.iter().map(|(k, v)| (*k, v.0)).collect();
@@ -332,6 +339,7 @@ pub fn verify_quote(ev: &Evidence, nonce: &[u8], policy: &Policy) -> Result<Verd
     Ok(Verdict {
         ak_name,
         node_pubkey: ev.node_pubkey,
+        payload_pubkey: ev.payload_pubkey,
         pcrs,
         clock: q.clock_info,
         firmware_version: q.firmware_version,

@@ -54,6 +54,16 @@ fn synthetic_quote_verifies_and_tampering_is_caught() {
         verify_quote(&ev, b"short", &p).unwrap_err(),
         VerifyError::BadNonce(5)
     );
+
+    // The payload key is bound like the node key: another one (a relay swapping in
+    // its own, to read sealed payloads) is refused.
+    assert_eq!(v.payload_pubkey, synth::PAYLOAD_KEY);
+    let mut bad = ev.clone();
+    bad.payload_pubkey[0] ^= 1;
+    assert_eq!(
+        verify_quote(&bad, NONCE, &p).unwrap_err(),
+        VerifyError::ExtraDataMismatch
+    );
 }
 
 #[test]
@@ -235,7 +245,7 @@ fn firmware_log_replays_under_userland_log() {
         h.update(v);
     }
     ev.attest = synth::attest_bytes(
-        &havn_attest::quote_extra_data(NONCE, &[9u8; 32]),
+        &havn_attest::quote_extra_data(NONCE, &[9u8; 32], &synth::PAYLOAD_KEY),
         &sel,
         &h.finalize(),
     );

@@ -51,6 +51,10 @@ struct RetainedJob {
     /// to: what a validator asks for to name a divergent node.
     #[serde(default)]
     leaves: Vec<String>,
+    /// The job ran on a sealed (encrypted) input: only the envelope is retained, and
+    /// challenge material, which would reveal the plaintext, is refused.
+    #[serde(default)]
+    sealed: bool,
 }
 
 /// Why the engine could not start.
@@ -96,6 +100,8 @@ pub struct Engine {
     /// `execd.test_only_fault = "perturb-leaf"`: this node cheats (tests and
     /// `scripts/demo-mesh` only).
     perturb_leaf: bool,
+    /// This boot's payload key (from attestd): opens encrypted inputs in memory.
+    payload_key: Option<havn_payload::PayloadKey>,
 }
 
 fn refused(error: RemoteError, reason: &str) -> NetdExecResponse {
@@ -192,7 +198,13 @@ impl Engine {
                 }
                 on
             },
+            payload_key: None,
         })
+    }
+
+    /// Installs this boot's payload key (attestd hands it over once per start).
+    pub fn set_payload_key(&mut self, key: havn_payload::PayloadKey) {
+        self.payload_key = Some(key);
     }
 
     /// Changes how many finished jobs keep their checkpoints (default [`RETAIN_JOBS`]).
@@ -273,8 +285,10 @@ impl Engine {
         runtime_hash: &Hash32,
         inputs: &[u8],
         leaves: &[[u8; 32]],
+        sealed: bool,
     ) -> Result<(), String> {
         let rec = RetainedJob {
+            sealed,
             leaves: leaves.iter().map(|h| Hash32(*h).to_hex()).collect(),
             job_id: payload.job_id.to_string(),
             submitter: submitter.to_string(),
@@ -352,6 +366,12 @@ impl Engine {
                 ),
             );
         };
+        if rec.sealed {
+            return refused(
+                RemoteError::NotPermitted,
+                &format!("job {job_id:?} ran on an encrypted input: its challenge material would reveal the plaintext, so none is served"),
+            );
+        }
         if rec.workflow == crate::chat::WORKFLOW {
             return self.prove_chat(&dir, &rec, node_id);
         }
@@ -413,16 +433,22 @@ impl Engine {
         }
     }
 
-    fn input_bytes(&self, payload: &JobPayload, w: &Workload) -> Result<(Vec<u8>, Cid), String> {
+    /// The job's input (opened in memory when sealed) and the CID of the stored bytes.
+    fn input_bytes(
+        &self,
+        payload: &JobPayload,
+        w: &Workload,
+    ) -> Result<(crate::sealed::Input, Cid), String> {
         let Some(art) = payload.inputs.iter().find(|a| a.name.as_str() == "inputs") else {
             if let Some(other) = payload.inputs.first() {
                 return Err(format!("unknown input {:?}: this workflow takes one safetensors artifact named \"inputs\"", other.name.as_str()));
             }
-            return Ok((w.default_inputs.clone(), Cid::of_bytes(&w.default_inputs)));
+            let plain = crate::sealed::open(None, w.default_inputs.clone())?;
+            return Ok((plain, Cid::of_bytes(&w.default_inputs)));
         };
         let name = art.cid.to_string();
         if let Some(b) = self.read_input(&art.cid) {
-            return Ok((b, art.cid));
+            return Ok((crate::sealed::open(self.payload_key.as_ref(), b)?, art.cid));
         }
         Err(format!(
             "input artifact {name} is not available on this node (upload it first)"
@@ -467,19 +493,27 @@ impl Engine {
         if let Err(e) = self.caps.require(payload.compute_class) {
             return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
         }
-        let (inputs, inputs_cid) = match self.input_bytes(&payload, w) {
+        let (input, inputs_cid) = match self.input_bytes(&payload, w) {
             Ok(x) => x,
             Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
         };
+        let envelope = input.envelope;
+        let inputs = input.bytes;
         if let Err(r) = gate(ticket_id, &payload, attestd) {
             return *r;
         }
-        let job = Job {
+        // The executor checks the bytes against their CID: a sealed input's is the
+        // plaintext's (in memory only); the receipt names the stored envelope's.
+        let mut job = Job {
             checksum,
             manifest: w.manifest.clone(),
             weights: w.weights.clone(),
-            inputs,
-            inputs_cid,
+            inputs: inputs.to_vec(),
+            inputs_cid: if envelope.is_some() {
+                Cid::of_bytes(&inputs)
+            } else {
+                inputs_cid
+            },
             seed: payload.seed,
         };
         let prepared = match preflight(&self.registry, &job) {
@@ -493,8 +527,10 @@ impl Engine {
         let deadline = Deadline::arm(
             Duration::from_millis(u64::from(payload.timeout_ms)).saturating_sub(started.elapsed()),
         );
+        // A sealed input's plaintext (and what derives from it) never reaches disk: no
+        // checkpoints for it.
         let opts = RunOptions {
-            checkpoint_dir: Some(ckpt.clone()),
+            checkpoint_dir: envelope.is_none().then(|| ckpt.clone()),
             cancel: Some(deadline.flag()),
             ..RunOptions::default()
         };
@@ -529,7 +565,7 @@ impl Engine {
             job_id: payload.job_id.clone(),
             runtime_hash: Hash32(result.runtime_hash),
             outputs_cid: result.outputs_cid,
-            inputs_cid: job.inputs_cid,
+            inputs_cid,
             latency_ms,
             energy_estimate_mj: (result.accounting.energy_j * 1000.0).round().max(0.0) as u64,
             manifest_checksum: Hash32(checksum),
@@ -547,14 +583,24 @@ impl Engine {
         match sign(ticket_id, report, attestd) {
             Ok(receipt) => {
                 let rh = receipt.receipt.runtime_hash;
-                if let Err(e) = self.retain_job(
-                    &ckpt,
-                    &payload,
-                    submitter,
-                    &rh,
-                    &job.inputs,
-                    &result.node_hashes,
-                ) {
+                // A sealed job retains its envelope, never the plaintext (and ran
+                // without checkpoints, so its directory is made here).
+                let kept = match &envelope {
+                    Some(env) => mkdir(&ckpt).map_err(|e| e.to_string()).and_then(|()| {
+                        self.retain_job(&ckpt, &payload, submitter, &rh, env, &result.node_hashes, true)
+                    }),
+                    None => self.retain_job(
+                        &ckpt,
+                        &payload,
+                        submitter,
+                        &rh,
+                        &job.inputs,
+                        &result.node_hashes,
+                        false,
+                    ),
+                };
+                zeroize::Zeroize::zeroize(&mut job.inputs);
+                if let Err(e) = kept {
                     tracing::warn!(error = %e, "cannot retain the checkpoint; Prove will not answer for this job");
                     let _ = std::fs::remove_dir_all(&ckpt);
                 }
@@ -687,10 +733,12 @@ impl Engine {
         if let Err(e) = self.caps.require(payload.compute_class) {
             return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
         }
-        let request = match self.chat_request(payload) {
-            Ok(b) => b,
+        let (request, envelope) = match self.chat_request(payload) {
+            Ok(i) => (i.bytes, i.envelope),
             Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
         };
+        // The receipt names the stored bytes: the envelope when the request was sealed.
+        let inputs_cid = Cid::of_bytes(envelope.as_deref().unwrap_or(&request));
         if let Err(r) = gate(ticket_id, payload, attestd) {
             return *r;
         }
@@ -719,7 +767,7 @@ impl Engine {
             job_id: payload.job_id.clone(),
             runtime_hash: Hash32(rh),
             outputs_cid,
-            inputs_cid: Cid::of_bytes(&request),
+            inputs_cid,
             latency_ms,
             energy_estimate_mj,
             manifest_checksum: Hash32(checksum),
@@ -741,9 +789,11 @@ impl Engine {
                         payload,
                         submitter,
                         &receipt.receipt.runtime_hash,
-                        &request,
+                        // A sealed request is retained as its envelope only.
+                        envelope.as_deref().unwrap_or(&request),
                         // Chat jobs are challenged block by block (`Prove`), not by leaves.
                         &[],
+                        envelope.is_some(),
                     )
                 });
                 if let Err(e) = kept {
@@ -798,7 +848,7 @@ impl Engine {
     }
 
     /// The request bytes named by the job's `inputs` artifact (required for chat).
-    fn chat_request(&self, payload: &JobPayload) -> Result<Vec<u8>, String> {
+    fn chat_request(&self, payload: &JobPayload) -> Result<crate::sealed::Input, String> {
         let Some(art) = payload.inputs.iter().find(|a| a.name.as_str() == "inputs") else {
             return Err("a chat job needs its request as an input artifact named \"inputs\" (POST /artifact, then reference its CID)".into());
         };
@@ -807,7 +857,7 @@ impl Engine {
             if !art.cid.verify(&b) {
                 return Err(format!("input artifact {name} does not hash to its CID"));
             }
-            return Ok(b);
+            return crate::sealed::open(self.payload_key.as_ref(), b);
         }
         Err(format!(
             "input artifact {name} is not available on this node (upload it first)"

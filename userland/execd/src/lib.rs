@@ -15,6 +15,7 @@
 mod chat;
 mod deadline;
 mod engine;
+mod sealed;
 
 pub use engine::{Engine, EngineError, RETAIN_JOBS};
 
@@ -122,6 +123,26 @@ pub fn run(args: Args) -> Result<(), Error> {
     match attestd.call(&ExecdRequest::Capabilities(Box::new(engine.capabilities()))) {
         Ok(ExecdResponse::Ack) => tracing::info!("capability report signed by attestd"),
         Ok(other) => tracing::error!(answer = ?other, "attestd refused the capability report"),
+        Err(source) => {
+            return Err(Error::Ipc {
+                channel: "attestd",
+                source,
+            })
+        }
+    }
+    // This boot's payload key, for encrypted job inputs (opened here, in memory). Not
+    // fatal: without it a sealed input fails its job with the reason.
+    match attestd.call(&ExecdRequest::PayloadKey) {
+        Ok(ExecdResponse::PayloadKey { secret, public }) => {
+            match havn_payload::PayloadKey::from_secret(&secret.0) {
+                Ok(k) if k.public() == public.0 => {
+                    tracing::info!(payload_key = %public, "payload key received from attestd (in memory)");
+                    engine.set_payload_key(k);
+                }
+                _ => tracing::error!("attestd's payload key does not match its public half: encrypted inputs will fail"),
+            }
+        }
+        Ok(other) => tracing::warn!(answer = ?other, "no payload key from attestd: encrypted inputs will fail"),
         Err(source) => {
             return Err(Error::Ipc {
                 channel: "attestd",

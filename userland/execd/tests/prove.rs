@@ -72,6 +72,7 @@ fn attestd() -> Client<ExecdAttestd> {
                 }),
                 ExecdRequest::Capabilities(_) => ExecdResponse::Ack,
                 ExecdRequest::Reexecuted(_) => ExecdResponse::Error(RemoteError::NotPermitted),
+                ExecdRequest::PayloadKey => ExecdResponse::Error(RemoteError::NotYetAvailable),
             };
             if s.reply(&resp).is_err() {
                 return;

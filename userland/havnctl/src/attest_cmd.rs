@@ -112,7 +112,11 @@ pub fn run(args: AttestArgs) -> anyhow::Result<()> {
             cfg.seal_pcrs = q.seal_pcrs.0;
             let mut agent = Agent::open(cfg).context("opening the TPM agent")?;
             let key = agent.load_or_create_node_key().context("node key")?;
-            let quote = agent.quote(&nonce, &key.public()).context("quote")?;
+            // attestd's payload key lives in attestd's memory: a quote taken here,
+            // beside it, binds none (all zero), and `submit --encrypt` refuses it.
+            let quote = agent
+                .quote(&nonce, &key.public(), &[0; 32])
+                .context("quote")?;
             let ek = agent
                 .ek_certificate_pem()
                 .context("reading the EK certificate")?;

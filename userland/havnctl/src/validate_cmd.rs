@@ -64,13 +64,14 @@ pub fn fetch_quote(a: FetchQuoteArgs) -> anyhow::Result<()> {
     let ak = havn_attest::wire::parse_ecc_public(&ev.ak_public).context("AK public area")?;
     let key = havn_attest::verify::check_ak(&ak).context("AK")?;
     let ak_pem = key.to_public_key_pem(LineEnding::LF).context("AK PEM")?;
-    let extra = havn_attest::quote_extra_data(&nonce.0, &ev.node_pubkey);
+    let extra = havn_attest::quote_extra_data(&nonce.0, &ev.node_pubkey, &ev.payload_pubkey);
     evidence_dir::write_dir(&a.out, &ev, &ak_pem, &nonce.0, &extra).context("writing evidence")?;
     println!("nonce {}", nonce.to_hex());
     println!(
-        "wrote {} (node {}, {} PCRs, {} events)",
+        "wrote {} (node {}, payload key {}, {} PCRs, {} events)",
         a.out.display(),
         hex::encode(ev.node_pubkey),
+        hex::encode(ev.payload_pubkey),
         ev.pcrs.len(),
         ev.events.len()
     );

@@ -87,18 +87,13 @@ async fn check_and_admit(
             Some("job_id"),
         ));
     }
-    // Privacy flags this node cannot honour yet are refused, not ignored.
-    for (set, field) in [
-        (sub.privacy.enclave, "privacy.enclave"),
-        (sub.privacy.redact_outputs, "privacy.redact_outputs"),
-    ] {
-        if set {
-            return Err(Failure::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                format!("{field} is not supported by this node yet (encrypted payloads are not implemented); the job was not queued"),
-                Some(field),
-            ));
-        }
+    // A privacy flag this node cannot honour yet is refused, not ignored.
+    if sub.privacy.redact_outputs {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "privacy.redact_outputs is not supported by this node yet (outputs sealed to the orchestrator are not implemented); the job was not queued",
+            Some("privacy.redact_outputs"),
+        ));
     }
     if let Some(i) = sub
         .inputs
@@ -114,7 +109,9 @@ async fn check_and_admit(
             Some(&format!("inputs[{i}].cid")),
         ));
     }
-    if workflow == "chat" {
+    let sealed = check_sealed_inputs(ctx, sub)?;
+    // A sealed chat request is checked by execd once opened; netd cannot read it.
+    if workflow == "chat" && !sealed {
         let checked = match sub.inputs.first() {
             Some(c) => crate::upload::check_chat_request(ctx, c),
             None => Err((
@@ -217,6 +214,61 @@ async fn check_and_admit(
         _ => None,
     };
     Err(f)
+}
+
+/// Encrypted inputs: each one must be sealed to this boot's payload key (another node's,
+/// or an earlier boot's, is refused before queueing: it could never be opened), and a
+/// `privacy.enclave` job takes only sealed inputs. Returns whether any input is sealed.
+fn check_sealed_inputs(ctx: &Ctx, sub: &Submission<'_>) -> Result<bool, Failure> {
+    let ours = ctx.state.node.payload_key;
+    let mut any = false;
+    for (i, cid) in sub.inputs.iter().enumerate() {
+        let field = format!("inputs[{i}].cid");
+        let header = crate::upload::sealed_header(ctx, cid).map_err(|e| {
+            Failure::new(
+                StatusCode::BAD_REQUEST,
+                format!("encrypted payload {cid}: {e}"),
+                Some(&field),
+            )
+        })?;
+        match (header, ours) {
+            (Some(h), Some(k)) if h.recipient == k => any = true,
+            (Some(h), Some(k)) => {
+                let e = havn_payload::PayloadError::OtherRecipient {
+                    sealed_to: havn_proto::PubKey32(h.recipient).to_hex(),
+                    ours: havn_proto::PubKey32(k).to_hex(),
+                };
+                return Err(Failure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    e.to_string(),
+                    Some(&field),
+                ));
+            }
+            (Some(_), None) => {
+                return Err(Failure::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this node has no payload key (attestd gave none): it cannot take encrypted inputs",
+                    Some(&field),
+                ))
+            }
+            (None, _) if sub.privacy.enclave => {
+                return Err(Failure::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    format!("privacy.enclave is set but input {cid} is not encrypted: seal it to this node's payload key (havnctl submit --encrypt) so that only the attested machine can read it; the job was not queued"),
+                    Some(&field),
+                ))
+            }
+            (None, _) => {}
+        }
+    }
+    if sub.privacy.enclave && !any {
+        return Err(Failure::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "privacy.enclave is set but the job has no input: an enclave job's input must be sealed to this node's payload key",
+            Some("privacy.enclave"),
+        ));
+    }
+    Ok(any)
 }
 
 /// Whose job a request names by `job_id` (job ids are scoped per submitter): a client

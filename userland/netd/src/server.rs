@@ -219,6 +219,8 @@ pub async fn start(
     };
     // With the node key sealed (gate closed at boot) netd still serves what was
     // already signed, read-only; everything that needs the key answers 503.
+    // This boot's payload key (encrypted inputs must be sealed to it), from attestd.
+    let mut payload = None;
     let node_key = match attestd
         .call(&NetdAttestRequest::Identity)
         .await
@@ -227,7 +229,11 @@ pub async fn start(
         NetdAttestResponse::Identity {
             node,
             chain_account,
-        } => Some((node, chain_account)),
+            payload_key,
+        } => {
+            payload = (payload_key.0 != [0; 32]).then_some(payload_key.0);
+            Some((node, chain_account))
+        }
         NetdAttestResponse::Error(havn_proto::ipc::RemoteError::GateClosed) => {
             tracing::error!("the node key is sealed (gate closed): serving read-only, no new jobs");
             None
@@ -293,6 +299,7 @@ pub async fn start(
         workflows: caps.workflows.iter().cloned().collect(),
         stake: stake.clone(),
         node_key: node_key.map(|(k, _)| k.to_hex()),
+        payload_key: payload,
     };
     let state = Arc::new(State::new(
         &replay.snapshot,

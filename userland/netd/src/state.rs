@@ -138,6 +138,9 @@ pub struct NodeInfo {
     pub stake: Arc<crate::stake::StakeView>,
     /// The node key (hex), from attestd.
     pub node_key: Option<String>,
+    /// This boot's payload key (X25519), from attestd: `privacy.enclave` jobs' inputs
+    /// must be sealed to it.
+    pub payload_key: Option<[u8; 32]>,
 }
 
 /// Why a job was refused (in the order the checks run).

@@ -48,6 +48,32 @@ pub fn available(ctx: &Ctx, cid: &havn_proto::Cid) -> bool {
     ctx.uploads.join(&name).is_file() || ctx.artifacts.join(&name).is_file()
 }
 
+/// The header of an input artifact when it is an encrypted payload (`havn-payload`
+/// envelope): `Ok(None)` for plain bytes, `Err` for an unreadable file or a malformed
+/// header. netd reads only the 78-byte header; it never holds the key to open it.
+pub fn sealed_header(
+    ctx: &Ctx,
+    cid: &havn_proto::Cid,
+) -> Result<Option<havn_payload::Header>, String> {
+    use std::io::Read;
+    let name = cid.to_string();
+    let path = [ctx.uploads.join(&name), ctx.artifacts.join(&name)]
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| "the artifact is not readable".to_string())?;
+    let mut head = Vec::with_capacity(havn_payload::HEADER + havn_payload::TAG);
+    std::fs::File::open(&path)
+        .and_then(|f| {
+            f.take((havn_payload::HEADER + havn_payload::TAG) as u64)
+                .read_to_end(&mut head)
+        })
+        .map_err(|e| format!("the artifact is not readable: {e}"))?;
+    if !havn_payload::is_envelope(&head) {
+        return Ok(None);
+    }
+    havn_payload::header(&head).map(Some).map_err(|e| e.to_string())
+}
+
 /// For a `chat` job: its request artifact must parse and be within bounds, checked at
 /// intake so that a bad request is a 400 naming the field, not a failed job later.
 /// (That the prompt fits the model's context needs the tokenizer: execd checks it.)

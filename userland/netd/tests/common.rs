@@ -306,6 +306,12 @@ pub const HANG_NONCE: Hash32 = Hash32([0xee; 32]);
 /// How long.
 pub const HANG_FOR: Duration = Duration::from_millis(1500);
 
+/// The stand-in attestd's payload key (what `privacy.enclave` inputs are sealed to).
+pub fn payload_key() -> &'static havn_payload::PayloadKey {
+    static K: OnceLock<havn_payload::PayloadKey> = OnceLock::new();
+    K.get_or_init(havn_payload::PayloadKey::generate)
+}
+
 pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let Ok(mut s) = Server::<NetdAttestd>::accept(fd, PeerPolicy::any()) else {
@@ -317,6 +323,7 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                 NetdAttestRequest::Identity => NetdAttestResponse::Identity {
                     node: node.0,
                     chain_account: chain_key().address().into_array(),
+                    payload_key: PubKey32(payload_key().public()),
                 },
                 // The stand-in signs any call; attestd's signing policy is tested
                 // against the real attestd (attest/attestd/tests/chain.rs).
@@ -356,6 +363,7 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                     NetdAttestResponse::Quote(Box::new(QuoteEvidence {
                         nonce,
                         node,
+                        payload_key: PubKey32(payload_key().public()),
                         attest: heapless::Vec::from_slice(&[1, 2, 3]).unwrap(),
                         signature: heapless::Vec::from_slice(&[4, 5]).unwrap(),
                         ak_public: heapless::Vec::new(),

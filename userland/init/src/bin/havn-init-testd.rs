@@ -220,6 +220,7 @@ fn attestd_serve_peers(ctx: &std::sync::Arc<Ctx>) {
                     ExecdResponse::Error(RemoteError::NotPermitted)
                 }
                 ExecdRequest::Capabilities(_) => ExecdResponse::Ack,
+                ExecdRequest::PayloadKey => ExecdResponse::Error(RemoteError::NotYetAvailable),
             };
             if s.reply(&resp).is_err() {
                 break;
@@ -237,6 +238,7 @@ fn attestd_serve_peers(ctx: &std::sync::Arc<Ctx>) {
             let resp = NetdAttestResponse::Identity {
                 node: PubKey32([7; 32]),
                 chain_account: [0; 20],
+                payload_key: PubKey32([0; 32]),
             };
             if s.reply(&resp).is_err() {
                 break;

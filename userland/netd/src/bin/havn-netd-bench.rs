@@ -357,6 +357,7 @@ fn attestd(fd: std::os::fd::OwnedFd) {
                 NetdAttestRequest::Identity => NetdAttestResponse::Identity {
                     node: PubKey32([7; 32]),
                     chain_account: [0; 20],
+                    payload_key: PubKey32([0; 32]),
                 },
                 // No sealed key: netd reads the bench PKI's key file.
                 NetdAttestRequest::TlsKey => {
