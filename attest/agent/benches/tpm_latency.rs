@@ -50,7 +50,9 @@ fn main() {
     let quote = stats(
         "quote",
         time(n, || {
-            agent.quote(b"nonce-0123456789", &pk, &[0x50; 32]).expect("quote");
+            agent
+                .quote(b"nonce-0123456789", &pk, &[0x50; 32])
+                .expect("quote");
         }),
     );
     let seal = stats(

@@ -32,7 +32,10 @@ fn our_verifier_and_tpm2_checkquote_agree() {
     let mut n = node();
     let key = n.agent.create_node_key().unwrap();
     n.agent.extend(14, "binary", "/usr/bin/a", b"a").unwrap();
-    let q = n.agent.quote(NONCE, &key.public(), &havn_attest::synth::PAYLOAD_KEY).unwrap();
+    let q = n
+        .agent
+        .quote(NONCE, &key.public(), &havn_attest::synth::PAYLOAD_KEY)
+        .unwrap();
     let ev = q.to_evidence(n.agent.event_log(), key.public(), None);
     let dir = n.state.join("evidence");
     evidence_dir::write_dir(&dir, &ev, &q.ak_pem, NONCE, &q.extra_data).unwrap();

@@ -18,7 +18,10 @@ fn quoted() -> (Node, Evidence) {
     n.agent
         .extend(15, "config", "/etc/havn.toml", b"config")
         .unwrap();
-    let q = n.agent.quote(NONCE, &key.public(), &havn_attest::synth::PAYLOAD_KEY).unwrap();
+    let q = n
+        .agent
+        .quote(NONCE, &key.public(), &havn_attest::synth::PAYLOAD_KEY)
+        .unwrap();
     let pem = n.agent.ek_certificate_pem().unwrap();
     let ev = q.to_evidence(n.agent.event_log(), key.public(), pem);
     (n, ev)

@@ -71,7 +71,10 @@ fn gate_errors_when_tpm_dies_and_reopens_after_restart() {
         "gate must not hang"
     );
     // Other calls fail fast too, and drop the dead context.
-    assert!(n.agent.quote(NONCE, &key.public(), &havn_attest::synth::PAYLOAD_KEY).is_err());
+    assert!(n
+        .agent
+        .quote(NONCE, &key.public(), &havn_attest::synth::PAYLOAD_KEY)
+        .is_err());
     n.tpm.restart().unwrap();
     n.agent.gate().unwrap();
     // After the reboot-like restart the sealed key still unseals (PCRs back to policy).

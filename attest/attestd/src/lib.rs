@@ -259,8 +259,8 @@ pub fn run(args: Args) -> Result<(), Error> {
                         let mut s = Server::<ExecdAttestd>::accept(fd, execd_policy)
                             .map_err(ipc("execd"))?;
                         // Gate (0), Report (1) and Reexecuted (3) any number of times;
-                        // Capabilities (2) once.
-                        s.set_phase(Phase::new("serving", &[0, 1, 3], &[2]));
+                        // Capabilities (2) and PayloadKey (4) once.
+                        s.set_phase(Phase::new("serving", &[0, 1, 3], &[2, 4]));
                         execd = Some(s);
                     }
                 }

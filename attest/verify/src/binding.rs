@@ -12,7 +12,11 @@ pub fn domain_digest(tag: &[u8], bytes: &[u8]) -> [u8; 32] {
 
 /// The quote's extraData: `sha3-256("havn/quote/v1" ‖ 0x00 ‖ nonce ‖ node ed25519 public key)`
 /// (`havn_proto::sign::quote_binding`).
-pub fn quote_extra_data(nonce: &[u8], node_pubkey: &[u8; 32], payload_pubkey: &[u8; 32]) -> [u8; 32] {
+pub fn quote_extra_data(
+    nonce: &[u8],
+    node_pubkey: &[u8; 32],
+    payload_pubkey: &[u8; 32],
+) -> [u8; 32] {
     havn_proto::sign::quote_binding(nonce, node_pubkey, payload_pubkey).0
 }
 

@@ -301,7 +301,9 @@ pub fn verify_quote(ev: &Evidence, nonce: &[u8], policy: &Policy) -> Result<Verd
         }
     }
     check_signature(&key, &ev.attest, &ev.signature)?;
-    if q.extra_data.as_slice() != quote_extra_data(nonce, &ev.node_pubkey, &ev.payload_pubkey).as_slice() {
+    if q.extra_data.as_slice()
+        != quote_extra_data(nonce, &ev.node_pubkey, &ev.payload_pubkey).as_slice()
+    {
         return Err(VerifyError::ExtraDataMismatch);
     }
     let pcrs: BTreeMap<u32, [u8; 32]> = ev.pcrs.iter().map(|(k, v)| (*k, v.0)).collect();

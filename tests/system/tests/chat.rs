@@ -10,7 +10,7 @@ use std::path::PathBuf;
 /// The model store the test command fetched into (`$HAVN_MODEL_STORE`, else the
 /// workspace's `.cache/models`); None, printing why, when the model is missing outside
 /// CI (under `CI=true` that fails the test).
-fn store() -> Option<String> {
+pub(crate) fn store() -> Option<String> {
     let dir = std::env::var_os("HAVN_MODEL_STORE")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"));
@@ -29,7 +29,7 @@ fn store() -> Option<String> {
 
 /// Writes `body` to `file` in the node's directory and submits it as a chat job
 /// (`havnctl submit --input`) as the orchestrator, waiting up to `wait_s` seconds.
-fn submit_request(
+pub(crate) fn submit_request(
     node: &Node,
     file: &str,
     body: &[u8],

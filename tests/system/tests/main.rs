@@ -5,6 +5,7 @@ mod deps;
 use havn_system_tests::harness;
 mod mesh;
 mod node;
+mod sealed;
 mod settlement;
 mod signed;
 mod stake;

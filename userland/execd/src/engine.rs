@@ -104,6 +104,14 @@ pub struct Engine {
     payload_key: Option<havn_payload::PayloadKey>,
 }
 
+/// The input bytes a finished job retains for challenges.
+struct Retain<'a> {
+    /// The plaintext input, or the envelope of a sealed one.
+    bytes: &'a [u8],
+    /// Whether `bytes` is an envelope (the plaintext is never retained).
+    sealed: bool,
+}
+
 fn refused(error: RemoteError, reason: &str) -> NetdExecResponse {
     tracing::info!(?error, reason, "request refused");
     NetdExecResponse::Refused {
@@ -283,10 +291,13 @@ impl Engine {
         payload: &JobPayload,
         submitter: &str,
         runtime_hash: &Hash32,
-        inputs: &[u8],
+        inputs: Retain<'_>,
         leaves: &[[u8; 32]],
-        sealed: bool,
     ) -> Result<(), String> {
+        let Retain {
+            bytes: inputs,
+            sealed,
+        } = inputs;
         let rec = RetainedJob {
             sealed,
             leaves: leaves.iter().map(|h| Hash32(*h).to_hex()).collect(),
@@ -587,16 +598,28 @@ impl Engine {
                 // without checkpoints, so its directory is made here).
                 let kept = match &envelope {
                     Some(env) => mkdir(&ckpt).map_err(|e| e.to_string()).and_then(|()| {
-                        self.retain_job(&ckpt, &payload, submitter, &rh, env, &result.node_hashes, true)
+                        self.retain_job(
+                            &ckpt,
+                            &payload,
+                            submitter,
+                            &rh,
+                            Retain {
+                                bytes: env,
+                                sealed: true,
+                            },
+                            &result.node_hashes,
+                        )
                     }),
                     None => self.retain_job(
                         &ckpt,
                         &payload,
                         submitter,
                         &rh,
-                        &job.inputs,
+                        Retain {
+                            bytes: &job.inputs,
+                            sealed: false,
+                        },
                         &result.node_hashes,
-                        false,
                     ),
                 };
                 zeroize::Zeroize::zeroize(&mut job.inputs);
@@ -790,10 +813,12 @@ impl Engine {
                         submitter,
                         &receipt.receipt.runtime_hash,
                         // A sealed request is retained as its envelope only.
-                        envelope.as_deref().unwrap_or(&request),
+                        Retain {
+                            bytes: envelope.as_deref().unwrap_or(&request),
+                            sealed: envelope.is_some(),
+                        },
                         // Chat jobs are challenged block by block (`Prove`), not by leaves.
                         &[],
-                        envelope.is_some(),
                     )
                 });
                 if let Err(e) = kept {

@@ -53,7 +53,13 @@ mod tests {
         let mut bad = env.clone();
         let last = bad.len() - 1;
         bad[last] ^= 1;
-        assert_eq!(open(Some(&k), bad).err().as_deref(), Some("payload authentication failed"));
-        assert!(open(None, env).err().unwrap_or_default().contains("no payload key"));
+        assert_eq!(
+            open(Some(&k), bad).err().as_deref(),
+            Some("payload authentication failed")
+        );
+        assert!(open(None, env)
+            .err()
+            .unwrap_or_default()
+            .contains("no payload key"));
     }
 }

@@ -28,12 +28,22 @@ pub fn run(a: SubmitArgs) -> anyhow::Result<()> {
     let (host, port, _) = split_url(&a.url)?;
     runtime()?.block_on(async {
         let mut intake = c.intake(&host, port).await?;
+        // The quote is a REST route: taken over an mTLS connection with the same files.
+        let key = match a.encrypt.encrypt {
+            true => {
+                let rest = crate::net_cmd::client(&a.tls)?;
+                let mut rest = crate::net_cmd::connect(&rest, &a.url).await?;
+                Some(crate::encrypt::attested_payload_key(&mut rest, &a.encrypt).await?)
+            }
+            false => None,
+        };
         let mut resolved = Vec::new();
         for i in &a.inputs {
             resolved.push(match input_spec(i)? {
                 InputSpec::File(name, f) => {
                     let bytes =
                         std::fs::read(&f).with_context(|| format!("--input: reading {f}"))?;
+                    let bytes = crate::encrypt::maybe_seal(key.as_ref(), bytes)?;
                     let want = havn_proto::Cid::of_bytes(&bytes);
                     let chunks: Vec<pb::ArtifactChunk> = bytes
                         .chunks(CHUNK)

@@ -6,6 +6,7 @@ mod attest_cmd;
 mod challenge_cmd;
 mod chat_client;
 mod chat_cmd;
+mod encrypt;
 mod grpc_submit;
 mod mesh_cmd;
 mod models_cmd;

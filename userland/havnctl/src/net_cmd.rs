@@ -135,6 +135,9 @@ pub struct SubmitArgs {
     /// UploadArtifact, AcceptJob, WatchJob and GetReceipt. Prints the same output.
     #[arg(long)]
     pub grpc: bool,
+    /// Encrypted inputs (`--encrypt`, `--golden`, `--ek-ca`).
+    #[command(flatten)]
+    pub encrypt: crate::encrypt::EncryptArgs,
 }
 
 /// Arguments of `havnctl get`.
@@ -221,20 +224,24 @@ pub(crate) fn input_spec(i: &str) -> anyhow::Result<InputSpec> {
     })
 }
 
-/// `--input` values as (name, CID), uploading files first.
+/// `--input` values as (name, CID), uploading files first (sealed to `seal_to` when
+/// given).
 async fn resolve_inputs(
     conn: &mut Conn,
     specs: &[String],
+    seal_to: Option<&[u8; 32]>,
 ) -> anyhow::Result<Vec<(String, havn_proto::Cid)>> {
     let mut out = Vec::new();
     for i in specs {
         out.push(match input_spec(i)? {
             InputSpec::File(name, f) => {
                 let bytes = std::fs::read(&f).with_context(|| format!("--input: reading {f}"))?;
+                let bytes = crate::encrypt::maybe_seal(seal_to, bytes)?;
                 let cid = upload(conn, bytes)
                     .await
                     .with_context(|| format!("uploading {f}"))?;
-                eprintln!("uploaded {f} as {cid}");
+                let how = if seal_to.is_some() { " (sealed)" } else { "" };
+                eprintln!("uploaded {f}{how} as {cid}");
                 (name, cid)
             }
             InputSpec::Cid(name, cid) => (name, cid),
@@ -292,6 +299,7 @@ pub(crate) fn payload(
         "compute_class": class,
         "timeout_ms": a.timeout_ms,
         "seed": a.seed,
+        "privacy": {"enclave": a.encrypt.encrypt},
     });
     serde_json::from_value(v)
         .context("building the job (ids at most 64 characters, at most 16 inputs)")
@@ -305,7 +313,11 @@ pub fn run_submit(a: SubmitArgs) -> anyhow::Result<()> {
     let c = client(&a.tls)?;
     runtime()?.block_on(async {
         let mut conn = connect(&c, &a.url).await?;
-        let resolved = resolve_inputs(&mut conn, &a.inputs).await?;
+        let key = match a.encrypt.encrypt {
+            true => Some(crate::encrypt::attested_payload_key(&mut conn, &a.encrypt).await?),
+            false => None,
+        };
+        let resolved = resolve_inputs(&mut conn, &a.inputs, key.as_ref()).await?;
         let p = payload(&a, &resolved)?;
         let body = serde_json::to_vec(&p)?;
         let r = conn.post("/job/accept", body).await?;

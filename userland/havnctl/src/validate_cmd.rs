@@ -131,15 +131,7 @@ pub fn verify_receipt(a: VerifyReceiptArgs) -> anyhow::Result<()> {
 /// golden manifest / vendor CA when given).
 fn verified_quote(q: &QuoteArgs) -> anyhow::Result<(Evidence, havn_attest::Verdict)> {
     let (ev, j) = evidence_dir::read_dir(&q.evidence).context("reading evidence")?;
-    let mut policy = havn_attest::Policy::default();
-    if let Some(g) = &q.golden {
-        let bytes = std::fs::read(g).with_context(|| format!("reading {}", g.display()))?;
-        policy.golden = Some(GoldenManifest::from_json(&bytes)?);
-    }
-    if let Some(ca) = &q.ca {
-        let bytes = std::fs::read(ca).with_context(|| format!("reading {}", ca.display()))?;
-        policy.ek_cas = Some(havn_attest::ekcert::parse_certs(&bytes)?);
-    }
+    let policy = crate::encrypt::policy(q.golden.as_ref(), q.ca.as_ref())?;
     let verdict = havn_attest::verify_quote(&ev, &j.nonce, &policy)
         .map_err(|e| anyhow::anyhow!("INVALID quote: {e}"))?;
     Ok((ev, verdict))

@@ -71,7 +71,9 @@ pub fn sealed_header(
     if !havn_payload::is_envelope(&head) {
         return Ok(None);
     }
-    havn_payload::header(&head).map(Some).map_err(|e| e.to_string())
+    havn_payload::header(&head)
+        .map(Some)
+        .map_err(|e| e.to_string())
 }
 
 /// For a `chat` job: its request artifact must parse and be within bounds, checked at

@@ -10,5 +10,6 @@ mod intake;
 mod mtls;
 mod proof;
 mod roles;
+mod sealed;
 mod stake;
 mod wal;

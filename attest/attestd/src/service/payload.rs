@@ -55,7 +55,9 @@ impl Service {
                         self.payload.key = Some(k);
                         return;
                     }
-                    Err(e) => tracing::warn!(error = %e, "sealed payload key unreadable: replacing it"),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "sealed payload key unreadable: replacing it")
+                    }
                 }
             }
         }
