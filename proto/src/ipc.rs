@@ -598,6 +598,39 @@ pub enum NetdAttestRequest {
     ChainTx(Box<crate::chain::ChainTx>),
     /// Sign a quorum message with the chain key (a validator only; once per subject).
     ChainVote(Box<crate::chain::ChainVote>),
+    /// Sign an SLA alert as a Standard Webhooks `v1a` (Ed25519) signature with the node
+    /// key: attestd takes the time itself and signs `{id}.{unix_s}.{body}` only for an
+    /// id of [`is_webhook_id`] and a body that is a sealed alert
+    /// (`{"type":"havn.alert.sealed","sealed":"<base64>"}`), so netd can neither
+    /// backdate an alert nor have the node key sign plaintext claims.
+    SignWebhook(Box<WebhookToSign>),
+}
+
+/// Longest alert body attestd signs (the sealed JSON).
+pub const MAX_WEBHOOK_BODY: usize = 8192;
+
+/// An alert to sign ([`NetdAttestRequest::SignWebhook`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, postcard_schema::Schema)]
+pub struct WebhookToSign {
+    /// The `webhook-id` (stable across retries).
+    pub id: heapless::String<64>,
+    /// The HTTP body, exactly as sent.
+    pub body: heapless::Vec<u8, MAX_WEBHOOK_BODY>,
+}
+
+/// Whether `id` is a webhook id attestd signs: `msg_` and 1 to 60 of `[A-Za-z0-9_]`.
+pub fn is_webhook_id(id: &str) -> bool {
+    id.strip_prefix("msg_").is_some_and(|rest| {
+        (1..=60).contains(&rest.len())
+            && rest.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    })
+}
+
+/// The bytes a Standard Webhooks signature covers: `{id}.{unix_s}.{body}`.
+pub fn webhook_content(id: &str, unix_s: u64, body: &[u8]) -> Vec<u8> {
+    let mut v = format!("{id}.{unix_s}.").into_bytes();
+    v.extend_from_slice(body);
+    v
 }
 message!(
     NetdAttestRequest,
@@ -613,7 +646,8 @@ message!(
         Lottery,
         Vote,
         ChainTx,
-        ChainVote
+        ChainVote,
+        SignWebhook
     ]
 );
 
@@ -650,6 +684,14 @@ pub enum NetdAttestResponse {
     Vote(Box<crate::mesh::SettlementVote>),
     /// A chain-key signature (of a call or a quorum message).
     Chain(Box<crate::chain::ChainSignature>),
+    /// A Standard Webhooks `v1a` signature: Ed25519 by the node key over
+    /// [`webhook_content`]`(id, unix_s, body)`.
+    Webhook {
+        /// attestd's clock when it signed (the `webhook-timestamp`).
+        unix_s: u64,
+        /// The signature.
+        signature: Sig64,
+    },
 }
 message!(
     NetdAttestResponse,
@@ -665,7 +707,8 @@ message!(
         MeshManifest,
         Ticket,
         Vote,
-        Chain
+        Chain,
+        Webhook
     ]
 );
 

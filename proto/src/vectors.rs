@@ -518,6 +518,23 @@ pub fn channel_samples(channel: Channel) -> Vec<Sample> {
                 })),
             ),
             sample(
+                "NetdAttestRequest::SignWebhook",
+                &NetdAttestRequest::SignWebhook(Box::new(WebhookToSign {
+                    id: crate::bounded("msg_00a1"),
+                    body: heapless::Vec::from_slice(
+                        br#"{"type":"havn.alert.sealed","sealed":"SEFW"}"#,
+                    )
+                    .unwrap_or_default(),
+                })),
+            ),
+            sample(
+                "NetdAttestResponse::Webhook",
+                &NetdAttestResponse::Webhook {
+                    unix_s: 1_790_000_000,
+                    signature: Sig64([0x3c; 64]),
+                },
+            ),
+            sample(
                 "NetdAttestResponse::MeshManifest",
                 &NetdAttestResponse::MeshManifest(Box::new(signed_mesh_manifest())),
             ),

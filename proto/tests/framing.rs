@@ -241,7 +241,7 @@ fn message_tags_are_dense() {
     assert_eq!(NetdExecRequest::Capabilities.tag(), 1);
     assert_eq!(InitRequest::Shutdown.tag(), 2);
     assert_eq!(InitRequest::VARIANTS, 4);
-    assert_eq!(NetdAttestResponse::VARIANTS, 11);
+    assert_eq!(NetdAttestResponse::VARIANTS, 12);
     assert_eq!(NetdAttestResponse::Error(RemoteError::Internal).tag(), 3);
     // New variants go at the end: existing tags never move.
     assert_eq!(

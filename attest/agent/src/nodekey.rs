@@ -41,6 +41,14 @@ impl NodeKey {
             .to_bytes()
     }
 
+    /// A Standard Webhooks `v1a` signature: Ed25519 over `content` itself, as that
+    /// scheme defines it (`{id}.{timestamp}.{body}`). Every other node signature is over
+    /// a 32-byte domain digest; webhook content is longer than 32 bytes by construction
+    /// (attestd checks its shape), so the two can never be confused.
+    pub fn sign_webhook(&self, content: &[u8]) -> Option<[u8; 64]> {
+        (content.len() > 32).then(|| self.key.sign(content).to_bytes())
+    }
+
     /// Slashing-protected signing, the one path every receipt signature takes: record
     /// `receipt` for `job_id` durably, refusing a different receipt for a job already
     /// signed, then sign `receipt` under `domain_tag`.

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 mod chain;
 mod mesh;
 mod payload;
+mod webhook;
 
 /// What attestd knows of its place in the mesh, and the record that keeps its verdicts
 /// and votes single.
@@ -596,6 +597,7 @@ impl Service {
             NetdAttestRequest::Vote(s) => self.vote(node, *s),
             NetdAttestRequest::ChainTx(tx) => self.chain_tx(*tx),
             NetdAttestRequest::ChainVote(v) => self.chain_vote(*v),
+            NetdAttestRequest::SignWebhook(w) => self.sign_webhook(*w),
             NetdAttestRequest::Quote { nonce } => match self.quote(&nonce, node) {
                 Ok(ev) => NetdAttestResponse::Quote(Box::new(ev)),
                 Err(e) => {

@@ -2,6 +2,7 @@
 //! (`havn-<daemon> --config node.toml`), plus the fixed descriptor layout init uses
 //! when it execs each daemon. See `userland/config/node.example.toml`.
 
+pub mod alerts;
 pub mod chain;
 pub mod mesh;
 
@@ -173,6 +174,9 @@ pub struct NodeConfig {
     /// The chain (stake, payouts); absent on an unstaked development node.
     #[serde(default)]
     pub chain: Option<chain::Chain>,
+    /// SLA alerts (Standard Webhooks).
+    #[serde(default)]
+    pub alerts: alerts::Alerts,
 }
 
 /// `[node]`
@@ -331,6 +335,10 @@ pub struct Netd {
     /// Where signed heartbeats are POSTed (mTLS URLs); empty = log only.
     #[serde(default)]
     pub heartbeat_endpoints: Vec<String>,
+    /// The grid's carbon intensity where the node runs, in gCO2 per kWh: `/metrics`
+    /// then reports the jobs' emissions (`havn_netd_carbon_grams_total`).
+    #[serde(default)]
+    pub grid_gco2_per_kwh: Option<f64>,
     /// Which client-certificate identities (subject CN) hold which role.
     #[serde(default)]
     pub roles: Roles,
@@ -451,6 +459,7 @@ impl NodeConfig {
             ));
         }
         self.mesh.validate()?;
+        self.alerts.validate()?;
         if let Some(c) = &self.chain {
             c.validate()?;
         }

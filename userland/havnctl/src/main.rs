@@ -2,6 +2,7 @@
 //! (`pki`, `golden`), orchestrators (`submit`, `get`), validators (`fetch-quote`,
 //! `verify-quote`, `verify-receipt`, `verify-signed`, `verify-settlement`, `run`,
 //! `challenge`) and TPM owners (`attest quote`).
+mod alerts_cmd;
 mod attest_cmd;
 mod challenge_cmd;
 mod chat_client;
@@ -75,6 +76,9 @@ enum Cmd {
     /// Stake in StakeGuard: bond (through the node), status, unbond and withdraw (the
     /// owner's key).
     Stake(stake_cmd::StakeArgs),
+    /// The receiving end of a node's SLA alerts: make a receiver key, verify and open
+    /// a received alert.
+    Alerts(alerts_cmd::AlertsArgs),
     /// Payouts from PayoutRouter: claim a settled receipt, or ask whether it was paid.
     Payout(stake_cmd::PayoutArgs),
     /// Deploy Havn's contracts on a dev or test chain (`chain deploy`).
@@ -97,6 +101,7 @@ fn main() -> ExitCode {
         Cmd::VerifySettlement(a) => mesh_cmd::verify_settlement(a),
         Cmd::Mesh(a) => mesh_cmd::run(a),
         Cmd::Stake(a) => stake_cmd::run_stake(a),
+        Cmd::Alerts(a) => alerts_cmd::run(a),
         Cmd::Payout(a) => stake_cmd::run_payout(a),
         Cmd::Chain(a) => stake_cmd::run_chain(a),
         Cmd::Challenge(a) => challenge_cmd::run(a),

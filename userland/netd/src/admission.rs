@@ -126,7 +126,18 @@ async fn check_and_admit(
     }
     let refusal = match ctx.state.admit(sub, client).await {
         Ok(a) => {
-            m.admission.observe(start.elapsed());
+            let took = start.elapsed();
+            m.admission.observe(took);
+            if took > ctx.admission_alert {
+                ctx.alerts.raise(
+                    crate::alerts::kind::ADMISSION_LATENCY,
+                    serde_json::json!({
+                        "job_id": job_id,
+                        "admission_ms": took.as_secs_f64() * 1e3,
+                        "threshold_ms": ctx.admission_alert.as_secs_f64() * 1e3,
+                    }),
+                );
+            }
             if !a.duplicate {
                 m.accepted
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -51,6 +51,12 @@ pub struct Ctx {
     pub mesh: Option<Arc<crate::mesh_node::MeshLink>>,
     /// The chain link, when `[chain]` is configured (and the node key unsealed).
     pub chain: Option<crate::chain_link::ChainLink>,
+    /// SLA alerts.
+    pub alerts: crate::alerts::Alerter,
+    /// Admission above this raises `sla.admission_latency`.
+    pub admission_alert: Duration,
+    /// `netd.grid_gco2_per_kwh`.
+    pub grid_gco2_per_kwh: Option<f64>,
 }
 
 pub type Resp = Response<Full<Bytes>>;
@@ -593,6 +599,7 @@ fn metrics(ctx: &Ctx) -> Resp {
         wal_syncs: s.syncs.load(std::sync::atomic::Ordering::Relaxed),
         wal_records: s.records.load(std::sync::atomic::Ordering::Relaxed),
         wal_sync_ns: s.sync_ns.load(std::sync::atomic::Ordering::Relaxed),
+        grid_gco2_per_kwh: ctx.grid_gco2_per_kwh,
     });
     let text = match &ctx.mesh {
         Some(m) => text + &m.render_metrics(),

@@ -191,12 +191,26 @@ impl Conn {
         path: &str,
         body: Option<Vec<u8>>,
     ) -> Result<Response, ClientError> {
+        self.request_with(method, path, body, &[]).await
+    }
+
+    /// [`Conn::request`] with extra headers.
+    pub async fn request_with(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&str, String)],
+    ) -> Result<Response, ClientError> {
         let mut b = Request::builder()
             .method(method)
             .uri(path)
             .header(hyper::header::HOST, &self.authority);
         if body.is_some() {
             b = b.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        for (k, v) in headers {
+            b = b.header(*k, v);
         }
         let req = b.body(Full::new(Bytes::from(body.unwrap_or_default())))?;
         self.send.ready().await?;

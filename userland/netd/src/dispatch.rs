@@ -142,6 +142,11 @@ pub(crate) fn failure(error: RemoteError, reason: &str) -> String {
     format!("{error}: {reason}")
 }
 
+/// Whether a failure reason says the job ran past its `timeout_ms` (execd's words).
+pub fn is_timeout(why: &str) -> bool {
+    why.contains("timeout_ms") && why.contains("exceeded")
+}
+
 /// Whether a reason [`failure`] wrote was for `error`.
 pub(crate) fn failed_with(why: &str, error: RemoteError) -> bool {
     why.strip_prefix(&error.to_string())
@@ -178,6 +183,11 @@ fn record(
         Box::new(move |r| match r {
             Ok(()) => {
                 let done = matches!(outcome, Outcome::Done(_));
+                let timed_out = matches!(&outcome, Outcome::Failed(w) if is_timeout(w));
+                let energy_mj = match &outcome {
+                    Outcome::Done(r) => r.receipt.energy_estimate_mj,
+                    Outcome::Failed(_) => 0,
+                };
                 if let Outcome::Done(r) = &outcome {
                     // No receiver (no mesh) is fine.
                     let _ = st.signed_receipts.send(Arc::new((**r).clone()));
@@ -187,10 +197,14 @@ fn record(
                     let m = &st.metrics;
                     if done {
                         m.completed.fetch_add(1, Ordering::Relaxed);
+                        m.energy_mj.fetch_add(energy_mj, Ordering::Relaxed);
                         m.job.observe(latency);
                         tracing::info!(ticket, latency_ms = latency.as_millis() as u64, "job done");
                     } else {
                         m.failed.fetch_add(1, Ordering::Relaxed);
+                        if timed_out {
+                            m.timed_out.fetch_add(1, Ordering::Relaxed);
+                        }
                         tracing::warn!(ticket, "job failed");
                     }
                 }

@@ -21,6 +21,8 @@ pub struct Heartbeats {
     pub endpoints: Vec<String>,
     /// Client for the POSTs (netd's own certificate).
     pub client: Option<MtlsClient>,
+    /// Where a missed heartbeat is reported.
+    pub alerts: crate::alerts::Alerter,
 }
 
 /// Runs until the attestd channel fails.
@@ -54,24 +56,41 @@ pub async fn run(
                 if let Some(client) = &hb.client {
                     for url in &hb.endpoints {
                         let (client, url, body) = (client.clone(), url.clone(), body.clone());
+                        let alerts = hb.alerts.clone();
+                        let seq = signed.heartbeat.seq;
                         tokio::spawn(async move {
+                            let missed = |why: String| {
+                                alerts.raise(
+                                    crate::alerts::kind::HEARTBEAT_MISSED,
+                                    serde_json::json!({"seq": seq, "endpoint": url, "error": why}),
+                                );
+                            };
                             let post = client.fetch(Method::POST, &url, Some(body));
                             match tokio::time::timeout(Duration::from_secs(5), post).await {
                                 Ok(Ok(r)) if r.status < 300 => {}
                                 Ok(Ok(r)) => {
-                                    tracing::warn!(%url, status = r.status, "heartbeat POST refused")
+                                    tracing::warn!(%url, status = r.status, "heartbeat POST refused");
+                                    missed(format!("HTTP {}", r.status));
                                 }
                                 Ok(Err(e)) => {
-                                    tracing::warn!(%url, error = %e, "heartbeat POST failed")
+                                    tracing::warn!(%url, error = %e, "heartbeat POST failed");
+                                    missed(e.to_string());
                                 }
-                                Err(_) => tracing::warn!(%url, "heartbeat POST timed out"),
+                                Err(_) => {
+                                    tracing::warn!(%url, "heartbeat POST timed out");
+                                    missed("timed out".into());
+                                }
                             }
                         });
                     }
                 }
             }
             Ok(NetdAttestResponse::Error(e)) => {
-                tracing::warn!(error = %e, "attestd refused to sign a heartbeat")
+                tracing::warn!(error = %e, "attestd refused to sign a heartbeat");
+                hb.alerts.raise(
+                    crate::alerts::kind::HEARTBEAT_MISSED,
+                    serde_json::json!({"error": e.to_string()}),
+                );
             }
             Ok(_) => tracing::warn!("attestd answered a heartbeat out of turn"),
             Err(e) => {

@@ -9,6 +9,7 @@
 //! [`server`] wiring and the accept loop.
 
 pub mod admission;
+pub mod alerts;
 pub mod api;
 pub mod body;
 pub mod chain_link;

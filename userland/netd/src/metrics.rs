@@ -75,6 +75,17 @@ pub struct Metrics {
     pub rejected: [(u16, AtomicU64); 10],
     /// TLS handshakes refused.
     pub tls_refused: AtomicU64,
+    /// Jobs that failed because they ran past their `timeout_ms`.
+    pub timed_out: AtomicU64,
+    /// Energy of the jobs done, as their receipts estimate it, in millijoules.
+    pub energy_mj: AtomicU64,
+    /// SLA alerts raised, delivered, and dropped (retries exhausted, queue full, or the
+    /// endpoint gone).
+    pub alerts_raised: AtomicU64,
+    /// Alert deliveries a receiver acknowledged (2xx).
+    pub alerts_delivered: AtomicU64,
+    /// Alerts given up on.
+    pub alerts_dropped: AtomicU64,
     /// Time from request to ticket (includes the durable WAL write).
     pub admission: Histogram,
     /// Time from dispatch to durable receipt.
@@ -90,6 +101,11 @@ impl Default for Metrics {
             rejected: [400, 403, 404, 408, 409, 413, 415, 429, 503, 507]
                 .map(|s| (s, AtomicU64::new(0))),
             tls_refused: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+            energy_mj: AtomicU64::new(0),
+            alerts_raised: AtomicU64::new(0),
+            alerts_delivered: AtomicU64::new(0),
+            alerts_dropped: AtomicU64::new(0),
             admission: Histogram::new(&ADMISSION_BUCKETS),
             job: Histogram::new(&JOB_BUCKETS),
         }
@@ -109,6 +125,8 @@ pub struct Gauges {
     pub wal_records: u64,
     /// Nanoseconds spent in durable WAL writes.
     pub wal_sync_ns: u64,
+    /// The grid's carbon intensity (gCO2/kWh), when configured.
+    pub grid_gco2_per_kwh: Option<f64>,
 }
 
 /// One Prometheus counter, with its HELP and TYPE lines.
@@ -162,6 +180,48 @@ impl Metrics {
                 ld(c)
             );
         }
+        counter(
+            &mut o,
+            "havn_netd_jobs_timed_out_total",
+            "Jobs that ran past their timeout_ms (rebuilt from the WAL at start).",
+            ld(&self.timed_out),
+        );
+        let finished = ld(&self.completed) + ld(&self.failed);
+        let _ = writeln!(
+            o,
+            "# HELP havn_netd_job_timeout_ratio Share of finished jobs that ran past their timeout.\n# TYPE havn_netd_job_timeout_ratio gauge\nhavn_netd_job_timeout_ratio {:.6}",
+            if finished == 0 { 0.0 } else { ld(&self.timed_out) as f64 / finished as f64 }
+        );
+        let joules = ld(&self.energy_mj) as f64 / 1000.0;
+        let _ = writeln!(
+            o,
+            "# HELP havn_netd_energy_joules_total Energy of the jobs done, as their signed receipts estimate it (rebuilt from the WAL at start).\n# TYPE havn_netd_energy_joules_total counter\nhavn_netd_energy_joules_total {joules:.3}"
+        );
+        if let Some(g) = g.grid_gco2_per_kwh {
+            let _ = writeln!(
+                o,
+                "# HELP havn_netd_carbon_grams_total Emissions of that energy at the configured grid intensity (netd.grid_gco2_per_kwh).\n# TYPE havn_netd_carbon_grams_total counter\nhavn_netd_carbon_grams_total {:.6}\n# HELP havn_netd_grid_intensity_gco2_per_kwh The configured grid carbon intensity.\n# TYPE havn_netd_grid_intensity_gco2_per_kwh gauge\nhavn_netd_grid_intensity_gco2_per_kwh {g}",
+                joules / 3.6e6 * g
+            );
+        }
+        counter(
+            &mut o,
+            "havn_netd_alerts_raised_total",
+            "SLA alerts raised.",
+            ld(&self.alerts_raised),
+        );
+        counter(
+            &mut o,
+            "havn_netd_alerts_delivered_total",
+            "Alert deliveries a receiver acknowledged.",
+            ld(&self.alerts_delivered),
+        );
+        counter(
+            &mut o,
+            "havn_netd_alerts_dropped_total",
+            "Alerts given up on (retries exhausted, queue full, endpoint gone).",
+            ld(&self.alerts_dropped),
+        );
         counter(
             &mut o,
             "havn_netd_tls_refused_total",

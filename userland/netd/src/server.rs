@@ -346,6 +346,20 @@ pub async fn start(
         }
         _ => None,
     };
+    let alerts = crate::alerts::Alerter::new(
+        &cfg.alerts,
+        &dir.join("alerts"),
+        node_key.map_or_else(|| "sealed".to_string(), |(k, _)| k.to_hex()),
+        state.clone(),
+    )
+    .map_err(|e| StartError::State(e.to_string()))?;
+    if node_key.is_none() {
+        // Queued now; signed and delivered once the key unseals.
+        alerts.raise(
+            crate::alerts::kind::GATE_CLOSED,
+            serde_json::json!({"error": "the node key is sealed at start: no new jobs"}),
+        );
+    }
     let mesh = crate::mesh_node::start(
         cfg,
         state.clone(),
@@ -373,6 +387,9 @@ pub async fn start(
         uploads: cfg.uploads_dir(),
         mesh,
         chain,
+        alerts: alerts.clone(),
+        admission_alert: Duration::from_millis(cfg.alerts.admission_ms),
+        grid_gco2_per_kwh: n.grid_gco2_per_kwh,
     });
     let grpc = crate::grpc::Grpc::new(ctx.clone()).map_err(|e| StartError::State(e.to_string()))?;
     let mut tasks = Vec::new();
@@ -396,7 +413,36 @@ pub async fn start(
     );
     critical(
         "signed-cache",
-        crate::signed_cache::refresh(signed, attestd.clone(), fatal_tx.clone()),
+        crate::signed_cache::refresh(signed, attestd.clone(), fatal_tx.clone(), alerts.clone()),
+        &fatal_tx,
+        &mut tasks,
+    );
+    match &hb_client {
+        Some(client) => {
+            for (i, e) in alerts.endpoints().iter().enumerate() {
+                tracing::info!(endpoint = %e.name, url = %e.url, pending = e.outbox.len(), "alert endpoint");
+                critical(
+                    "alerts",
+                    crate::alerts::deliver::run(
+                        alerts.clone(),
+                        i,
+                        client.clone(),
+                        attestd.clone(),
+                        cfg.alerts.retry_s.clone(),
+                    ),
+                    &fatal_tx,
+                    &mut tasks,
+                );
+            }
+        }
+        None if !alerts.endpoints().is_empty() => {
+            tracing::error!("no client TLS identity: alerts are queued but not delivered");
+        }
+        None => {}
+    }
+    critical(
+        "alert-watch",
+        crate::alerts::watch_timeouts(alerts.clone(), cfg.alerts.clone(), Duration::from_secs(5)),
         &fatal_tx,
         &mut tasks,
     );
@@ -405,6 +451,7 @@ pub async fn start(
             every: Duration::from_millis(n.heartbeat_ms),
             endpoints: n.heartbeat_endpoints.clone(),
             client: hb_client,
+            alerts,
         };
         critical(
             "heartbeat",

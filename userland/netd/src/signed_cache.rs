@@ -164,6 +164,7 @@ pub async fn refresh(
     signed: Arc<SignedCache>,
     attestd: Arc<tokio::sync::Mutex<AsyncClient<NetdAttestd>>>,
     fatal: tokio::sync::mpsc::UnboundedSender<Fatal>,
+    alerts: crate::alerts::Alerter,
 ) {
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -171,7 +172,19 @@ pub async fn refresh(
         tick.tick().await;
         match ask_attestd(&attestd, &fatal, NetdAttestRequest::SelfAudit, REFRESH).await {
             Some(Ok(NetdAttestResponse::SelfAudit(a))) => signed.set_audit(Ok(Arc::new(*a))),
-            Some(Ok(NetdAttestResponse::Error(e))) => signed.set_audit(Err(e)),
+            Some(Ok(NetdAttestResponse::Error(e))) => {
+                signed.set_audit(Err(e));
+                let data = serde_json::json!({"error": e.to_string()});
+                match e {
+                    RemoteError::NotYetAvailable => {}
+                    RemoteError::GateClosed => {
+                        alerts.raise(crate::alerts::kind::GATE_CLOSED, data);
+                    }
+                    _ => {
+                        alerts.raise(crate::alerts::kind::SELF_AUDIT, data);
+                    }
+                }
+            }
             Some(Ok(_)) | None => {}
             Some(Err(())) => return,
         }

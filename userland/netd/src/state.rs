@@ -277,15 +277,24 @@ impl State {
                 .accepted
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             match &lj.outcome {
-                Some(Outcome::Done(_)) => {
+                Some(Outcome::Done(r)) => {
                     metrics
                         .completed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    metrics.energy_mj.fetch_add(
+                        r.receipt.energy_estimate_mj,
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                 }
-                Some(Outcome::Failed(_)) => {
+                Some(Outcome::Failed(why)) => {
                     metrics
                         .failed
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if crate::dispatch::is_timeout(why) {
+                        metrics
+                            .timed_out
+                            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
                 }
                 None => {}
             }

@@ -49,6 +49,8 @@ pub struct Cfg {
     pub state_dir: Option<PathBuf>,
     /// `[netd.roles]` lines (default: the dev PKI's identities).
     pub roles: Option<String>,
+    /// More TOML at the end (e.g. `[alerts]`).
+    pub extra: Option<String>,
 }
 
 impl Default for Cfg {
@@ -60,6 +62,7 @@ impl Default for Cfg {
             endpoints: Vec::new(),
             state_dir: None,
             roles: None,
+            extra: None,
         }
     }
 }
@@ -89,9 +92,11 @@ heartbeat_endpoints = {endpoints:?}
 [netd.roles]
 {roles}
 {chain}
+{extra}
 "#,
         state = state.display(),
         chain = c.chain.as_deref().unwrap_or(""),
+        extra = c.extra.as_deref().unwrap_or(""),
         d = d.display(),
         queue = c.queue,
         body = c.max_body,
@@ -306,6 +311,11 @@ pub const HANG_NONCE: Hash32 = Hash32([0xee; 32]);
 /// How long.
 pub const HANG_FOR: Duration = Duration::from_millis(1500);
 
+/// The key the stand-in attestd signs alerts with (its "node key").
+pub fn webhook_key() -> ed25519_dalek::SigningKey {
+    ed25519_dalek::SigningKey::from_bytes(&[0x42; 32])
+}
+
 /// The stand-in attestd's payload key (what `privacy.enclave` inputs are sealed to).
 pub fn payload_key() -> &'static havn_payload::PayloadKey {
     static K: OnceLock<havn_payload::PayloadKey> = OnceLock::new();
@@ -320,6 +330,19 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
         let node = NodeId(PubKey32([7; 32]));
         while let Ok(r) = s.recv() {
             let resp = match r.msg {
+                // Signed as attestd signs it (the stand-in's own ed25519 key).
+                NetdAttestRequest::SignWebhook(w) => {
+                    use ed25519_dalek::Signer;
+                    let unix_s = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_secs();
+                    let content = havn_proto::ipc::webhook_content(&w.id, unix_s, &w.body);
+                    NetdAttestResponse::Webhook {
+                        unix_s,
+                        signature: Sig64(webhook_key().sign(&content).to_bytes()),
+                    }
+                }
                 NetdAttestRequest::Identity => NetdAttestResponse::Identity {
                     node: node.0,
                     chain_account: chain_key().address().into_array(),

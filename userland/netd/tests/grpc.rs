@@ -1,6 +1,6 @@
 //! `havn.v1.Intake` over gRPC on the REST port: the same admission, the same refusals
 //! (mapped to status codes with the field named), the same roles and the same TLS
-//! verifier. The independent-client test (Python grpcio) is in `grpc_python`.
+//! verifier; and an independent client (Python grpcio) drives it all.
 
 use crate::common::*;
 use havn_grpc::v1 as pb;
@@ -353,7 +353,7 @@ async fn python_grpcio_drives_the_api_health_reflection_and_refusals() {
         .is_ok_and(|s| s.success());
     if !havn_testkit::require(
         have,
-        "python3 grpcio (tests/grpc_py/requirements.txt)",
+        "python3 grpcio (tests/py/requirements.txt)",
         "the independent gRPC client; scripts/setup installs it",
     ) {
         return;
@@ -364,7 +364,7 @@ async fn python_grpcio_drives_the_api_health_reflection_and_refusals() {
     let proto = here.join("../grpc/proto/havn/v1/intake.proto");
     let addr = format!("127.0.0.1:{}", node.running.local_addr.port());
     let mut cmd = std::process::Command::new("python3");
-    cmd.arg(here.join("tests/grpc_py/client.py"))
+    cmd.arg(here.join("tests/py/grpc_client.py"))
         .args(["--addr", &addr, "--checksum", LM_SUM, "--job-id", "py-1"])
         .arg("--proto")
         .arg(&proto)

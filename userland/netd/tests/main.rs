@@ -2,6 +2,7 @@
 //! The execd/attestd ends are in-test stand-ins (see `common`); the repo-level
 //! system tests run netd against the real daemons.
 
+mod alerts;
 mod common;
 mod crash;
 mod disk;
