@@ -65,7 +65,6 @@ node_config() {
     cat > "$OUT/node.toml" <<CONF
 [node]
 state_dir = "$OUT/state"
-stake_hai = 5000
 bin_dir = "$BIN"
 
 [tpm]
@@ -84,6 +83,7 @@ tls_cert = "$OUT/pki/node.pem"
 tls_key = "$OUT/pki/node.key"
 client_ca = "$OUT/pki/ca.pem"
 heartbeat_ms = 5000
+${NODE_TOML_EXTRA:-}
 CONF
     ok "node.toml, golden.json, pki/ in $OUT"
 }

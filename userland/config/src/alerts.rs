@@ -160,3 +160,44 @@ impl Alerts {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(toml_text: &str) -> Result<Alerts, String> {
+        let a: Alerts = toml::from_str(toml_text).map_err(|e| e.to_string())?;
+        a.validate().map(|()| a)
+    }
+
+    const GOOD: &str = r#"
+[[endpoints]]
+name = "ops"
+url = "https://127.0.0.1:9443/havn"
+public_key = "4310ee97d88cc1f088a5576c77ab0cf5c3ac797f3d95139c6c84b5429c59662a"
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+"#;
+
+    #[test]
+    fn defaults_are_the_spec_and_bad_endpoints_are_refused_by_name() {
+        let a = parse(GOOD).unwrap();
+        assert_eq!(
+            (a.admission_ms, a.timeout_rate, a.window_s),
+            (400, 0.02, 300)
+        );
+        assert_eq!(a.retry_s, [0, 5, 300, 1800, 7200, 18000, 36000, 36000]);
+        for (bad, why) in [
+            (GOOD.replace("https://", "http://"), "https://"),
+            (GOOD.replace("4310ee", "4310"), "64 hex"),
+            (GOOD.replace("whsec_", ""), "whsec_"),
+            (GOOD.replace("\"ops\"", "\"Ops!\""), "[a-z0-9-]"),
+            (format!("{GOOD}{GOOD}"), "used twice"),
+            (format!("timeout_rate = 1.5\n{GOOD}"), "timeout_rate"),
+            (format!("retry_s = []\n{GOOD}"), "retry_s"),
+        ] {
+            let e = parse(&bad).unwrap_err();
+            assert!(e.contains(why), "{why}: {e}");
+        }
+        assert!(parse("bogus = 1").unwrap_err().contains("unknown field"));
+    }
+}

@@ -31,6 +31,9 @@ pub struct DevPki {
     pub validator: Pair,
     /// Operator client certificate (CN `operator`).
     pub operator: Pair,
+    /// A receiver's server certificate (CN `receiver`, SANs `localhost`, `127.0.0.1`):
+    /// an endpoint for heartbeats and SLA alerts, which netd reaches trusting this CA.
+    pub receiver: Pair,
     /// A certificate of the same CA without the clientAuth usage, for tests.
     pub server_only: Pair,
     /// Expired orchestrator client certificate (same CA), for tests.
@@ -132,6 +135,13 @@ impl DevPki {
         )?;
         let validator = leaf(&issuer, "validator", &["validator".into()], client, valid)?;
         let operator = leaf(&issuer, "operator", &["operator".into()], client, valid)?;
+        let receiver = leaf(
+            &issuer,
+            "receiver",
+            &["localhost".into(), "127.0.0.1".into()],
+            &[ExtendedKeyUsagePurpose::ServerAuth],
+            valid,
+        )?;
         let server_only = leaf(
             &issuer,
             "orchestrator",
@@ -161,13 +171,14 @@ impl DevPki {
             orchestrator,
             validator,
             operator,
+            receiver,
             server_only,
             expired,
             foreign,
         })
     }
 
-    /// Writes `ca.pem/ca.key, node.*, orchestrator.*, validator.*, operator.*` (and with
+    /// Writes `ca.pem/ca.key, node.*, orchestrator.*, validator.*, operator.*, receiver.*` (and with
     /// `test_certs` also `expired.*`, `foreign.*` and `server-only.*`) into `dir`; keys
     /// are 0600.
     /// Returns the files written.
@@ -182,6 +193,7 @@ impl DevPki {
             ("orchestrator", &self.orchestrator),
             ("validator", &self.validator),
             ("operator", &self.operator),
+            ("receiver", &self.receiver),
         ];
         if test_certs {
             sets.push(("server-only", &self.server_only));

@@ -58,9 +58,9 @@ fn receiver(
         .arg(here.join("tests/py/alert_receiver.py"))
         .args(["--port", &port.to_string()])
         .arg("--cert")
-        .arg(pki.join("node.pem"))
+        .arg(pki.join("receiver.pem"))
         .arg("--key")
-        .arg(pki.join("node.key"))
+        .arg(pki.join("receiver.key"))
         .args([
             "--node-key",
             &hex::encode(webhook_key().verifying_key().to_bytes()),

@@ -41,15 +41,16 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--cert", required=True)
     ap.add_argument("--key", required=True)
-    ap.add_argument("--node-key", required=True, help="the node's ed25519 public key (hex)")
+    ap.add_argument("--node-key", help="the node's ed25519 public key (hex); without it v1a is not checked here")
     ap.add_argument("--recipient-secret", required=True, help="our X25519 private key (hex)")
     ap.add_argument("--secret", required=True, help="the whsec_ secret of the v1 signature")
     ap.add_argument("--out", required=True)
     ap.add_argument("--fail-first", type=int, default=0)
     ap.add_argument("--slow-first", type=float, default=0)
     ap.add_argument("--gone", action="store_true")
+    ap.add_argument("--save-dir", help="also keep each delivery's raw body and headers (N.body, N.headers.json)")
     a = ap.parse_args()
-    node = Ed25519PublicKey.from_public_bytes(bytes.fromhex(a.node_key))
+    node = Ed25519PublicKey.from_public_bytes(bytes.fromhex(a.node_key)) if a.node_key else None
     sk = bytes.fromhex(a.recipient_secret)
     v1 = Webhook(a.secret)
     lock = threading.Lock()
@@ -74,11 +75,14 @@ def main():
                 rec["v1_error"] = str(e)
             sigs = dict(s.split(",", 1) for s in headers.get("webhook-signature", "").split(" ") if "," in s)
             content = f"{rec['id']}.{rec['timestamp']}.".encode() + body
-            try:
-                node.verify(base64.b64decode(sigs.get("v1a", "")), content)
-                rec["v1a"] = True
-            except (InvalidSignature, ValueError):
-                rec["v1a"] = False
+            if node is None:
+                rec["v1a"] = None
+            else:
+                try:
+                    node.verify(base64.b64decode(sigs.get("v1a", "")), content)
+                    rec["v1a"] = True
+                except (InvalidSignature, ValueError):
+                    rec["v1a"] = False
             try:
                 outer = json.loads(body)
                 plain = open_envelope(base64.b64decode(outer["sealed"]), sk)
@@ -91,6 +95,13 @@ def main():
                 time.sleep(a.slow_first)
             status = 410 if a.gone else (500 if n <= a.fail_first else 204)
             rec["status"] = status
+            if a.save_dir:
+                import os
+                os.makedirs(a.save_dir, exist_ok=True)
+                with open(os.path.join(a.save_dir, f"{n}.body"), "wb") as f:
+                    f.write(body)
+                with open(os.path.join(a.save_dir, f"{n}.headers.json"), "w") as f:
+                    json.dump(headers, f)
             with lock, open(a.out, "a") as f:
                 f.write(json.dumps(rec) + "\n")
             self.send_response(status)
