@@ -196,9 +196,14 @@ pub struct PrivacyFlags {
     /// Execute only inside an attested enclave boundary.
     #[serde(default)]
     pub enclave: bool,
-    /// Never log or gossip output bytes, only hashes.
+    /// Seal the outputs to `output_key` (HPKE): the stored and served outputs artifact
+    /// is the envelope, and the receipt's `outputs_cid` names it; no one but the holder
+    /// of the key reads the outputs.
     #[serde(default)]
     pub redact_outputs: bool,
+    /// The orchestrator's X25519 key the outputs are sealed to (with `redact_outputs`).
+    #[serde(default)]
+    pub output_key: Option<PubKey32>,
 }
 
 /// A job as an orchestrator submits it (`POST /job/accept`).

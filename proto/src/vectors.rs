@@ -75,6 +75,7 @@ pub fn job_payload() -> JobPayload {
         privacy: PrivacyFlags {
             enclave: false,
             redact_outputs: true,
+            output_key: Some(PubKey32([0x0e; 32])),
         },
     }
 }

@@ -95,6 +95,7 @@ fn arb_payload() -> impl Strategy<Value = JobPayload> {
                 privacy: PrivacyFlags {
                     enclave,
                     redact_outputs: redact,
+                    output_key: redact.then_some(havn_proto::PubKey32([seed as u8; 32])),
                 },
             },
         )

@@ -82,6 +82,7 @@ fn a_sealed_chat_request_is_answered_and_its_plaintext_stays_in_execds_memory() 
     // The receipt commits to the ciphertext the orchestrator uploaded, and verifies
     // against the node's quote like any other.
     assert_eq!(r["receipt"]["inputs_cid"], uploaded.as_str());
+    node.fetch_quote(&"cd".repeat(32), "evidence");
     let v = node.verify("verify-receipt", &receipt, &[]);
     assert!(v.status.success(), "{}", stderr(&v));
 
@@ -103,6 +104,72 @@ fn a_sealed_chat_request_is_answered_and_its_plaintext_stays_in_execds_memory() 
     let mut pk = [0u8; 32];
     hex::decode_to_slice(ev["payload_pubkey"].as_str().unwrap(), &mut pk).unwrap();
     assert_ne!(pk, [0; 32]);
+
+    // Private both ways: the request sealed to the node, the outputs sealed to us. The
+    // node serves only the envelope the receipt names; opened with our key, it is
+    // exactly what re-executing the request here gives.
+    let okey = node.p("orchestrator-output.key");
+    let opub = crate::harness::havnctl_ok(&["keygen", "--out", &okey]);
+    let receipt2 = node.p("sealed2.receipt.json");
+    let o = submit_request(
+        &node,
+        "sealed2.json",
+        request.as_bytes(),
+        "sealed-out",
+        "120",
+        &[
+            "--encrypt",
+            "--output-key",
+            opub.trim(),
+            "--seed",
+            "5",
+            "--receipt-out",
+            &receipt2,
+        ],
+    );
+    assert!(o.status.success(), "{}\n{}", stderr(&o), node.log());
+    let r2: Value = serde_json::from_str(&std::fs::read_to_string(&receipt2).unwrap()).unwrap();
+    let out_cid = r2["receipt"]["outputs_cid"].as_str().unwrap().to_string();
+    let env_file = node.p("outputs.sealed");
+    let g = node.ctl(
+        "orchestrator",
+        &["get", &format!("/artifact/{out_cid}"), "--out", &env_file],
+    );
+    assert!(g.status.success(), "{}", stderr(&g));
+    let env = std::fs::read(&env_file).unwrap();
+    assert!(
+        havn_payload::is_envelope(&env),
+        "the served outputs are sealed"
+    );
+    let plain = node.p("outputs.plain");
+    let o = crate::harness::havnctl(&["open", &env_file, "--key", &okey, "--out", &plain]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::write(node.path("request.json"), request.as_bytes()).unwrap();
+    let re: Value = serde_json::from_str(
+        crate::harness::havnctl_ok(&[
+            "run",
+            "chat",
+            "--store",
+            &store,
+            "--request",
+            &node.p("request.json"),
+            "--seed",
+            "5",
+            "--out",
+            &node.p("reexec-sealed"),
+            "--json",
+        ])
+        .trim(),
+    )
+    .unwrap();
+    assert_eq!(
+        re["outputs_cid"].as_str().unwrap(),
+        havn_proto::Cid::of_bytes(&std::fs::read(&plain).unwrap()).to_string(),
+        "the opened outputs are what re-execution gives"
+    );
+    assert_eq!(re["runtime_hash"], r2["receipt"]["runtime_hash"]);
+    let hits = grep_tree(&state, MARKER.as_bytes(), "artifacts");
+    assert!(hits.is_empty(), "plaintext on disk: {hits:?}");
 
     // Tampered ciphertext: the job fails with the reason, nothing decrypted is kept.
     let mut env = havn_payload::seal(&pk, request.as_bytes()).unwrap();

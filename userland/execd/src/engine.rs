@@ -380,7 +380,7 @@ impl Engine {
         if rec.sealed {
             return refused(
                 RemoteError::NotPermitted,
-                &format!("job {job_id:?} ran on an encrypted input: its challenge material would reveal the plaintext, so none is served"),
+                &format!("job {job_id:?} ran on an encrypted input or sealed its outputs: its challenge material would reveal them, so none is served"),
             );
         }
         if rec.workflow == crate::chat::WORKFLOW {
@@ -541,7 +541,8 @@ impl Engine {
         // A sealed input's plaintext (and what derives from it) never reaches disk: no
         // checkpoints for it.
         let opts = RunOptions {
-            checkpoint_dir: envelope.is_none().then(|| ckpt.clone()),
+            checkpoint_dir: (envelope.is_none() && !payload.privacy.redact_outputs)
+                .then(|| ckpt.clone()),
             cancel: Some(deadline.flag()),
             ..RunOptions::default()
         };
@@ -566,8 +567,14 @@ impl Engine {
         if self.perturb_leaf {
             perturb_leaf(&mut result, &checksum, payload.seed);
         }
-        let out_path = self.artifacts.join(result.outputs_cid.to_string());
-        if let Err(e) = havn_exec::exec::write_atomic(&out_path, &result.outputs_bytes) {
+        // With redact_outputs the outputs are stored sealed, and the receipt names that.
+        let stored = match crate::sealed::outputs(&payload.privacy, &result.outputs_bytes) {
+            Ok(s) => s,
+            Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
+        };
+        let outputs_cid = Cid::of_bytes(&stored);
+        let out_path = self.artifacts.join(outputs_cid.to_string());
+        if let Err(e) = havn_exec::exec::write_atomic(&out_path, &stored) {
             return storage_failed(ticket_id, "storing outputs", &e);
         }
         let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
@@ -575,7 +582,7 @@ impl Engine {
             workflow_id: payload.workflow.id.clone(),
             job_id: payload.job_id.clone(),
             runtime_hash: Hash32(result.runtime_hash),
-            outputs_cid: result.outputs_cid,
+            outputs_cid,
             inputs_cid,
             latency_ms,
             energy_estimate_mj: (result.accounting.energy_j * 1000.0).round().max(0.0) as u64,
@@ -594,34 +601,27 @@ impl Engine {
         match sign(ticket_id, report, attestd) {
             Ok(receipt) => {
                 let rh = receipt.receipt.runtime_hash;
-                // A sealed job retains its envelope, never the plaintext (and ran
-                // without checkpoints, so its directory is made here).
-                let kept = match &envelope {
-                    Some(env) => mkdir(&ckpt).map_err(|e| e.to_string()).and_then(|()| {
-                        self.retain_job(
-                            &ckpt,
-                            &payload,
-                            submitter,
-                            &rh,
-                            Retain {
-                                bytes: env,
-                                sealed: true,
-                            },
-                            &result.node_hashes,
-                        )
-                    }),
-                    None => self.retain_job(
+                // A private job (sealed input, or sealed outputs) retains its input
+                // as stored, never plaintext it was sealed from, and ran without
+                // checkpoints, so its directory is made here.
+                let private = envelope.is_some() || payload.privacy.redact_outputs;
+                let made = match private {
+                    true => mkdir(&ckpt).map_err(|e| e.to_string()),
+                    false => Ok(()),
+                };
+                let kept = made.and_then(|()| {
+                    self.retain_job(
                         &ckpt,
                         &payload,
                         submitter,
                         &rh,
                         Retain {
-                            bytes: &job.inputs,
-                            sealed: false,
+                            bytes: envelope.as_deref().unwrap_or(&job.inputs),
+                            sealed: private,
                         },
                         &result.node_hashes,
-                    ),
-                };
+                    )
+                });
                 zeroize::Zeroize::zeroize(&mut job.inputs);
                 if let Err(e) = kept {
                     tracing::warn!(error = %e, "cannot retain the checkpoint; Prove will not answer for this job");
@@ -769,11 +769,14 @@ impl Engine {
             Ok(j) => j,
             Err((e, reason)) => return failed(ticket_id, e, &reason),
         };
-        let outputs_cid = Cid::of_bytes(&job.outputs);
-        if let Err(e) = havn_exec::exec::write_atomic(
-            &self.artifacts.join(outputs_cid.to_string()),
-            &job.outputs,
-        ) {
+        let stored = match crate::sealed::outputs(&payload.privacy, &job.outputs) {
+            Ok(s) => s,
+            Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
+        };
+        let outputs_cid = Cid::of_bytes(&stored);
+        if let Err(e) =
+            havn_exec::exec::write_atomic(&self.artifacts.join(outputs_cid.to_string()), &stored)
+        {
             return storage_failed(ticket_id, "storing outputs", &e);
         }
         let mut rh = [0u8; 32];
@@ -815,7 +818,7 @@ impl Engine {
                         // A sealed request is retained as its envelope only.
                         Retain {
                             bytes: envelope.as_deref().unwrap_or(&request),
-                            sealed: envelope.is_some(),
+                            sealed: envelope.is_some() || payload.privacy.redact_outputs,
                         },
                         // Chat jobs are challenged block by block (`Prove`), not by leaves.
                         &[],

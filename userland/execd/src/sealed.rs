@@ -36,6 +36,26 @@ pub fn open(key: Option<&PayloadKey>, stored: Vec<u8>) -> Result<Input, String> 
     }
 }
 
+/// The outputs as stored, served and named by the receipt: sealed to the orchestrator's
+/// `output_key` when the job asks for `redact_outputs`, as they are otherwise.
+pub fn outputs(
+    privacy: &havn_proto::PrivacyFlags,
+    plain: &[u8],
+) -> Result<std::borrow::Cow<'static, [u8]>, String> {
+    if !privacy.redact_outputs {
+        return Ok(std::borrow::Cow::Owned(plain.to_vec()));
+    }
+    let Some(key) = privacy.output_key else {
+        return Err(
+            "privacy.redact_outputs without privacy.output_key: nothing to seal the outputs to"
+                .into(),
+        );
+    };
+    havn_payload::seal(&key.0, plain)
+        .map(std::borrow::Cow::Owned)
+        .map_err(|e| format!("sealing the outputs: {e}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -61,5 +81,18 @@ mod tests {
             .err()
             .unwrap_or_default()
             .contains("no payload key"));
+    }
+
+    #[test]
+    fn redacted_outputs_are_sealed_to_the_orchestrators_key() {
+        let orch = PayloadKey::generate();
+        let mut p = havn_proto::PrivacyFlags::default();
+        assert_eq!(&*outputs(&p, b"out").unwrap(), b"out");
+        p.redact_outputs = true;
+        assert!(outputs(&p, b"out").unwrap_err().contains("output_key"));
+        p.output_key = Some(havn_proto::PubKey32(orch.public()));
+        let sealed = outputs(&p, b"out").unwrap();
+        assert!(havn_payload::is_envelope(&sealed));
+        assert_eq!(&*orch.open(&sealed).unwrap(), b"out");
     }
 }

@@ -64,17 +64,7 @@ pub struct VerifyArgs {
 pub fn run(a: AlertsArgs) -> anyhow::Result<()> {
     match a.cmd {
         AlertsCmd::Keygen { out } => {
-            use std::io::Write;
-            use std::os::unix::fs::OpenOptionsExt;
-            let k = havn_payload::PayloadKey::generate();
-            let mut f = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&out)
-                .with_context(|| format!("creating {}", out.display()))?;
-            f.write_all(hex::encode(&*k.secret_bytes()).as_bytes())?;
-            println!("{}", hex::encode(k.public()));
+            println!("{}", crate::sealed_cmd::keygen(&out)?);
             Ok(())
         }
         AlertsCmd::Verify(v) => verify(&v),
@@ -137,10 +127,7 @@ fn verify(v: &VerifyArgs) -> anyhow::Result<()> {
     let env = b64
         .decode(outer["sealed"].as_str().unwrap_or(""))
         .context("sealed is not base64")?;
-    let sk =
-        std::fs::read_to_string(&v.key).with_context(|| format!("reading {}", v.key.display()))?;
-    let sk = zeroize::Zeroizing::new(hex::decode(sk.trim()).context("the key file is not hex")?);
-    let k = havn_payload::PayloadKey::from_secret(&sk)?;
+    let k = crate::sealed_cmd::load(&v.key)?;
     let plain = k.open(&env)?;
     let alert: serde_json::Value =
         serde_json::from_slice(&plain).context("the sealed alert is not JSON")?;

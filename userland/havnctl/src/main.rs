@@ -13,6 +13,7 @@ mod mesh_cmd;
 mod models_cmd;
 mod net_cmd;
 mod run_cmd;
+mod sealed_cmd;
 mod stake_cmd;
 mod validate_cmd;
 mod wal_cmd;
@@ -79,6 +80,11 @@ enum Cmd {
     /// The receiving end of a node's SLA alerts: make a receiver key, verify and open
     /// a received alert.
     Alerts(alerts_cmd::AlertsArgs),
+    /// Make an X25519 key pair for sealed outputs (`submit --output-key`); prints the
+    /// public key.
+    Keygen(sealed_cmd::KeygenArgs),
+    /// Open an artifact a node sealed to your key (outputs of a `--output-key` job).
+    Open(sealed_cmd::OpenArgs),
     /// Payouts from PayoutRouter: claim a settled receipt, or ask whether it was paid.
     Payout(stake_cmd::PayoutArgs),
     /// Deploy Havn's contracts on a dev or test chain (`chain deploy`).
@@ -102,6 +108,8 @@ fn main() -> ExitCode {
         Cmd::Mesh(a) => mesh_cmd::run(a),
         Cmd::Stake(a) => stake_cmd::run_stake(a),
         Cmd::Alerts(a) => alerts_cmd::run(a),
+        Cmd::Keygen(a) => sealed_cmd::run_keygen(a),
+        Cmd::Open(a) => sealed_cmd::run_open(a),
         Cmd::Payout(a) => stake_cmd::run_payout(a),
         Cmd::Chain(a) => stake_cmd::run_chain(a),
         Cmd::Challenge(a) => challenge_cmd::run(a),

@@ -138,6 +138,11 @@ pub struct SubmitArgs {
     /// Encrypted inputs (`--encrypt`, `--golden`, `--ek-ca`).
     #[command(flatten)]
     pub encrypt: crate::encrypt::EncryptArgs,
+    /// Seal the job's outputs to this X25519 public key (`privacy.redact_outputs`): the
+    /// node stores and serves only the envelope, the receipt names its CID, and only
+    /// the key's holder reads it (`havnctl keygen`, `havnctl open`).
+    #[arg(long, value_name = "HEX")]
+    pub output_key: Option<String>,
 }
 
 /// Arguments of `havnctl get`.
@@ -299,7 +304,11 @@ pub(crate) fn payload(
         "compute_class": class,
         "timeout_ms": a.timeout_ms,
         "seed": a.seed,
-        "privacy": {"enclave": a.encrypt.encrypt},
+        "privacy": {
+            "enclave": a.encrypt.encrypt,
+            "redact_outputs": a.output_key.is_some(),
+            "output_key": a.output_key,
+        },
     });
     serde_json::from_value(v)
         .context("building the job (ids at most 64 characters, at most 16 inputs)")

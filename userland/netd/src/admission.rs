@@ -87,13 +87,23 @@ async fn check_and_admit(
             Some("job_id"),
         ));
     }
-    // A privacy flag this node cannot honour yet is refused, not ignored.
-    if sub.privacy.redact_outputs {
-        return Err(Failure::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "privacy.redact_outputs is not supported by this node yet (outputs sealed to the orchestrator are not implemented); the job was not queued",
-            Some("privacy.redact_outputs"),
-        ));
+    // Outputs are sealed to the orchestrator's key: without one they could not be.
+    match (sub.privacy.redact_outputs, sub.privacy.output_key) {
+        (true, None) => {
+            return Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "privacy.redact_outputs needs privacy.output_key, the X25519 key (64 hex) the outputs are sealed to; the job was not queued",
+                Some("privacy.output_key"),
+            ))
+        }
+        (false, Some(_)) => {
+            return Err(Failure::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "privacy.output_key is set but privacy.redact_outputs is not: say which you mean",
+                Some("privacy.redact_outputs"),
+            ))
+        }
+        _ => {}
     }
     if let Some(i) = sub
         .inputs

@@ -155,7 +155,7 @@ pub fn payload_from(r: &pb::AcceptJobRequest) -> Result<JobPayload, Failure> {
     if r.timeout_ms == 0 {
         return Err(invalid("timeout_ms", "missing (milliseconds, > 0)"));
     }
-    let privacy = r.privacy.unwrap_or_default();
+    let privacy = r.privacy.clone().unwrap_or_default();
     Ok(JobPayload {
         job_id,
         workflow: WorkflowRef {
@@ -169,6 +169,15 @@ pub fn payload_from(r: &pb::AcceptJobRequest) -> Result<JobPayload, Failure> {
         privacy: PrivacyFlags {
             enclave: privacy.enclave,
             redact_outputs: privacy.redact_outputs,
+            output_key: match privacy.output_key.as_str() {
+                "" => None,
+                k => Some(havn_proto::PubKey32::from_hex(k).map_err(|_| {
+                    invalid(
+                        "privacy.output_key",
+                        "must be 64 hex characters (an X25519 key)",
+                    )
+                })?),
+            },
         },
     })
 }

@@ -154,6 +154,7 @@ pub fn request_of(p: &havn_proto::JobPayload) -> havn_grpc::v1::AcceptJobRequest
         privacy: Some(pb::PrivacyFlags {
             enclave: p.privacy.enclave,
             redact_outputs: p.privacy.redact_outputs,
+            output_key: p.privacy.output_key.map(|k| k.to_hex()).unwrap_or_default(),
         }),
     }
 }

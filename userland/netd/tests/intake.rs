@@ -206,13 +206,19 @@ async fn each_refusal_has_its_status_and_field() {
             "{id:?}: {v}"
         );
     }
-    // 422: privacy flags the node cannot honour yet are refused, not ignored.
-    for flag in ["enclave", "redact_outputs"] {
+    // 422: privacy flags the node cannot honour as given are refused, not ignored: an
+    // enclave job without a sealed input, outputs to seal without a key to seal to, a
+    // key without the flag.
+    let key = "11".repeat(32);
+    for (privacy, field) in [
+        (json!({"enclave": true}), "privacy.enclave"),
+        (json!({"redact_outputs": true}), "privacy.output_key"),
+        (json!({"output_key": key}), "privacy.redact_outputs"),
+    ] {
         let mut p = job("b9");
-        p["privacy"] = json!({ flag: true });
+        p["privacy"] = privacy;
         let (s, v, _) = post(&mut c, &p).await;
-        let field = format!("privacy.{flag}");
-        assert_eq!((s, v["field"].as_str()), (422, Some(field.as_str())), "{v}");
+        assert_eq!((s, v["field"].as_str()), (422, Some(field)), "{v}");
     }
     // Nothing was queued by any refusal.
     assert!(node.log.lock().unwrap().runs.is_empty());
