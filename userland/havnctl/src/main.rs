@@ -96,7 +96,7 @@ fn main() -> ExitCode {
     let r = match cli.cmd {
         Cmd::Run(a) => run_cmd::run(a),
         Cmd::Pki(a) => net_cmd::run(net_cmd::NetCmd::Pki(a)),
-        Cmd::Submit(a) => net_cmd::run(net_cmd::NetCmd::Submit(a)),
+        Cmd::Submit(a) => net_cmd::run(net_cmd::NetCmd::Submit(Box::new(a))),
         Cmd::Chat(a) => chat_client::run(a),
         Cmd::Get(a) => net_cmd::run(net_cmd::NetCmd::Get(a)),
         Cmd::Attest(a) => attest_cmd::run(a),

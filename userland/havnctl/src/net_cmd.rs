@@ -23,7 +23,7 @@ pub enum NetCmd {
     /// `havnctl pki …`
     Pki(PkiArgs),
     /// `havnctl submit …`
-    Submit(SubmitArgs),
+    Submit(Box<SubmitArgs>),
     /// `havnctl get …`
     Get(GetArgs),
 }
@@ -32,7 +32,7 @@ pub enum NetCmd {
 pub fn run(cmd: NetCmd) -> anyhow::Result<()> {
     match cmd {
         NetCmd::Pki(a) => run_pki(a),
-        NetCmd::Submit(a) => run_submit(a),
+        NetCmd::Submit(a) => run_submit(*a),
         NetCmd::Get(a) => run_get(a),
     }
 }
