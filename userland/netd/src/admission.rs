@@ -78,6 +78,19 @@ async fn check_and_admit(
     let job_id = &*sub.job_id;
     let workflow = &*sub.workflow_id;
     let class = sub.class;
+    if ctx
+        .state
+        .draining
+        .load(std::sync::atomic::Ordering::Relaxed)
+    {
+        let mut f = Failure::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is stopping (draining): the job was not queued; retry on another node or after the restart",
+            None,
+        );
+        f.retry_after = Some(5);
+        return Err(f);
+    }
     // One job-id grammar (havn-proto's): ids appear in URL paths, file names and
     // challenges, so an empty, `..`, `/` or space-carrying id is refused here.
     if !havn_proto::is_ref_id(job_id) {

@@ -576,7 +576,13 @@ fn health(ctx: &Ctx) -> Resp {
     json(
         StatusCode::OK,
         &serde_json::json!({
-            "status": if n.node_key.is_some() { "ok" } else { "read-only" },
+            "status": if ctx.state.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                "draining"
+            } else if n.node_key.is_some() {
+                "ok"
+            } else {
+                "read-only"
+            },
             // false: the node key stayed sealed at boot (gate closed); read-only.
             "signing": n.node_key.is_some(),
             "node": n.node_key,

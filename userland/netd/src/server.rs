@@ -86,6 +86,9 @@ impl From<WalError> for StartError {
     }
 }
 
+/// Longest netd drains on SIGTERM (havn-init waits longer before it kills a daemon).
+pub const DRAIN: Duration = Duration::from_secs(3);
+
 /// Knobs that are not in node.toml (tests and the bench change them).
 #[derive(Debug, Clone)]
 pub struct StartOptions {
@@ -123,6 +126,7 @@ pub struct Running {
     pub local_addr: SocketAddr,
     /// The job table.
     pub state: Arc<State>,
+    grpc: crate::grpc::Grpc,
     fatal_rx: mpsc::UnboundedReceiver<Fatal>,
     tasks: Vec<AbortHandle>,
 }
@@ -134,7 +138,27 @@ impl std::fmt::Debug for Running {
 }
 
 impl Running {
-    /// Waits for a fatal condition or SIGTERM/SIGINT.
+    /// Drains before a stop: new jobs are refused (503 with `Retry-After`), gRPC health
+    /// turns NOT_SERVING and `/health` says `"draining"`, then waits up to `max` for the
+    /// running job to finish (a job cut short is re-queued from the WAL at the next
+    /// start anyway).
+    pub async fn drain(&self, max: Duration) {
+        self.state
+            .draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        self.grpc.set_serving(false);
+        tracing::info!(
+            max_ms = max.as_millis() as u64,
+            "draining: intake closed, health NOT_SERVING"
+        );
+        let end = tokio::time::Instant::now() + max;
+        while self.state.counts().running > 0 && tokio::time::Instant::now() < end {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Waits for a fatal condition or SIGTERM/SIGINT; on a signal, drains for up to
+    /// [`DRAIN`] first.
     pub async fn wait(&mut self) -> Fatal {
         let mut term =
             tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
@@ -146,11 +170,15 @@ impl Running {
                 None => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
+        let why = tokio::select! {
             f = self.fatal_rx.recv() => f.unwrap_or(Fatal::Signal),
             _ = sigterm => Fatal::Signal,
             _ = tokio::signal::ctrl_c() => Fatal::Signal,
+        };
+        if matches!(why, Fatal::Signal) {
+            self.drain(DRAIN).await;
         }
+        why
     }
 
     /// Waits for a fatal condition only (no signal handlers; for tests).
@@ -465,6 +493,7 @@ pub async fn start(
     Ok(Running {
         local_addr,
         state,
+        grpc,
         fatal_rx,
         tasks,
     })

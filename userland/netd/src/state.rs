@@ -208,6 +208,8 @@ pub struct State {
     pub signed_receipts: tokio::sync::broadcast::Sender<Arc<havn_proto::SignedReceipt>>,
     /// Each signed heartbeat (the mesh link gossips it).
     pub signed_heartbeats: tokio::sync::broadcast::Sender<Arc<havn_proto::SignedHeartbeat>>,
+    /// Set once netd is stopping: intake refuses new jobs (503), health says so.
+    pub draining: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for State {
@@ -311,6 +313,7 @@ impl State {
             retain_terminal,
             signed_receipts: tokio::sync::broadcast::channel(1024).0,
             signed_heartbeats: tokio::sync::broadcast::channel(16).0,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

@@ -410,3 +410,66 @@ async fn python_grpcio_drives_the_api_health_reflection_and_refusals() {
     let cid = v["upload_cid"].as_str().unwrap();
     assert!(node.state_dir.join("uploads").join(cid).is_file());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn draining_closes_intake_on_both_apis_and_health_turns_not_serving() {
+    let node = start_node(Cfg::default(), ComputeClass::M, Duration::ZERO).await;
+    let p = &pki().0;
+    let port = node.running.local_addr.port();
+    let mut c = intake(&node, &p.orchestrator).await;
+    c.accept_job(job("before"))
+        .await
+        .expect("accepted while serving");
+    node.running.drain(Duration::from_millis(200)).await;
+    let s = c
+        .accept_job(job("after"))
+        .await
+        .expect_err("refused while draining");
+    assert_eq!(s.code(), Code::Unavailable, "{s:?}");
+    assert!(s.metadata().get("retry-after").is_some());
+    let r = node
+        .orchestrator()
+        .await
+        .post(
+            "/job/accept",
+            serde_json::to_vec(&crate::common::job("after-rest")).unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert!(r.headers.get("retry-after").is_some());
+    let h: serde_json::Value = node
+        .orchestrator()
+        .await
+        .get("/health")
+        .await
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(h["status"], "draining");
+    let ch = grpc_as(&p.operator)
+        .channel("127.0.0.1", port)
+        .await
+        .unwrap();
+    let mut health = tonic_health::pb::health_client::HealthClient::with_origin(
+        ch,
+        "https://127.0.0.1".parse().unwrap(),
+    );
+    let not_serving = tonic_health::pb::health_check_response::ServingStatus::NotServing as i32;
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let st = health
+            .check(tonic_health::pb::HealthCheckRequest {
+                service: havn_grpc::SERVICE.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status;
+        if st == not_serving {
+            break;
+        }
+        assert!(std::time::Instant::now() < end, "health still {st}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
