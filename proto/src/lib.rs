@@ -26,6 +26,7 @@ pub mod ipc;
 pub mod merkle;
 pub mod mesh;
 pub mod sign;
+pub mod telemetry;
 pub mod types;
 pub mod vectors;
 

@@ -15,6 +15,7 @@
 mod chat;
 mod deadline;
 mod engine;
+pub mod gpu_telemetry;
 mod sealed;
 
 pub use engine::{Engine, EngineError, RETAIN_JOBS};
@@ -87,6 +88,8 @@ pub fn run(args: Args) -> Result<(), Error> {
     let cfg = NodeConfig::load(&args.config)?;
     havn_log::init(cfg.execd.daemon.log.as_deref());
     let mut engine = Engine::open(&cfg)?;
+    // GPU gauges for netd's /metrics, where NVML loads.
+    gpu_telemetry::spawn(cfg.node.state_dir.join("artifacts"));
     tracing::info!(
         backend = engine.backend_name(),
         threads = engine.threads(),

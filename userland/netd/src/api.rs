@@ -611,6 +611,21 @@ fn metrics(ctx: &Ctx) -> Resp {
         Some(m) => text + &m.render_metrics(),
         None => text,
     };
+    // GPU gauges where execd samples NVML (no GPU, no file, no gauges).
+    let gpu = std::fs::read(
+        ctx.artifacts
+            .join(havn_proto::telemetry::GPU_TELEMETRY_FILE),
+    )
+    .ok()
+    .and_then(|b| serde_json::from_slice(&b).ok())
+    .map(|t| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        crate::metrics::render_gpu(&t, now)
+    })
+    .unwrap_or_default();
+    let text = text + &gpu;
     let mut r = Response::new(Full::new(Bytes::from(text)));
     r.headers_mut().insert(
         CONTENT_TYPE,

@@ -134,6 +134,61 @@ pub fn counter(o: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {v}");
 }
 
+/// GPU gauges from execd's NVML sample, when it is fresh (at most
+/// [`havn_proto::telemetry::GPU_TELEMETRY_MAX_AGE_MS`] old); nothing otherwise.
+pub fn render_gpu(t: &havn_proto::telemetry::GpuTelemetry, now_ms: u64) -> String {
+    let mut o = String::new();
+    let age = now_ms.saturating_sub(t.unix_ms);
+    if age > havn_proto::telemetry::GPU_TELEMETRY_MAX_AGE_MS || t.gpus.is_empty() {
+        return o;
+    }
+    type Field = fn(&havn_proto::telemetry::GpuSample) -> String;
+    let families: [(&str, &str, &str, Field); 4] = [
+        (
+            "havn_gpu_utilization_ratio",
+            "gauge",
+            "GPU busy share over NVML's last sample period.",
+            |g| format!("{:.2}", f64::from(g.utilization_percent) / 100.0),
+        ),
+        (
+            "havn_gpu_power_watts",
+            "gauge",
+            "GPU board power draw.",
+            |g| format!("{:.3}", f64::from(g.power_milliwatts) / 1000.0),
+        ),
+        (
+            "havn_gpu_energy_joules_total",
+            "counter",
+            "GPU energy since the driver loaded (NVML).",
+            |g| format!("{:.3}", g.energy_millijoules as f64 / 1000.0),
+        ),
+        (
+            "havn_gpu_memory_used_bytes",
+            "gauge",
+            "GPU memory in use.",
+            |g| g.memory_used_bytes.to_string(),
+        ),
+    ];
+    for (name, kind, help, value) in families {
+        let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for g in &t.gpus {
+            let model = g.name.replace(['"', '\\', '\n'], "_");
+            let _ = writeln!(
+                o,
+                "{name}{{gpu=\"{}\",model=\"{model}\"}} {}",
+                g.index,
+                value(g)
+            );
+        }
+    }
+    let _ = writeln!(
+        o,
+        "# HELP havn_gpu_sample_age_seconds Age of the GPU sample above.\n# TYPE havn_gpu_sample_age_seconds gauge\nhavn_gpu_sample_age_seconds {:.3}",
+        age as f64 / 1000.0
+    );
+    o
+}
+
 /// One Prometheus gauge, with its HELP and TYPE lines.
 pub fn gauge(o: &mut String, name: &str, help: &str, v: u64) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

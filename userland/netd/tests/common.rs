@@ -51,6 +51,8 @@ pub struct Cfg {
     pub roles: Option<String>,
     /// More TOML at the end (e.g. `[alerts]`).
     pub extra: Option<String>,
+    /// More keys in `[netd]`.
+    pub netd_extra: Option<String>,
 }
 
 impl Default for Cfg {
@@ -63,6 +65,7 @@ impl Default for Cfg {
             state_dir: None,
             roles: None,
             extra: None,
+            netd_extra: None,
         }
     }
 }
@@ -89,6 +92,7 @@ queue_capacity = {queue}
 max_body_bytes = {body}
 heartbeat_ms = 100
 heartbeat_endpoints = {endpoints:?}
+{netd_extra}
 [netd.roles]
 {roles}
 {chain}
@@ -97,6 +101,7 @@ heartbeat_endpoints = {endpoints:?}
         state = state.display(),
         chain = c.chain.as_deref().unwrap_or(""),
         extra = c.extra.as_deref().unwrap_or(""),
+        netd_extra = c.netd_extra.as_deref().unwrap_or(""),
         d = d.display(),
         queue = c.queue,
         body = c.max_body,

@@ -13,4 +13,5 @@ mod proof;
 mod roles;
 mod sealed;
 mod stake;
+mod telemetry;
 mod wal;
