@@ -496,6 +496,7 @@ pub struct Grpc {
     reflection_v1: BoxRoute,
     reflection_v1alpha: BoxRoute,
     reporter: tonic_health::server::HealthReporter,
+    state: Arc<crate::state::State>,
 }
 
 /// Building the reflection service failed (a descriptor set that does not decode).
@@ -511,6 +512,7 @@ impl Grpc {
             tonic_health::server::HealthService::from_health_reporter(reporter.clone()),
         );
         let serving = ctx.state.node.node_key.is_some();
+        let state = ctx.state.clone();
         let intake =
             IntakeServer::new(IntakeService { ctx }).max_decoding_message_size(MAX_MESSAGE);
         let files = [
@@ -529,9 +531,20 @@ impl Grpc {
             reflection_v1: route(v1.build_v1()?),
             reflection_v1alpha: route(v1alpha.build_v1alpha()?),
             reporter,
+            state,
         };
         g.set_serving(serving);
         Ok(g)
+    }
+
+    /// What the latest self-audit says of the gate: health follows it (and stays
+    /// NOT_SERVING once draining or with the node key sealed).
+    pub fn gate(&self, open: bool) {
+        let draining = self
+            .state
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed);
+        self.set_serving(open && !draining && self.state.node.node_key.is_some());
     }
 
     /// Sets the health of the node ("") and of `havn.v1.Intake`.

@@ -441,7 +441,13 @@ pub async fn start(
     );
     critical(
         "signed-cache",
-        crate::signed_cache::refresh(signed, attestd.clone(), fatal_tx.clone(), alerts.clone()),
+        crate::signed_cache::refresh(
+            signed,
+            attestd.clone(),
+            fatal_tx.clone(),
+            alerts.clone(),
+            grpc.clone(),
+        ),
         &fatal_tx,
         &mut tasks,
     );

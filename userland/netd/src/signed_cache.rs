@@ -165,19 +165,24 @@ pub async fn refresh(
     attestd: Arc<tokio::sync::Mutex<AsyncClient<NetdAttestd>>>,
     fatal: tokio::sync::mpsc::UnboundedSender<Fatal>,
     alerts: crate::alerts::Alerter,
+    grpc: crate::grpc::Grpc,
 ) {
     let mut tick = tokio::time::interval(REFRESH);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
         match ask_attestd(&attestd, &fatal, NetdAttestRequest::SelfAudit, REFRESH).await {
-            Some(Ok(NetdAttestResponse::SelfAudit(a))) => signed.set_audit(Ok(Arc::new(*a))),
+            Some(Ok(NetdAttestResponse::SelfAudit(a))) => {
+                signed.set_audit(Ok(Arc::new(*a)));
+                grpc.gate(true);
+            }
             Some(Ok(NetdAttestResponse::Error(e))) => {
                 signed.set_audit(Err(e));
                 let data = serde_json::json!({"error": e.to_string()});
                 match e {
                     RemoteError::NotYetAvailable => {}
                     RemoteError::GateClosed => {
+                        grpc.gate(false);
                         alerts.raise(crate::alerts::kind::GATE_CLOSED, data);
                     }
                     _ => {
