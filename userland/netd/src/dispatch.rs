@@ -31,6 +31,7 @@ pub async fn run(
     state: Arc<State>,
     execd: Arc<Mutex<AsyncClient<NetdExecd>>>,
     fatal: mpsc::UnboundedSender<Fatal>,
+    alerts: crate::alerts::Alerter,
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -99,6 +100,12 @@ pub async fn run(
                 {
                     tracing::warn!(ticket, job_id, %error, %reason, backoff_ms = backoff.as_millis() as u64,
                         "execd refused for now; job re-queued");
+                    if error == RemoteError::GateClosed {
+                        alerts.raise(
+                            crate::alerts::kind::GATE_CLOSED,
+                            serde_json::json!({"reason": reason.as_str()}),
+                        );
+                    }
                     state.requeue(ticket);
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);

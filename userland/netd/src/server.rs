@@ -435,7 +435,7 @@ pub async fn start(
     );
     critical(
         "dispatch",
-        crate::dispatch::run(state.clone(), execd, fatal_tx.clone()),
+        crate::dispatch::run(state.clone(), execd, fatal_tx.clone(), alerts.clone()),
         &fatal_tx,
         &mut tasks,
     );

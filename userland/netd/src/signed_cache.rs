@@ -178,16 +178,15 @@ pub async fn refresh(
             }
             Some(Ok(NetdAttestResponse::Error(e))) => {
                 signed.set_audit(Err(e));
-                let data = serde_json::json!({"error": e.to_string()});
-                match e {
-                    RemoteError::NotYetAvailable => {}
-                    RemoteError::GateClosed => {
-                        grpc.gate(false);
-                        alerts.raise(crate::alerts::kind::GATE_CLOSED, data);
-                    }
-                    _ => {
-                        alerts.raise(crate::alerts::kind::SELF_AUDIT, data);
-                    }
+                // GateClosed: the last self-audit found a running daemon that is not
+                // what was measured. (NotPermitted: auditing is off; NotYetAvailable:
+                // no audit yet. Neither is a breach.)
+                if e == RemoteError::GateClosed {
+                    grpc.gate(false);
+                    alerts.raise(
+                        crate::alerts::kind::SELF_AUDIT,
+                        serde_json::json!({"error": e.to_string()}),
+                    );
                 }
             }
             Some(Ok(_)) | None => {}

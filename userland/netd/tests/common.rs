@@ -53,6 +53,9 @@ pub struct Cfg {
     pub extra: Option<String>,
     /// More keys in `[netd]`.
     pub netd_extra: Option<String>,
+    /// While set, the stand-in attestd answers self-audit requests with GateClosed (a
+    /// running daemon differs from its measurement).
+    pub audit_failing: Option<Arc<std::sync::atomic::AtomicBool>>,
 }
 
 impl Default for Cfg {
@@ -66,6 +69,7 @@ impl Default for Cfg {
             roles: None,
             extra: None,
             netd_extra: None,
+            audit_failing: None,
         }
     }
 }
@@ -328,6 +332,14 @@ pub fn payload_key() -> &'static havn_payload::PayloadKey {
 }
 
 pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
+    spawn_attestd_with(fd, Arc::default())
+}
+
+/// [`spawn_attestd`] whose self-audit fails while `audit_failing` is set.
+pub fn spawn_attestd_with(
+    fd: OwnedFd,
+    audit_failing: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         let Ok(mut s) = Server::<NetdAttestd>::accept(fd, PeerPolicy::any()) else {
             return;
@@ -399,6 +411,9 @@ pub fn spawn_attestd(fd: OwnedFd) -> std::thread::JoinHandle<()> {
                         events: heapless::Vec::new(),
                         ek_cert: None,
                     }))
+                }
+                NetdAttestRequest::SelfAudit if audit_failing.load(Ordering::Relaxed) => {
+                    NetdAttestResponse::Error(RemoteError::GateClosed)
                 }
                 NetdAttestRequest::SelfAudit => NetdAttestResponse::SelfAudit(Box::new(
                     havn_proto::vectors::signed_self_audit(),
@@ -483,7 +498,7 @@ pub async fn start_node_with(
         log: log.clone(),
     }
     .spawn(e_execd);
-    spawn_attestd(a_attestd);
+    spawn_attestd_with(a_attestd, c.audit_failing.clone().unwrap_or_default());
     let execd = havn_ipc::AsyncClient::connect(e_netd, PeerPolicy::any())
         .await
         .unwrap();

@@ -473,3 +473,86 @@ async fn draining_closes_intake_on_both_apis_and_health_turns_not_serving() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_self_audit_turns_health_not_serving_and_raises_an_alert() {
+    use std::sync::atomic::Ordering;
+    let failing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let recipient = havn_payload::PayloadKey::generate();
+    let node = start_node(
+        Cfg {
+            audit_failing: Some(failing.clone()),
+            // An endpoint nobody listens on: the alert stays queued, sealed.
+            extra: Some(format!(
+                "[alerts]\n[[alerts.endpoints]]\nname = \"ops\"\nurl = \"https://127.0.0.1:9/x\"\npublic_key = \"{}\"\n",
+                hex::encode(recipient.public())
+            )),
+            ..Cfg::default()
+        },
+        ComputeClass::M,
+        Duration::ZERO,
+    )
+    .await;
+    let p = &pki().0;
+    let ch = grpc_as(&p.operator)
+        .channel("127.0.0.1", node.running.local_addr.port())
+        .await
+        .unwrap();
+    let health = tonic_health::pb::health_client::HealthClient::with_origin(
+        ch,
+        "https://127.0.0.1".parse().unwrap(),
+    );
+    use tonic_health::pb::health_check_response::ServingStatus;
+    let status = |h: &mut tonic_health::pb::health_client::HealthClient<Channel>| {
+        let mut h = h.clone();
+        async move {
+            h.check(tonic_health::pb::HealthCheckRequest {
+                service: havn_grpc::SERVICE.into(),
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .status
+        }
+    };
+    let wait_for = |want: ServingStatus| {
+        let mut h = health.clone();
+        async move {
+            let end = std::time::Instant::now() + Duration::from_secs(10);
+            loop {
+                let st = status(&mut h).await;
+                if st == want as i32 {
+                    return;
+                }
+                assert!(
+                    std::time::Instant::now() < end,
+                    "health {st}, want {want:?}"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    wait_for(ServingStatus::Serving).await;
+    failing.store(true, Ordering::Relaxed);
+    wait_for(ServingStatus::NotServing).await;
+    // The alert is queued for the endpoint, sealed: its kind is netd's label, the
+    // details are inside the envelope.
+    let queue = node.state_dir.join("netd/alerts/ops");
+    let end = std::time::Instant::now() + Duration::from_secs(5);
+    let queued = loop {
+        let files: Vec<_> = std::fs::read_dir(&queue)
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        if let Some(f) = files.first() {
+            break std::fs::read_to_string(f).unwrap();
+        }
+        assert!(std::time::Instant::now() < end, "no alert queued");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(queued.contains("attestation.self_audit_failed"), "{queued}");
+    let m = node.operator_metrics().await;
+    assert!(m.contains("havn_netd_alerts_raised_total 1"), "{m}");
+    // A good audit again: SERVING again.
+    failing.store(false, Ordering::Relaxed);
+    wait_for(ServingStatus::Serving).await;
+}
