@@ -181,3 +181,24 @@ pub fn exec_path(bin: &str) -> PathBuf {
     });
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
+
+/// Files under `dir` (recursively, skipping entries named `skip`) whose bytes contain
+/// `needle`: where a secret that must stay in memory reached the disk.
+pub fn files_containing(dir: &Path, needle: &[u8], skip: &str) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for e in rd.flatten() {
+        let p = e.path();
+        if p.file_name().is_some_and(|n| n == skip) {
+            continue;
+        }
+        if p.is_dir() {
+            hits.extend(files_containing(&p, needle, skip));
+        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+            hits.push(p);
+        }
+    }
+    hits
+}

@@ -27,6 +27,19 @@ pub(crate) fn store() -> Option<String> {
     None
 }
 
+/// A started node whose execd serves chat from `store`.
+pub(crate) fn chat_node(store: &str) -> Node {
+    let mut node = Node::prepare();
+    let toml = std::fs::read_to_string(node.path("node.toml")).unwrap();
+    let toml = toml.replace(
+        "[execd]\n",
+        &format!("[execd]\nmodel_store = \"{store}\"\n"),
+    );
+    std::fs::write(node.path("node.toml"), toml).unwrap();
+    node.start();
+    node
+}
+
 /// Writes `body` to `file` in the node's directory and submits it as a chat job
 /// (`havnctl submit --input`) as the orchestrator, waiting up to `wait_s` seconds.
 pub(crate) fn submit_request(
@@ -150,14 +163,7 @@ fn a_node_answers_a_chat_job_and_a_validator_reproduces_and_challenges_it() {
         return;
     }
     let Some(store) = store() else { return };
-    let mut node = Node::prepare();
-    let toml = std::fs::read_to_string(node.path("node.toml")).unwrap();
-    let toml = toml.replace(
-        "[execd]\n",
-        &format!("[execd]\nmodel_store = \"{store}\"\n"),
-    );
-    std::fs::write(node.path("node.toml"), toml).unwrap();
-    node.start();
+    let mut node = chat_node(&store);
     // The capability manifest lists chat with the checksum havnctl derives.
     let caps = String::from_utf8_lossy(&node.ctl("validator", &["get", "/capabilities"]).stdout)
         .into_owned();

@@ -5,30 +5,11 @@
 //! envelope fails its job with "payload authentication failed"; one sealed to another
 //! key is refused before queueing.
 
-use crate::chat::{store, submit_request};
-use crate::harness::{stderr, Node};
+use crate::chat::{chat_node, store, submit_request};
+use crate::harness::stderr;
 use serde_json::Value;
 
 const MARKER: &str = "zebra-quartz-7731";
-
-fn grep_tree(dir: &std::path::Path, needle: &[u8], skip: &str) -> Vec<std::path::PathBuf> {
-    let mut hits = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return hits;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.file_name().is_some_and(|n| n == skip) {
-            continue;
-        }
-        if p.is_dir() {
-            hits.extend(grep_tree(&p, needle, skip));
-        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-            hits.push(p);
-        }
-    }
-    hits
-}
 
 #[test]
 fn a_sealed_chat_request_is_answered_and_its_plaintext_stays_in_execds_memory() {
@@ -36,14 +17,7 @@ fn a_sealed_chat_request_is_answered_and_its_plaintext_stays_in_execds_memory() 
         return;
     }
     let Some(store) = store() else { return };
-    let mut node = Node::prepare();
-    let toml = std::fs::read_to_string(node.path("node.toml")).unwrap();
-    let toml = toml.replace(
-        "[execd]\n",
-        &format!("[execd]\nmodel_store = \"{store}\"\n"),
-    );
-    std::fs::write(node.path("node.toml"), toml).unwrap();
-    node.start();
+    let mut node = chat_node(&store);
     let request = format!(
         r#"{{"messages":[{{"role":"user","content":"Reply with one word. The code is {MARKER}."}}],"max_tokens":6}}"#
     );
@@ -89,7 +63,7 @@ fn a_sealed_chat_request_is_answered_and_its_plaintext_stays_in_execds_memory() 
     // No plaintext anywhere the node writes (outputs, the model's answer, are the
     // orchestrator's to protect with redact_outputs and are skipped), nor in the logs.
     let state = node.path("state");
-    let hits = grep_tree(&state, MARKER.as_bytes(), "artifacts");
+    let hits = havn_testkit::files_containing(&state, MARKER.as_bytes(), "artifacts");
     assert!(hits.is_empty(), "plaintext on disk: {hits:?}");
     assert!(
         !node.log().contains(MARKER),
@@ -168,7 +142,7 @@ fn a_sealed_chat_request_is_answered_and_its_plaintext_stays_in_execds_memory() 
         "the opened outputs are what re-execution gives"
     );
     assert_eq!(re["runtime_hash"], r2["receipt"]["runtime_hash"]);
-    let hits = grep_tree(&state, MARKER.as_bytes(), "artifacts");
+    let hits = havn_testkit::files_containing(&state, MARKER.as_bytes(), "artifacts");
     assert!(hits.is_empty(), "plaintext on disk: {hits:?}");
 
     // Tampered ciphertext: the job fails with the reason, nothing decrypted is kept.

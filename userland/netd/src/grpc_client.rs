@@ -2,19 +2,15 @@
 //! HTTP/2 client: `havnctl submit --grpc`, the benchmark and tests use it. (An
 //! independent client, Python grpcio, is in the test command too.)
 
-use crate::client::ClientError;
+use crate::client::{ClientError, MtlsClient};
 use crate::tls;
 use havn_grpc::v1::intake_client::IntakeClient;
 use hyper::client::conn::http2::SendRequest;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use rustls_pki_types::ServerName;
 use std::future::Future;
 use std::path::Path;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 /// One HTTP/2 connection, as the service tonic's generated client calls through.
 #[derive(Clone)]
@@ -49,7 +45,8 @@ impl tonic::codegen::Service<hyper::Request<tonic::body::Body>> for Channel {
 /// An mTLS gRPC client configuration (ALPN `h2`).
 #[derive(Clone)]
 pub struct GrpcClient {
-    connector: TlsConnector,
+    /// The TCP + TLS connect of the REST client, with ALPN `h2`.
+    mtls: MtlsClient,
 }
 
 impl std::fmt::Debug for GrpcClient {
@@ -62,7 +59,7 @@ impl GrpcClient {
     /// From PEM bytes: the CA to trust and optionally our certificate and key.
     pub fn from_pem(ca: &[u8], identity: Option<(&[u8], &[u8])>) -> Result<Self, ClientError> {
         Ok(Self {
-            connector: TlsConnector::from(Arc::new(tls::client_config_h2(ca, identity)?)),
+            mtls: MtlsClient::new(tls::client_config_h2(ca, identity)?),
         })
     }
 
@@ -74,19 +71,10 @@ impl GrpcClient {
 
     /// Opens one HTTP/2 connection to `host:port` (many calls multiplex on it).
     pub async fn channel(&self, host: &str, port: u16) -> Result<Channel, ClientError> {
-        let addr = format!("{host}:{port}");
-        let err = |source| ClientError::Connect {
-            addr: addr.clone(),
-            source,
-        };
-        let name = ServerName::try_from(host.to_string())
-            .map_err(|_| ClientError::Url(host.to_string()))?;
-        let tcp = TcpStream::connect((host, port)).await.map_err(err)?;
-        tcp.set_nodelay(true).map_err(err)?;
-        let tls = self.connector.connect(name, tcp).await.map_err(err)?;
+        let tls = self.mtls.connect_raw(host, port).await?;
         if tls.get_ref().1.alpn_protocol() != Some(b"h2") {
             return Err(ClientError::Invalid(format!(
-                "{addr} did not negotiate ALPN h2: not a Havn node with gRPC"
+                "{host}:{port} did not negotiate ALPN h2: not a Havn node with gRPC"
             )));
         }
         let (send, conn) = hyper::client::conn::http2::Builder::new(TokioExecutor::new())

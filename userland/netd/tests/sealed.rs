@@ -93,23 +93,6 @@ async fn sealed_inputs_are_checked_at_intake_and_netd_keeps_only_ciphertext() {
         std::fs::read(node.state_dir.join("uploads").join(&cid)).unwrap(),
         ours
     );
-    let hits = grep_tree(&node.state_dir, &secret);
+    let hits = havn_testkit::files_containing(&node.state_dir, &secret, "");
     assert!(hits.is_empty(), "plaintext found in netd's state: {hits:?}");
-}
-
-/// Files under `dir` that contain `needle`.
-pub fn grep_tree(dir: &std::path::Path, needle: &[u8]) -> Vec<std::path::PathBuf> {
-    let mut hits = Vec::new();
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return hits;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            hits.extend(grep_tree(&p, needle));
-        } else if std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
-            hits.push(p);
-        }
-    }
-    hits
 }
