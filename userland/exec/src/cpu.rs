@@ -74,6 +74,9 @@ pub fn attn_scale(hd: usize) -> f32 {
 
 /// Runs one op on the CPU.
 pub fn run_op(op: &Op, ins: &[&Tensor], out_shape: &[usize], ctx: &OpCtx<'_>) -> Result<Tensor> {
+    if crate::ops_nn::is_network(op) {
+        return crate::cpu_nn::run(op, ins, out_shape, ctx);
+    }
     if op.host_only() {
         return host_op(op, ins, out_shape, ctx);
     }
@@ -248,45 +251,73 @@ pub fn run_op(op: &Op, ins: &[&Tensor], out_shape: &[usize], ctx: &OpCtx<'_>) ->
         }
         Op::Conv2d { stride, pad } => {
             let (x, w, b) = (f(0)?, f(1)?, f(2)?);
-            let (c, h, wd) = (shape(0)[0], shape(0)[1], shape(0)[2]);
-            let (kh, kw) = (shape(1)[2], shape(1)[3]);
-            let (oh, ow) = (out_shape[1], out_shape[2]);
-            let plane = oh * ow;
-            let (s, pd) = (*stride, *pad);
-            par_rows(&mut out, plane, th, |o0, planes| {
-                for (oi, op_) in planes.chunks_mut(plane).enumerate() {
-                    let o = o0 + oi;
-                    for y in 0..oh {
-                        for xo in 0..ow {
-                            let mut acc = 0.0f32;
-                            for ci in 0..c {
-                                for ky in 0..kh {
-                                    let iy = (y * s + ky) as isize - pd as isize;
-                                    if iy < 0 || iy >= h as isize {
-                                        continue;
-                                    }
-                                    for kx in 0..kw {
-                                        let ix = (xo * s + kx) as isize - pd as isize;
-                                        if ix < 0 || ix >= wd as isize {
-                                            continue;
-                                        }
-                                        acc = fma(
-                                            x[(ci * h + iy as usize) * wd + ix as usize],
-                                            w[((o * c + ci) * kh + ky) * kw + kx],
-                                            acc,
-                                        );
-                                    }
-                                }
-                            }
-                            op_[y * ow + xo] = acc + b[o];
-                        }
-                    }
+            let xs = shape(0);
+            let r = xs.len();
+            let (c, h, wd) = (xs[r - 3], xs[r - 2], xs[r - 1]);
+            let ws = shape(1);
+            let (o, kh, kw) = (ws[0], ws[2], ws[3]);
+            let (oh, ow) = (
+                out_shape[out_shape.len() - 2],
+                out_shape[out_shape.len() - 1],
+            );
+            let kk = c * kh * kw;
+            let p = oh * ow;
+            // Output (o, y, x) is the fma chain over (ci, ky, kx) in order from +0, a padded
+            // tap adding an exact 0 (the direct loop skips it: the same bits), then + bias:
+            // the order of the CUDA kernel. Computed as patches[P, K] · wᵀ[K, O] so the
+            // many output pixels, not the few channels, are the parallel rows.
+            let rows = im2row(x, (c, h, wd), (kh, kw), (oh, ow), (*stride, *pad), th);
+            let mut wt = vec![0.0f32; kk * o];
+            for oi in 0..o {
+                for ki in 0..kk {
+                    wt[ki * o + oi] = w[oi * kk + ki];
                 }
-            });
+            }
+            let po = matmul(&rows, &wt, None, p, kk, o, th);
+            for (oi, row) in out.chunks_mut(p.max(1)).enumerate() {
+                for (pi, v) in row.iter_mut().enumerate() {
+                    *v = po[pi * o + oi] + b[oi];
+                }
+            }
         }
         _ => return host_op(op, ins, out_shape, ctx),
     }
     Tensor::f32(out_shape.to_vec(), out)
+}
+
+/// Patches of a convolution, `[OH·OW, C·KH·KW]` with zeros for padded taps, built on
+/// `threads` threads.
+fn im2row(
+    x: &[f32],
+    (c, h, w): (usize, usize, usize),
+    (kh, kw): (usize, usize),
+    (oh, ow): (usize, usize),
+    (stride, pad): (usize, usize),
+    threads: usize,
+) -> Vec<f32> {
+    let kk = c * kh * kw;
+    let mut rows = vec![0.0f32; oh * ow * kk];
+    par_rows(&mut rows, kk, threads, |p0, chunk| {
+        for (pi, row) in chunk.chunks_mut(kk.max(1)).enumerate() {
+            let (y, xo) = ((p0 + pi) / ow, (p0 + pi) % ow);
+            for ci in 0..c {
+                for ky in 0..kh {
+                    let iy = (y * stride + ky) as isize - pad as isize;
+                    if iy < 0 || iy >= h as isize {
+                        continue;
+                    }
+                    let src = &x[(ci * h + iy as usize) * w..][..w];
+                    for kx in 0..kw {
+                        let ix = (xo * stride + kx) as isize - pad as isize;
+                        if ix >= 0 && ix < w as isize {
+                            row[(ci * kh + ky) * kw + kx] = src[ix as usize];
+                        }
+                    }
+                }
+            }
+        }
+    });
+    rows
 }
 
 /// Numerically stable softmax of one row (max, exp, sequential sum, divide).
@@ -316,6 +347,9 @@ pub fn host_op(op: &Op, ins: &[&Tensor], out_shape: &[usize], ctx: &OpCtx<'_>) -
             .ok_or_else(|| ExecError::node(node, op.name(), "missing input"))
     };
     match op {
+        Op::Upsample { .. } | Op::Concat { .. } | Op::Narrow { .. } => {
+            crate::cpu_nn::run(op, ins, out_shape, ctx)
+        }
         Op::Embedding => {
             let table = get(0)?;
             let tab = table.as_f32(node)?;

@@ -606,7 +606,7 @@ impl Executor {
                     t
                 }
             };
-            let h = out.hash();
+            let h = out.hash_par(self.threads);
             let in_shapes: Vec<Vec<usize>> = node
                 .inputs
                 .iter()

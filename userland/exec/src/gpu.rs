@@ -628,6 +628,9 @@ impl CudaBackend {
             Op::Conv2d { stride, pad } => {
                 let (x, w, b) = (up(0)?, up(1)?, up(2)?);
                 let (xs, ws) = (shape(0), shape(1));
+                // [C,H,W] or [1,C,H,W]: the last three dims.
+                let xs = &xs[xs.len() - 3..];
+                let os = &out_shape[out_shape.len() - 2..];
                 let dims: [i32; 12] = [
                     xs[0] as i32,
                     xs[1] as i32,
@@ -635,8 +638,8 @@ impl CudaBackend {
                     ws[0] as i32,
                     ws[2] as i32,
                     ws[3] as i32,
-                    out_shape[1] as i32,
-                    out_shape[2] as i32,
+                    os[0] as i32,
+                    os[1] as i32,
                     *stride as i32,
                     *pad as i32,
                     0,
@@ -651,7 +654,9 @@ impl CudaBackend {
                 // SAFETY: signature matches (4 pointers, 10 ints); sizes from the shapes.
                 unsafe { lb.launch(grid(n_out)) }.map_err(ce)?;
             }
-            other => return cpu::host_op(other, ins, out_shape, ctx),
+            // Ops without a CUDA kernel yet (the network ops of imported ONNX graphs) run
+            // their CPU kernel on the host: the same bits by construction.
+            other => return cpu::run_op(other, ins, out_shape, ctx),
         }
         let v = s.clone_dtoh(&out).map_err(ce)?;
         Tensor::f32(out_shape.to_vec(), v)

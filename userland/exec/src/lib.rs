@@ -3,7 +3,8 @@
 //! Code map:
 //! - [`manifest`]: workflow manifests, canonical checksum, registry, DAG validation.
 //! - [`exec`]: jobs, preflight, the executor (checkpoints, accounting, node proofs).
-//! - [`ops`] / [`cpu`] / `gpu`: operator set and the two backends.
+//! - [`ops`] / [`cpu`] / `gpu`: operator set and the two backends; [`ops_nn`] / [`cpu_nn`]:
+//!   the network ops imported ONNX graphs use (host kernels in both backends for now).
 //! - [`detmath`] / [`rng`]: our elementary functions and Philox4x32-10.
 //! - [`merkle`]: per-node hashes → Merkle root → runtime hash; proofs.
 //! - [`challenge`]: challenge material a node serves for one DAG node, and its check.
@@ -15,6 +16,7 @@ pub mod caps;
 pub mod challenge;
 pub mod cli;
 pub mod cpu;
+pub mod cpu_nn;
 pub mod detmath;
 pub mod error;
 pub mod exec;
@@ -23,6 +25,7 @@ pub mod gpu;
 pub mod manifest;
 pub mod merkle;
 pub mod ops;
+pub mod ops_nn;
 pub mod rng;
 pub mod telemetry;
 pub mod tensor;

@@ -52,6 +52,63 @@ pub enum Op {
     Frames { win: usize, hop: usize },
     /// Standard-normal tensor from Philox keyed by (seed, node index); no inputs.
     RandN { shape: Vec<usize> },
+    /// Elementwise `f(a, b)`, the two inputs broadcast numpy-style to a common shape.
+    Binary { f: BinFn },
+    /// Elementwise `f(x)`.
+    Unary { f: UnFn },
+    /// `min(max(x, min), max)` elementwise.
+    Clip { min: f32, max: f32 },
+    /// `x[N,C,…]`, `scale[C]`, `bias[C]`: per (n, c), `(x − mean)/sqrt(var + eps)·scale +
+    /// bias` over the remaining dims; mean and variance are sequential sums in index order.
+    InstanceNorm { eps: f32 },
+    /// `x[N,C,…]`, `gamma[C]`, `beta[C]`: per (n, group of C/groups channels), `(x −
+    /// mean)/sqrt(var + eps)·gamma[c] + beta[c]` (sums as in InstanceNorm), then SiLU when
+    /// `silu`. What ONNX exports spell Reshape → InstanceNormalization → Reshape → Mul → Add.
+    GroupNorm { groups: usize, eps: f32, silu: bool },
+    /// Batched matmul `a[B,M,K]` (`[B,K,M]` when `ta`) · `b[B,K,N]` (`[B,N,K]` when `tb`)
+    /// → `[B,M,N]`; every output is one fma chain in k order, as in MatMul.
+    BatchMatMul { ta: bool, tb: bool },
+    /// Mean of each `k×k` window of the last two dims, stride `stride`, no padding: the
+    /// window summed in row-major order, then divided by k².
+    AvgPool { k: usize, stride: usize },
+    /// Nearest-neighbour upsampling of the last two dims by an integer factor.
+    Upsample { factor: usize },
+    /// The inputs joined along `axis` (same dtype, all other dims equal).
+    Concat { axis: usize },
+    /// Entries `start..start+len` of `axis`.
+    Narrow {
+        axis: usize,
+        start: usize,
+        len: usize,
+    },
+}
+
+/// Functions of [`Op::Binary`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BinFn {
+    Add,
+    Sub,
+    Mul,
+    /// IEEE division (correctly rounded everywhere).
+    Div,
+}
+
+/// Functions of [`Op::Unary`]; the transcendental ones are `detmath`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnFn {
+    /// `1 / (1 + exp(−x))`.
+    Sigmoid,
+    /// IEEE square root.
+    Sqrt,
+    /// `1 / x` (IEEE division).
+    Reciprocal,
+    Log,
+    Exp,
+    Sin,
+    Cos,
+    Neg,
 }
 
 impl Op {
@@ -79,6 +136,16 @@ impl Op {
             Op::Transpose => "transpose",
             Op::Frames { .. } => "frames",
             Op::RandN { .. } => "randn",
+            Op::Binary { .. } => "binary",
+            Op::Unary { .. } => "unary",
+            Op::Clip { .. } => "clip",
+            Op::InstanceNorm { .. } => "instance_norm",
+            Op::GroupNorm { .. } => "group_norm",
+            Op::BatchMatMul { .. } => "batch_matmul",
+            Op::AvgPool { .. } => "avg_pool",
+            Op::Upsample { .. } => "upsample",
+            Op::Concat { .. } => "concat",
+            Op::Narrow { .. } => "narrow",
         }
     }
 
@@ -95,6 +162,9 @@ impl Op {
                 | Op::Frames { .. }
                 | Op::RandN { .. }
                 | Op::Embedding
+                | Op::Upsample { .. }
+                | Op::Concat { .. }
+                | Op::Narrow { .. }
         )
     }
 
@@ -259,8 +329,8 @@ impl Op {
                 let x = f32_in(0)?;
                 let w = f32_in(1)?;
                 let (c, h, wd) = match x.as_slice() {
-                    [c, h, w] => (*c, *h, *w),
-                    _ => return Err(bad(format!("x must be [C,H,W], is {x:?}"))),
+                    [c, h, w] | [1, c, h, w] => (*c, *h, *w),
+                    _ => return Err(bad(format!("x must be [C,H,W] or [1,C,H,W], is {x:?}"))),
                 };
                 let (o, c2, kh, kw) = match w.as_slice() {
                     [o, c, kh, kw] => (*o, *c, *kh, *kw),
@@ -274,14 +344,10 @@ impl Op {
                 if *f32_in(2)? != vec![o] {
                     return Err(bad(format!("bias must be [{o}]")));
                 }
-                Ok((
-                    DType::F32,
-                    vec![
-                        o,
-                        (h + 2 * pad - kh) / stride + 1,
-                        (wd + 2 * pad - kw) / stride + 1,
-                    ],
-                ))
+                let mut out = if x.len() == 4 { vec![1, o] } else { vec![o] };
+                out.push((h + 2 * pad - kh) / stride + 1);
+                out.push((wd + 2 * pad - kw) / stride + 1);
+                Ok((DType::F32, out))
             }
             Op::Sample { temperature, .. } => {
                 arity(1)?;
@@ -337,6 +403,7 @@ impl Op {
                 arity(0)?;
                 Ok((DType::F32, shape.clone()))
             }
+            _ => crate::ops_nn::infer(self, node, ins),
         }
     }
 
@@ -370,6 +437,18 @@ impl Op {
                     .unwrap_or(0) as u64
             }
             Op::RandN { .. } => 40 * n,
+            Op::Binary { .. } | Op::Clip { .. } => n,
+            Op::Unary { .. } => 20 * n,
+            Op::InstanceNorm { .. } => 8 * n,
+            Op::GroupNorm { silu, .. } => {
+                if *silu {
+                    28 * n
+                } else {
+                    8 * n
+                }
+            }
+            Op::BatchMatMul { ta, .. } => 2 * n * dim(0, if *ta { 1 } else { 2 }),
+            Op::AvgPool { k, .. } => n * (*k * *k) as u64,
             _ => 0,
         }
     }

