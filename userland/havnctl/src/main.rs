@@ -7,6 +7,7 @@ mod attest_cmd;
 mod challenge_cmd;
 mod chat_client;
 mod chat_cmd;
+mod diffusion_cmd;
 mod encrypt;
 mod grpc_submit;
 mod mesh_cmd;

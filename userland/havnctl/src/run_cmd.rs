@@ -14,8 +14,8 @@ use std::path::PathBuf;
 /// Arguments of `havnctl run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Workflow to run: chat (the real language model), or the synthetic lm, diffusion
-    /// or audio graphs.
+    /// Workflow to run: chat (the real language model), diffusion (the terrain UNet), or
+    /// the synthetic test graphs lm and audio.
     pub workflow: String,
     /// Override a job input: NAME=FILE, FILE a safetensors file holding tensor NAME.
     #[arg(long = "input", value_parser = parse_input_arg)]
@@ -38,7 +38,7 @@ pub struct RunArgs {
     /// Also write a Merkle proof and the input tensors for this node (repeatable).
     #[arg(long = "prove")]
     pub prove: Vec<String>,
-    /// Do not checkpoint (and do not resume).
+    /// Do not checkpoint (and do not resume). diffusion never checkpoints.
     #[arg(long)]
     pub no_checkpoint: bool,
     /// Validator mode: re-execute the node of --proof FILE (with --node-inputs FILE)
@@ -56,6 +56,8 @@ pub struct RunArgs {
     pub json: bool,
     #[command(flatten)]
     pub chat: crate::chat_cmd::ChatArgs,
+    #[command(flatten)]
+    pub diffusion: crate::diffusion_cmd::DiffusionArgs,
 }
 
 fn backend(s: &str) -> BackendKind {
@@ -78,16 +80,42 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             args.json,
         );
     }
+    if args.workflow == "diffusion" && args.proof.is_none() {
+        return crate::diffusion_cmd::run(&crate::diffusion_cmd::DiffusionRun {
+            args: &args.diffusion,
+            store: args.chat.store.clone(),
+            seed: args.seed,
+            threads: args.threads,
+            backend: backend(&args.backend),
+            out: &args.out,
+            prove: &args.prove,
+            // A checkpoint is one fsync per node: ~1,300 per UNet call, far more than
+            // recomputing the seconds-long run.
+            checkpoint: false,
+            json: args.json,
+        });
+    }
     let size: Size = args.size.parse().map_err(anyhow::Error::msg)?;
     if let (Some(proof), Some(inputs)) = (&args.proof, &args.node_inputs) {
-        let p = verify_node_from_files(
-            &args.workflow,
-            size,
-            proof,
-            inputs,
-            backend(&args.backend),
-            args.threads,
-        )
+        let p = if args.workflow == "diffusion" {
+            crate::diffusion_cmd::verify(
+                args.chat.store.clone(),
+                proof,
+                inputs,
+                backend(&args.backend),
+                args.threads,
+            )
+        } else {
+            verify_node_from_files(
+                &args.workflow,
+                size,
+                proof,
+                inputs,
+                backend(&args.backend),
+                args.threads,
+            )
+            .map_err(anyhow::Error::from)
+        }
         .with_context(|| format!("verifying {}", proof.display()))?;
         if let Some(n) = &args.node {
             anyhow::ensure!(

@@ -356,3 +356,13 @@ pub fn execute(
     let res = exec.execute(&prepared, opts)?;
     Ok((prepared, res))
 }
+
+impl DiffusionModel {
+    /// The manifest (over 1..=MAX_STEPS steps) whose checksum is `checksum_hex`: how a
+    /// validator finds the workflow a proof or receipt names.
+    pub fn manifest_for_checksum(&self, checksum_hex: &str) -> Option<Manifest> {
+        (1..=MAX_STEPS)
+            .filter_map(|s| self.manifest(s).ok())
+            .find(|m| havn_exec::manifest::hex(&m.checksum()) == checksum_hex)
+    }
+}
