@@ -181,8 +181,8 @@ const EXP_C: [f64; EXP_TERMS] = {
 /// e^y for y ≤ 0 in f64 (0 below the subnormal range).
 #[inline(always)]
 pub fn exp64(y: f64) -> f64 {
-    const LN2_HI: f64 = 6.931_471_803_691_238_164_90e-1;
-    const LN2_LO: f64 = 1.908_214_929_270_587_700_02e-10;
+    const LN2_HI: f64 = 6.931_471_803_691_238e-1;
+    const LN2_LO: f64 = 1.908_214_929_270_587_7e-10;
     if y.is_nan() {
         return y;
     }
@@ -212,7 +212,7 @@ fn erfc_tail(a: f64) -> f64 {
         t = a + (k as f64 * 0.5) / t;
     }
     // 1/√π
-    const FRAC_1_SQRT_PI: f64 = 0.564_189_583_547_756_286_9;
+    const FRAC_1_SQRT_PI: f64 = 0.564_189_583_547_756_3;
     exp64(-(a * a)) * FRAC_1_SQRT_PI / t
 }
 

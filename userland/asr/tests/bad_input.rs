@@ -153,11 +153,7 @@ fn garbled_small_files_name_the_field() {
             "needs 65535 bytes",
         ),
         (with(28, &[0xff]), "variable 0 name", "not UTF-8"),
-        (
-            with(41, &[b'x']),
-            "variable 0 name",
-            "does not end with a NUL",
-        ),
+        (with(41, b"x"), "variable 0 name", "does not end with a NUL"),
         (with(42, &[200]), "rank", "at most 8"),
         (with(43, &[9]), "dtype", "unknown dtype id 9"),
         (

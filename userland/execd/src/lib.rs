@@ -14,6 +14,7 @@
 
 mod chat;
 mod deadline;
+mod diffusion;
 mod engine;
 pub mod gpu_telemetry;
 mod sealed;

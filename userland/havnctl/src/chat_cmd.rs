@@ -73,7 +73,7 @@ pub struct ChatArgs {
     /// chat: model name or CID in the store.
     #[arg(long, default_value = DEFAULT_MODEL)]
     pub model: String,
-    /// chat, diffusion: model store [default: $HAVN_MODEL_STORE, else /var/lib/havn/models].
+    /// chat, diffusion, transcribe: model store [default: $HAVN_MODEL_STORE, else /var/lib/havn/models].
     #[arg(long)]
     pub store: Option<PathBuf>,
 }

@@ -96,9 +96,11 @@ pub fn run(r: &DiffusionRun<'_>) -> anyhow::Result<()> {
         .first()
         .context("the workflow produced no output")?
         .1;
+    let (outputs, image) = diffusion::outputs(height)?;
+    let outputs_cid = havn_proto::Cid::of_bytes(&outputs);
     let png_path = r.out.join("terrain.png");
-    write(&png_path, &diffusion::png(height)?)?;
-    write(&r.out.join("outputs.safetensors"), &res.outputs_bytes)?;
+    write(&png_path, &image)?;
+    write(&r.out.join("outputs.safetensors"), &outputs)?;
     write(&r.out.join("manifest.json"), &manifest.canonical_bytes())?;
     write(&r.out.join("request.json"), &req.canonical_json())?;
     write(&r.out.join("inputs.safetensors"), &inputs)?;
@@ -134,7 +136,7 @@ pub fn run(r: &DiffusionRun<'_>) -> anyhow::Result<()> {
         "runtime_hash": hex(&res.runtime_hash),
         "merkle_root": hex(&res.merkle_root),
         "manifest_checksum": hex(&res.manifest_checksum),
-        "outputs_cid": res.outputs_cid.to_string(),
+        "outputs_cid": outputs_cid.to_string(),
         "inputs_cid": havn_proto::Cid::of_bytes(&inputs).to_string(),
         "png": png_path.display().to_string(),
         "backend": exec.backend_name(),
@@ -154,7 +156,7 @@ pub fn run(r: &DiffusionRun<'_>) -> anyhow::Result<()> {
         eprintln!(
             "runtime_hash {}\noutputs_cid {}\n{} step(s), difficulty {}, {} nodes in {} ms on {} ({} threads)",
             hex(&res.runtime_hash),
-            res.outputs_cid,
+            outputs_cid,
             req.steps,
             req.difficulty,
             res.nodes.len(),

@@ -16,6 +16,7 @@ mod net_cmd;
 mod run_cmd;
 mod sealed_cmd;
 mod stake_cmd;
+mod transcribe_cmd;
 mod validate_cmd;
 mod wal_cmd;
 

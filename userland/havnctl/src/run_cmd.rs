@@ -14,8 +14,8 @@ use std::path::PathBuf;
 /// Arguments of `havnctl run`.
 #[derive(Debug, clap::Args)]
 pub struct RunArgs {
-    /// Workflow to run: chat (the real language model), diffusion (the terrain UNet), or
-    /// the synthetic test graphs lm and audio.
+    /// Workflow to run: chat (SmolLM2), diffusion (the terrain UNet), transcribe
+    /// (Whisper tiny.en), or the synthetic test graphs lm and audio.
     pub workflow: String,
     /// Override a job input: NAME=FILE, FILE a safetensors file holding tensor NAME.
     #[arg(long = "input", value_parser = parse_input_arg)]
@@ -58,6 +58,8 @@ pub struct RunArgs {
     pub chat: crate::chat_cmd::ChatArgs,
     #[command(flatten)]
     pub diffusion: crate::diffusion_cmd::DiffusionArgs,
+    #[command(flatten)]
+    pub transcribe: crate::transcribe_cmd::TranscribeArgs,
 }
 
 fn backend(s: &str) -> BackendKind {
@@ -76,6 +78,15 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
             args.seed,
             args.threads,
             &args.backend,
+            &args.out,
+            args.json,
+        );
+    }
+    if args.workflow == "transcribe" {
+        return crate::transcribe_cmd::run(
+            &args.transcribe,
+            args.chat.store.clone(),
+            args.threads,
             &args.out,
             args.json,
         );

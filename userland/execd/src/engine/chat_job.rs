@@ -38,7 +38,7 @@ impl Engine {
         if let Err(e) = self.caps.require(payload.compute_class) {
             return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
         }
-        let (request, envelope) = match self.chat_request(payload) {
+        let (request, envelope) = match self.request_artifact(payload, "a chat job") {
             Ok(i) => (i.bytes, i.envelope),
             Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
         };
@@ -162,10 +162,15 @@ impl Engine {
             .find_map(|dir| std::fs::read(dir.join(&name)).ok())
     }
 
-    /// The request bytes named by the job's `inputs` artifact (required for chat).
-    fn chat_request(&self, payload: &JobPayload) -> Result<crate::sealed::Input, String> {
+    /// The request bytes named by the job's `inputs` artifact (`what`: the job kind, for
+    /// the error).
+    pub(super) fn request_artifact(
+        &self,
+        payload: &JobPayload,
+        what: &str,
+    ) -> Result<crate::sealed::Input, String> {
         let Some(art) = payload.inputs.iter().find(|a| a.name.as_str() == "inputs") else {
-            return Err("a chat job needs its request as an input artifact named \"inputs\" (POST /artifact, then reference its CID)".into());
+            return Err(format!("{what} needs its request as an input artifact named \"inputs\" (POST /artifact, then reference its CID)"));
         };
         let name = art.cid.to_string();
         if let Some(b) = self.read_input(&art.cid) {

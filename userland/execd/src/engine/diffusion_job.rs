@@ -1,0 +1,189 @@
+//! `diffusion` jobs: the request artifact (optional; opened in memory when sealed), the
+//! gate, the imported UNet, the receipt; and challenge material for one DAG node of a
+//! retained diffusion job (from a repeat of the run).
+
+use super::{
+    failed, gate, job_dir_name, mkdir, refused, sign, storage_failed, Engine, Retain, RetainedJob,
+};
+use crate::deadline::Deadline;
+use havn_ipc::Client;
+use havn_proto::ipc::{ExecdAttestd, JobResult, NetdExecResponse, RemoteError};
+use havn_proto::{bounded, Backend, Cid, Hash32, JobPayload};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+impl Engine {
+    /// A `diffusion` job.
+    pub(super) fn run_diffusion_job(
+        &mut self,
+        ticket_id: u64,
+        payload: &JobPayload,
+        submitter: &str,
+        attestd: &mut Client<ExecdAttestd>,
+        started: Instant,
+    ) -> NetdExecResponse {
+        let Some(d) = &self.diffusion else {
+            return failed(
+                ticket_id,
+                RemoteError::UnknownWorkflow,
+                "diffusion is not served here",
+            );
+        };
+        let checksum = d.checksum();
+        if checksum != payload.workflow.checksum.0 {
+            return failed(
+                ticket_id,
+                RemoteError::BadRequest,
+                "workflow checksum does not match this node's diffusion model",
+            );
+        }
+        if let Err(e) = self.caps.require(payload.compute_class) {
+            return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
+        }
+        // The request is optional: without one the job runs the defaults.
+        let (request, envelope) = if payload.inputs.is_empty() {
+            (None, None)
+        } else {
+            match self.request_artifact(payload, "a diffusion job") {
+                Ok(i) => (Some(i.bytes), i.envelope),
+                Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
+            }
+        };
+        let stored_input: &[u8] = envelope
+            .as_deref()
+            .or(request.as_deref().map(Vec::as_slice))
+            .unwrap_or_default();
+        let inputs_cid = Cid::of_bytes(stored_input);
+        if let Err(r) = gate(ticket_id, payload, attestd) {
+            return *r;
+        }
+        let deadline = Deadline::arm(
+            Duration::from_millis(u64::from(payload.timeout_ms)).saturating_sub(started.elapsed()),
+        );
+        let job = match d.execute(
+            &self.exec,
+            request.as_deref().map(Vec::as_slice),
+            payload.seed,
+            deadline.flag(),
+        ) {
+            Ok(j) => j,
+            Err((e, reason)) if e == RemoteError::ExecutionFailed && reason.contains("cancel") => {
+                return failed(
+                    ticket_id,
+                    e,
+                    &format!(
+                        "the job's timeout_ms of {} ms was exceeded ({reason})",
+                        payload.timeout_ms
+                    ),
+                )
+            }
+            Err((e, reason)) => return failed(ticket_id, e, &reason),
+        };
+        drop(deadline);
+        let stored = match crate::sealed::outputs(&payload.privacy, &job.outputs) {
+            Ok(s) => s,
+            Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
+        };
+        let outputs_cid = Cid::of_bytes(&stored);
+        if let Err(e) =
+            havn_exec::exec::write_atomic(&self.artifacts.join(outputs_cid.to_string()), &stored)
+        {
+            return storage_failed(ticket_id, "storing outputs", &e);
+        }
+        let res = &job.result;
+        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(runtime_hash = %Hash32(res.runtime_hash), outputs = %outputs_cid,
+            steps = job.request.steps, nodes = res.nodes.len(), latency_ms, "executed");
+        let report = JobResult {
+            workflow_id: payload.workflow.id.clone(),
+            job_id: payload.job_id.clone(),
+            runtime_hash: Hash32(res.runtime_hash),
+            outputs_cid,
+            inputs_cid,
+            latency_ms,
+            energy_estimate_mj: (res.accounting.energy_j * 1000.0).round().max(0.0) as u64,
+            manifest_checksum: Hash32(checksum),
+            seed: payload.seed,
+            gas: res.accounting.gas,
+            backend: if self.exec.backend_name() == "cuda" {
+                Backend::Cuda
+            } else {
+                Backend::Cpu
+            },
+            compute_class: payload.compute_class,
+            submitter: bounded(submitter),
+        };
+        match sign(ticket_id, report, attestd) {
+            Ok(receipt) => {
+                let dir = self
+                    .checkpoints
+                    .join(job_dir_name(submitter, &payload.job_id));
+                let leaves = job.result.node_hashes.clone();
+                let kept = mkdir(&dir).map_err(|e| e.to_string()).and_then(|()| {
+                    self.retain_job(
+                        &dir,
+                        payload,
+                        submitter,
+                        &receipt.receipt.runtime_hash,
+                        Retain {
+                            bytes: stored_input,
+                            sealed: envelope.is_some() || payload.privacy.redact_outputs,
+                        },
+                        &leaves,
+                    )
+                });
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "cannot retain the diffusion request; Prove will not answer for this job");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                NetdExecResponse::Done { ticket_id, receipt }
+            }
+            Err(r) => *r,
+        }
+    }
+
+    /// Challenge material for one DAG node of a retained diffusion job.
+    pub(super) fn prove_diffusion(
+        &self,
+        dir: &Path,
+        rec: &RetainedJob,
+        node_id: &str,
+    ) -> NetdExecResponse {
+        let Some(d) = &self.diffusion else {
+            return refused(
+                RemoteError::Internal,
+                "the diffusion model is no longer loaded",
+            );
+        };
+        let request = match std::fs::read(dir.join("inputs.safetensors")) {
+            Ok(b) => b,
+            Err(e) => return refused(RemoteError::Internal, &format!("retained request: {e}")),
+        };
+        let req = (!request.is_empty()).then_some(request.as_slice());
+        let m = match d.prove(&self.exec, req, rec.seed, &rec.runtime_hash, node_id) {
+            Ok(m) => m,
+            Err((e, reason)) => return refused(e, &reason),
+        };
+        let mut rh = [0u8; 32];
+        if hex::decode_to_slice(&rec.runtime_hash, &mut rh).is_err() {
+            return refused(RemoteError::Internal, "retained runtime hash");
+        }
+        let stored = self
+            .store_artifact(&m.proof_json)
+            .and_then(|p| Ok((p, self.store_artifact(&m.inputs)?)));
+        match stored {
+            Ok((proof_cid, inputs_cid)) => {
+                tracing::info!(%proof_cid, %inputs_cid, node = node_id, "diffusion challenge material stored");
+                NetdExecResponse::Proof {
+                    proof_cid,
+                    inputs_cid,
+                    runtime_hash: Hash32(rh),
+                }
+            }
+            Err(e) => refused(
+                RemoteError::Internal,
+                &format!("storing challenge material: {e}"),
+            ),
+        }
+    }
+}
