@@ -2,6 +2,7 @@
 //! (build them first: `cargo build --workspace`, which `scripts/test` does).
 mod chat;
 mod deps;
+mod diffusion;
 use havn_system_tests::harness;
 mod mesh;
 mod node;

@@ -125,7 +125,7 @@ fn self_audit_and_capability_manifest_are_signed_by_the_node_key() {
         serde_json::to_value(m.compute_class).unwrap(),
         health["compute_class"]
     );
-    for wf in ["lm", "diffusion", "audio"] {
+    for wf in ["lm", "audio"] {
         let w = m
             .workflows
             .iter()

@@ -57,7 +57,7 @@ impl Diffusion {
                 .map_err(|e| EngineError::Onnx(e.to_string()))?;
             registry.register(&m);
         }
-        let checksum = diffusion::workflow_checksum(&model);
+        let checksum = diffusion::workflow_checksum(&model.cid);
         tracing::info!(cid = %model.cid, nodes_per_step = model.graph.nodes.len(),
             import_s = t0.elapsed().as_secs_f64(), "diffusion model imported");
         Ok(Some(Diffusion {

@@ -46,7 +46,7 @@ pub struct ChallengeArgs {
     /// exactly it (the receipt does not name its input yet).
     #[arg(long, value_name = "FILE")]
     pub request: Option<PathBuf>,
-    /// chat jobs: the model store holding the job's model (by CID)
+    /// chat and diffusion jobs: the model store holding the job's model
     /// [default: $HAVN_MODEL_STORE, else /var/lib/havn/models].
     #[arg(long)]
     pub store: Option<PathBuf>,
@@ -174,17 +174,34 @@ pub fn run(a: ChallengeArgs) -> anyhow::Result<()> {
     if r.workflow_id.as_str() == "chat" {
         return verify_chat(&a, &r, &ch.proof, outputs.as_deref().unwrap_or_default());
     }
+    let backend = match a.backend.as_str() {
+        "cpu" => BackendKind::Cpu,
+        "cuda" => BackendKind::Cuda,
+        _ => BackendKind::Auto,
+    };
+    if r.workflow_id.as_str() == havn_onnx::diffusion::WORKFLOW {
+        let p = crate::diffusion_cmd::verify_challenge(
+            a.store.clone(),
+            &r,
+            &a.node,
+            &ch.proof,
+            &ch.inputs,
+            backend,
+            a.threads,
+        )
+        .context("challenge FAILED")?;
+        println!(
+            "challenge passed: job {} node {} of the terrain UNet re-executed (hash {}), committed in the receipt's runtime_hash {}",
+            a.job, p.node_id, p.node_hash, p.runtime_hash
+        );
+        return Ok(());
+    }
     let expected = Expected {
         workflow: r.workflow_id.to_string(),
         manifest_checksum: r.manifest_checksum.0,
         seed: r.seed,
         runtime_hash: r.runtime_hash.0,
         node_id: a.node.clone(),
-    };
-    let backend = match a.backend.as_str() {
-        "cpu" => BackendKind::Cpu,
-        "cuda" => BackendKind::Cuda,
-        _ => BackendKind::Auto,
     };
     let p = verify_challenge_files(&ChallengeCheck {
         size,

@@ -202,3 +202,49 @@ pub fn verify(
     exec.reexecute_and_verify(&manifest, &proof, &inputs)?;
     Ok(proof)
 }
+
+/// `havnctl challenge` for a diffusion job: the receipt must name this validator's model
+/// (workflow checksum), the proof one of its manifests; then the node is re-executed
+/// here alone and checked against the receipt's runtime hash.
+pub fn verify_challenge(
+    store: Option<PathBuf>,
+    r: &havn_proto::Receipt,
+    node_id: &str,
+    proof_json: &[u8],
+    inputs: &[u8],
+    backend: BackendKind,
+    threads: usize,
+) -> anyhow::Result<havn_exec::NodeProof> {
+    let model = load(store, true)?;
+    anyhow::ensure!(
+        diffusion::workflow_checksum(&model.cid) == r.manifest_checksum.0,
+        "the receipt's workflow checksum {} is not this validator's diffusion model",
+        r.manifest_checksum
+    );
+    let proof: havn_exec::NodeProof =
+        serde_json::from_slice(proof_json).context("parsing the proof")?;
+    let manifest = model
+        .manifest_for_checksum(&proof.manifest_checksum)
+        .with_context(|| {
+            format!(
+                "the proof's manifest {} is not a diffusion workflow of this model",
+                proof.manifest_checksum
+            )
+        })?;
+    let expected = havn_exec::challenge::Expected {
+        workflow: r.workflow_id.to_string(),
+        manifest_checksum: manifest.checksum(),
+        seed: r.seed,
+        runtime_hash: r.runtime_hash.0,
+        node_id: node_id.to_owned(),
+    };
+    let exec = Executor::with_backend(backend, threads)?;
+    Ok(havn_exec::challenge::verify_challenge(
+        &exec,
+        &manifest,
+        &model.weights,
+        &expected,
+        proof_json,
+        inputs,
+    )?)
+}

@@ -102,7 +102,7 @@ pub struct SubmitArgs {
     #[arg(long, required_unless_present = "json")]
     pub workflow: Option<String>,
     /// Workflow manifest checksum (64 hex; `havnctl workflows` lists them). Optional for
-    /// `chat`, whose checksum follows from the shipped model's CID.
+    /// `chat` and `diffusion`, whose checksums follow from the shipped models' CIDs.
     #[arg(long)]
     pub checksum: Option<String>,
     /// An input artifact: `NAME=CID` (already on the node), or `FILE` / `NAME=@FILE`,
@@ -255,6 +255,13 @@ async fn resolve_inputs(
     Ok(out)
 }
 
+/// The checksum of the `diffusion` workflow on the shipped terrain UNet.
+pub(crate) fn diffusion_checksum() -> anyhow::Result<String> {
+    Ok(hex::encode(havn_onnx::diffusion::workflow_checksum(
+        &havn_lm::store::TERRAIN_UNET.cid()?,
+    )))
+}
+
 /// The checksum of the `chat` workflow on the shipped model.
 pub(crate) fn chat_checksum() -> anyhow::Result<String> {
     Ok(hex::encode(havn_lm::chat::workflow_checksum(
@@ -280,6 +287,7 @@ pub(crate) fn payload(
     let sum = match (&a.checksum, wf.as_str()) {
         (Some(s), _) => s.clone(),
         (None, "chat") => chat_checksum()?,
+        (None, "diffusion") => diffusion_checksum()?,
         (None, _) => bail!("--checksum is required for workflow {wf:?} (havnctl workflows)"),
     };
     let sum = &sum;

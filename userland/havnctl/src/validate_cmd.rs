@@ -411,7 +411,11 @@ pub fn workflows(a: WorkflowsArgs) -> anyhow::Result<()> {
     let size: havn_exec::workloads::Size =
         a.size.parse().map_err(|e: String| anyhow::anyhow!(e))?;
     let mut out = BTreeMap::new();
-    for name in havn_exec::workloads::NAMES {
+    // The synthetic diffusion graph is a test fixture: nodes serve the real model.
+    for name in havn_exec::workloads::NAMES
+        .into_iter()
+        .filter(|n| *n != "diffusion")
+    {
         let w = havn_exec::workloads::build(name, size)?;
         out.insert(
             name.to_string(),
@@ -419,6 +423,10 @@ pub fn workflows(a: WorkflowsArgs) -> anyhow::Result<()> {
         );
     }
     out.insert("chat".to_string(), (crate::net_cmd::chat_checksum()?, 0));
+    out.insert(
+        "diffusion".to_string(),
+        (crate::net_cmd::diffusion_checksum()?, 0),
+    );
     if a.json {
         let m: BTreeMap<_, _> = out
             .iter()
@@ -431,6 +439,11 @@ pub fn workflows(a: WorkflowsArgs) -> anyhow::Result<()> {
                 println!(
                     "{name:<10} {c}  (SmolLM2-135M-Instruct, model {})",
                     havn_lm::store::SMOLLM2.cid()?
+                );
+            } else if name == "diffusion" {
+                println!(
+                    "{name:<10} {c}  (terrain consistency UNet, model {})",
+                    havn_lm::store::TERRAIN_UNET.cid()?
                 );
             } else {
                 println!("{name:<10} {c}  ({n} DAG nodes)");

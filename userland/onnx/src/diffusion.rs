@@ -1,4 +1,4 @@
-//! The `diffusion` workflow: the shipped terrain consistency UNet (ONNX) under the
+//! The `diffusion` workflow (node ids `s<step>:<id>`): the shipped terrain consistency UNet (ONNX) under the
 //! consistency-model multistep sampler, as one havn-exec manifest per step count.
 //!
 //! For `steps` = N: `x₀ = z₀·σ₀`, `d₀ = D(x₀, σ₀, label)`; for i ≥ 1
@@ -130,15 +130,20 @@ pub fn sigmas(steps: u32) -> Vec<f32> {
         .collect()
 }
 
-/// The checksum a node lists for the `diffusion` workflow: the model and its imported
-/// weights (each job's manifest follows from its request's `steps`; the receipt's
+/// Version of the importer + sampler: part of the workflow checksum, bumped whenever
+/// the same ONNX file would import to other manifests or weights.
+pub const IMPORT_VERSION: u32 = 1;
+
+/// The checksum a node lists for the `diffusion` workflow: the ONNX file's CID and the
+/// importer version (the import is deterministic, so they fix every manifest and the
+/// weights; each job's manifest follows from its request's `steps`, and the receipt's
 /// runtime hash commits to that manifest).
-pub fn workflow_checksum(model: &DiffusionModel) -> [u8; 32] {
+pub fn workflow_checksum(model_cid: &Cid) -> [u8; 32] {
     use sha3::{Digest, Sha3_256};
     let mut h = Sha3_256::new();
     h.update(b"havn-onnx/diffusion/v1\0");
-    h.update(model.cid.digest());
-    h.update(model.weights_cid.digest());
+    h.update(model_cid.digest());
+    h.update(IMPORT_VERSION.to_le_bytes());
     h.finalize().into()
 }
 
@@ -272,7 +277,7 @@ impl DiffusionModel {
                 ("sigma".to_owned(), format!("sigma_{i}")),
                 ("difficulty".to_owned(), "difficulty".to_owned()),
             ]);
-            let (ns, outs) = self.graph.instantiate(&format!("s{i}/"), &bind)?;
+            let (ns, outs) = self.graph.instantiate(&format!("s{i}:"), &bind)?;
             nodes.extend(ns);
             prev = outs.into_values().next();
         }

@@ -89,7 +89,7 @@ pub fn group_norm(
         };
         let mut refs = Vec::new();
         for (name, t) in [(gn, gt), (bn, bt)] {
-            let r = format!("{name}#c");
+            let r = format!("{name}.c");
             if !weights.iter().any(|(n, _)| n == &r) {
                 weights.push((r.clone(), t));
             }

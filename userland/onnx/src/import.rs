@@ -52,6 +52,39 @@ pub(crate) struct Importer {
     inputs: HashSet<String>,
     /// Shape of every DAG reference (inputs, weights, node outputs).
     shapes: HashMap<String, Vec<usize>>,
+    /// Weight references by ONNX name.
+    weight_ids: HashMap<String, String>,
+    /// DAG ids taken so far (ONNX names mapped by [`ref_id`]).
+    taken: HashSet<String>,
+}
+
+/// A DAG id for an ONNX name: the characters job and node ids allow
+/// (`[A-Za-z0-9._:-]`, others become `_`), at most 56 of them (longer names keep 40 and a
+/// hash), `-2`, `-3`… on a collision.
+fn ref_id(name: &str, taken: &mut HashSet<String>) -> String {
+    use sha3::{Digest, Sha3_256};
+    let mut s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || "._:-".contains(c) { c } else { '_' })
+        .collect();
+    if s.is_empty() {
+        s.push('v');
+    }
+    if s.len() > 56 {
+        let h = Sha3_256::digest(name.as_bytes());
+        s = format!("{}-{}", &s[..40], &hex_of(&h)[..15]);
+    }
+    let mut id = s.clone();
+    let mut k = 2;
+    while !taken.insert(id.clone()) {
+        id = format!("{s}-{k}");
+        k += 1;
+    }
+    id
+}
+
+fn hex_of(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 pub(crate) fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -132,7 +165,11 @@ impl Importer {
         }
     }
     fn weight(&mut self, name: &str, c: &Const) -> Result<(String, Vec<usize>)> {
-        let r = format!("{WEIGHT_PREFIX}{name}");
+        if let Some(r) = self.weight_ids.get(name) {
+            return Ok((r.clone(), c.dims.clone()));
+        }
+        let r = format!("{WEIGHT_PREFIX}{}", ref_id(name, &mut self.taken));
+        self.weight_ids.insert(name.to_owned(), r.clone());
         if self.weight_names.insert(r.clone()) {
             let Data::F32(v) = &c.data else {
                 return Err(OnnxError::Tensor {
@@ -153,11 +190,12 @@ impl Importer {
         Ok((r, c.dims.clone()))
     }
     fn emit(&mut self, n: &NodeProto, out: usize, op: Op, inputs: Vec<String>) -> Result<()> {
-        let id = n
+        let name = n
             .output
             .get(out)
             .cloned()
             .ok_or_else(|| node_err(n, format!("output {out} is missing")))?;
+        let id = ref_id(&name, &mut self.taken);
         let specs: Vec<(DType, Vec<usize>)> = inputs
             .iter()
             .map(|r| self.shape_of(r).map(|s| (DType::F32, s)))
@@ -177,7 +215,7 @@ impl Importer {
             inputs,
         });
         self.shapes.insert(id.clone(), shape.clone());
-        self.vals.insert(id.clone(), Val::Dag { r: id, shape });
+        self.vals.insert(name, Val::Dag { r: id, shape });
         Ok(())
     }
     fn shape_of(&self, r: &str) -> Result<Vec<usize>> {
@@ -257,6 +295,8 @@ pub fn import(bytes: &[u8], dims: &BTreeMap<String, usize>) -> Result<Graph> {
         weight_names: HashSet::new(),
         inputs: HashSet::new(),
         shapes: HashMap::new(),
+        taken: HashSet::new(),
+        weight_ids: HashMap::new(),
     };
     for t in &g.initializer {
         let name = t.name.clone().unwrap_or_default();
@@ -307,6 +347,7 @@ pub fn import(bytes: &[u8], dims: &BTreeMap<String, usize>) -> Result<Graph> {
                 .ok_or_else(|| OnnxError::Model(format!("input {name:?} has no shape")))?;
         consts::checked_numel(&name, &shape)?;
         im.inputs.insert(name.clone());
+        im.taken.insert(name.clone());
         im.shapes.insert(name.clone(), shape.clone());
         im.vals.insert(
             name.clone(),

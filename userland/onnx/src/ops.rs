@@ -358,7 +358,7 @@ fn gemm(cx: &mut ImportCtx<'_>, n: &NodeProto, op: &str) -> Result<()> {
         }
     };
     let suffix = if attr_i(n, "transB", 0) != 0 {
-        "^T"
+        ".T"
     } else {
         ""
     };
