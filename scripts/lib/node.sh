@@ -19,6 +19,8 @@ node_build() {
     HAVNCTL="$BIN/havnctl"
     ok "binaries in $BIN"
     MODEL_STORE=${HAVN_MODEL_STORE:-$ROOT/.cache/models}
+    # havnctl's --store default for run/challenge (chat, diffusion, transcribe).
+    export HAVN_MODEL_STORE="$MODEL_STORE"
     "$HAVNCTL" models fetch --store "$MODEL_STORE" --cache "$ROOT/.cache/pip" > /dev/null
     ok "model store $MODEL_STORE: $("$HAVNCTL" models list --store "$MODEL_STORE" | tr -s ' ' | tr '\n' ';')"
 }

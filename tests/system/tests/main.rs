@@ -10,3 +10,4 @@ mod sealed;
 mod settlement;
 mod signed;
 mod stake;
+mod transcribe;

@@ -11,6 +11,7 @@ pub mod commit;
 pub mod ct2;
 pub mod decode;
 pub mod error;
+pub mod job;
 pub mod mel;
 pub mod model;
 pub mod nn;

@@ -15,7 +15,9 @@
 
 mod chat_job;
 mod diffusion_job;
+mod finish;
 mod reexec;
+mod transcribe_job;
 
 use crate::deadline::Deadline;
 use havn_exec::workloads::{self, Size, Workload};
@@ -103,6 +105,7 @@ pub struct Engine {
     uploads: PathBuf,
     chat: Option<crate::chat::Chat>,
     diffusion: Option<crate::diffusion::Diffusion>,
+    transcribe: Option<crate::transcribe::Transcribe>,
     /// `execd.test_only_fault = "perturb-leaf"`: this node cheats (tests and
     /// `scripts/demo-mesh` only).
     perturb_leaf: bool,
@@ -208,6 +211,7 @@ impl Engine {
             uploads: cfg.uploads_dir(),
             chat: crate::chat::Chat::open(cfg)?,
             diffusion: crate::diffusion::Diffusion::open(cfg)?,
+            transcribe: crate::transcribe::Transcribe::open(cfg)?,
             perturb_leaf: {
                 let on = cfg.execd.test_only_fault.as_deref() == Some("perturb-leaf");
                 if on {
@@ -243,6 +247,7 @@ impl Engine {
     pub fn workflow_refs(&self) -> Vec<WorkflowRef> {
         let mut refs: Vec<WorkflowRef> = self.chat.iter().map(|c| c.workflow_ref()).collect();
         refs.extend(self.diffusion.iter().map(|d| d.workflow_ref()));
+        refs.extend(self.transcribe.iter().map(|t| t.workflow_ref()));
         refs.extend(self.workflows.iter().map(|(n, w)| WorkflowRef {
             id: bounded(n),
             checksum: Hash32(w.manifest.checksum()),
@@ -399,6 +404,12 @@ impl Engine {
         if rec.workflow == crate::diffusion::WORKFLOW {
             return self.prove_diffusion(&dir, &rec, node_id);
         }
+        if rec.workflow == crate::transcribe::WORKFLOW {
+            return refused(
+                RemoteError::UnknownNode,
+                "transcribe jobs are checked by re-execution (havnctl run transcribe); block openings are not served yet",
+            );
+        }
         let Some(w) = self.workflows.get(&rec.workflow) else {
             return refused(RemoteError::Internal, "retained job's workflow is gone");
         };
@@ -494,6 +505,9 @@ impl Engine {
         }
         if payload.workflow.id.as_str() == crate::diffusion::WORKFLOW {
             return self.run_diffusion_job(ticket_id, &payload, submitter, attestd, started);
+        }
+        if payload.workflow.id.as_str() == crate::transcribe::WORKFLOW {
+            return self.run_transcribe_job(ticket_id, &payload, submitter, attestd, started);
         }
         let Some(w) = self.workflows.get(payload.workflow.id.as_str()) else {
             return failed(

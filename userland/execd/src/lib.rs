@@ -18,6 +18,7 @@ mod diffusion;
 mod engine;
 pub mod gpu_telemetry;
 mod sealed;
+mod transcribe;
 
 pub use engine::{Engine, EngineError, RETAIN_JOBS};
 

@@ -102,7 +102,8 @@ pub struct SubmitArgs {
     #[arg(long, required_unless_present = "json")]
     pub workflow: Option<String>,
     /// Workflow manifest checksum (64 hex; `havnctl workflows` lists them). Optional for
-    /// `chat` and `diffusion`, whose checksums follow from the shipped models' CIDs.
+    /// `chat`, `diffusion` and `transcribe`, whose checksums follow from the shipped
+    /// models' CIDs.
     #[arg(long)]
     pub checksum: Option<String>,
     /// An input artifact: `NAME=CID` (already on the node), or `FILE` / `NAME=@FILE`,
@@ -262,6 +263,14 @@ pub(crate) fn diffusion_checksum() -> anyhow::Result<String> {
     )))
 }
 
+/// The checksum of the `transcribe` workflow on the shipped Whisper tiny.en.
+pub(crate) fn transcribe_checksum() -> anyhow::Result<String> {
+    Ok(hex::encode(havn_asr::job::workflow_checksum(
+        &havn_lm::store::WHISPER_TINY_EN.cid()?,
+        &havn_lm::store::WHISPER_TOKENIZER.cid()?,
+    )))
+}
+
 /// The checksum of the `chat` workflow on the shipped model.
 pub(crate) fn chat_checksum() -> anyhow::Result<String> {
     Ok(hex::encode(havn_lm::chat::workflow_checksum(
@@ -288,6 +297,7 @@ pub(crate) fn payload(
         (Some(s), _) => s.clone(),
         (None, "chat") => chat_checksum()?,
         (None, "diffusion") => diffusion_checksum()?,
+        (None, "transcribe") => transcribe_checksum()?,
         (None, _) => bail!("--checksum is required for workflow {wf:?} (havnctl workflows)"),
     };
     let sum = &sum;

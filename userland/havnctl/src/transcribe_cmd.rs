@@ -14,25 +14,6 @@ pub struct TranscribeArgs {
     pub audio: Option<PathBuf>,
 }
 
-/// The transcript's outputs file: `token_ids` (i32) and `text` (u8, UTF-8).
-pub fn outputs(t: &havn_asr::Transcript) -> anyhow::Result<Vec<u8>> {
-    use safetensors::tensor::{Dtype, TensorView};
-    let ids: Vec<u8> = t
-        .token_ids
-        .iter()
-        .flat_map(|&x| (x as i32).to_le_bytes())
-        .collect();
-    let text = t.text.as_bytes();
-    let views = vec![
-        ("text", TensorView::new(Dtype::U8, vec![text.len()], text)?),
-        (
-            "token_ids",
-            TensorView::new(Dtype::I32, vec![t.token_ids.len()], &ids)?,
-        ),
-    ];
-    Ok(safetensors::serialize(views, None)?)
-}
-
 /// Loads Whisper tiny.en from the model store.
 pub fn load(store: Option<PathBuf>, quiet: bool) -> anyhow::Result<havn_asr::Whisper> {
     let dir = store.unwrap_or_else(default_store);
@@ -76,7 +57,7 @@ pub fn run(
     let t = w
         .transcribe(&wav, threads)
         .with_context(|| format!("transcribing {}", audio.display()))?;
-    let bytes = outputs(&t)?;
+    let bytes = havn_asr::job::outputs(&t)?;
     let cid = havn_proto::Cid::of_bytes(&bytes);
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let write = |name: &str, b: &[u8]| -> anyhow::Result<()> {

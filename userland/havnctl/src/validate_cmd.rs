@@ -427,6 +427,10 @@ pub fn workflows(a: WorkflowsArgs) -> anyhow::Result<()> {
         "diffusion".to_string(),
         (crate::net_cmd::diffusion_checksum()?, 0),
     );
+    out.insert(
+        "transcribe".to_string(),
+        (crate::net_cmd::transcribe_checksum()?, 0),
+    );
     if a.json {
         let m: BTreeMap<_, _> = out
             .iter()
@@ -439,6 +443,11 @@ pub fn workflows(a: WorkflowsArgs) -> anyhow::Result<()> {
                 println!(
                     "{name:<10} {c}  (SmolLM2-135M-Instruct, model {})",
                     havn_lm::store::SMOLLM2.cid()?
+                );
+            } else if name == "transcribe" {
+                println!(
+                    "{name:<10} {c}  (Whisper tiny.en, model {})",
+                    havn_lm::store::WHISPER_TINY_EN.cid()?
                 );
             } else if name == "diffusion" {
                 println!(

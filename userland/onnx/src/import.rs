@@ -65,7 +65,13 @@ fn ref_id(name: &str, taken: &mut HashSet<String>) -> String {
     use sha3::{Digest, Sha3_256};
     let mut s: String = name
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._:-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._:-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     if s.is_empty() {
         s.push('v');

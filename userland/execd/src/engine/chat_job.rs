@@ -1,12 +1,11 @@
 //! `chat` jobs: the request artifact (opened in memory when sealed), the gate, the warm
 //! model, the receipt; and challenge material for one block of a retained chat job.
 
-use super::{
-    failed, gate, job_dir_name, mkdir, refused, sign, storage_failed, Engine, Retain, RetainedJob,
-};
+use super::finish::Finished;
+use super::{failed, gate, refused, Engine, RetainedJob};
 use havn_ipc::Client;
-use havn_proto::ipc::{ExecdAttestd, JobResult, NetdExecResponse, RemoteError};
-use havn_proto::{bounded, Backend, Cid, Hash32, JobPayload};
+use havn_proto::ipc::{ExecdAttestd, NetdExecResponse, RemoteError};
+use havn_proto::{Backend, Cid, Hash32, JobPayload};
 use std::path::Path;
 use std::time::Instant;
 
@@ -42,8 +41,6 @@ impl Engine {
             Ok(i) => (i.bytes, i.envelope),
             Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
         };
-        // The receipt names the stored bytes: the envelope when the request was sealed.
-        let inputs_cid = Cid::of_bytes(envelope.as_deref().unwrap_or(&request));
         if let Err(r) = gate(ticket_id, payload, attestd) {
             return *r;
         }
@@ -51,69 +48,34 @@ impl Engine {
             Ok(j) => j,
             Err((e, reason)) => return failed(ticket_id, e, &reason),
         };
-        let stored = match crate::sealed::outputs(&payload.privacy, &job.outputs) {
-            Ok(s) => s,
-            Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
-        };
-        let outputs_cid = Cid::of_bytes(&stored);
-        if let Err(e) =
-            havn_exec::exec::write_atomic(&self.artifacts.join(outputs_cid.to_string()), &stored)
-        {
-            return storage_failed(ticket_id, "storing outputs", &e);
-        }
         let mut rh = [0u8; 32];
         if hex::decode_to_slice(&job.out.runtime_hash, &mut rh).is_err() {
             return failed(ticket_id, RemoteError::Internal, "runtime hash encoding");
         }
-        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        // Energy as havn-exec models it on the CPU: 50 pJ per FLOP.
-        let energy_estimate_mj = job.flops / 20_000_000;
-        tracing::info!(runtime_hash = %job.out.runtime_hash, outputs = %outputs_cid,
-            tokens = job.out.token_ids.len(), tokens_per_s = job.out.tokens_per_s, latency_ms, "executed");
-        let report = JobResult {
-            workflow_id: payload.workflow.id.clone(),
-            job_id: payload.job_id.clone(),
-            runtime_hash: Hash32(rh),
-            outputs_cid,
-            inputs_cid,
-            latency_ms,
-            energy_estimate_mj,
-            manifest_checksum: Hash32(checksum),
-            seed: payload.seed,
+        tracing::info!(
+            tokens = job.out.token_ids.len(),
+            tokens_per_s = job.out.tokens_per_s,
+            "generated"
+        );
+        let f = Finished {
+            ticket_id,
+            payload,
+            submitter,
+            started,
+            checksum,
+            runtime_hash: rh,
+            outputs: &job.outputs,
+            // The receipt names the stored bytes: the envelope when the request was sealed.
+            stored_input: envelope.as_deref().unwrap_or(&request),
+            sealed_input: envelope.is_some(),
             gas: job.flops,
+            // Energy as havn-exec models it on the CPU: 50 pJ per FLOP.
+            energy_mj: job.flops / 20_000_000,
             backend: Backend::Cpu,
-            compute_class: payload.compute_class,
-            submitter: bounded(submitter),
+            // Chat jobs are challenged block by block (`Prove`), not by leaves.
+            leaves: &[],
         };
-        match sign(ticket_id, report, attestd) {
-            Ok(receipt) => {
-                // Kept so that Prove can open any block of this job later.
-                let dir = self
-                    .checkpoints
-                    .join(job_dir_name(submitter, &payload.job_id));
-                let kept = mkdir(&dir).map_err(|e| e.to_string()).and_then(|()| {
-                    self.retain_job(
-                        &dir,
-                        payload,
-                        submitter,
-                        &receipt.receipt.runtime_hash,
-                        // A sealed request is retained as its envelope only.
-                        Retain {
-                            bytes: envelope.as_deref().unwrap_or(&request),
-                            sealed: envelope.is_some() || payload.privacy.redact_outputs,
-                        },
-                        // Chat jobs are challenged block by block (`Prove`), not by leaves.
-                        &[],
-                    )
-                });
-                if let Err(e) = kept {
-                    tracing::warn!(error = %e, "cannot retain the chat request; Prove will not answer for this job");
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                NetdExecResponse::Done { ticket_id, receipt }
-            }
-            Err(r) => *r,
-        }
+        self.finish_job(f, attestd)
     }
 
     /// Challenge material for one block of a retained chat job.

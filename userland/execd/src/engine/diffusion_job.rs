@@ -2,13 +2,12 @@
 //! gate, the imported UNet, the receipt; and challenge material for one DAG node of a
 //! retained diffusion job (from a repeat of the run).
 
-use super::{
-    failed, gate, job_dir_name, mkdir, refused, sign, storage_failed, Engine, Retain, RetainedJob,
-};
+use super::finish::Finished;
+use super::{failed, gate, refused, Engine, RetainedJob};
 use crate::deadline::Deadline;
 use havn_ipc::Client;
-use havn_proto::ipc::{ExecdAttestd, JobResult, NetdExecResponse, RemoteError};
-use havn_proto::{bounded, Backend, Cid, Hash32, JobPayload};
+use havn_proto::ipc::{ExecdAttestd, NetdExecResponse, RemoteError};
+use havn_proto::{Backend, Hash32, JobPayload};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -53,7 +52,6 @@ impl Engine {
             .as_deref()
             .or(request.as_deref().map(Vec::as_slice))
             .unwrap_or_default();
-        let inputs_cid = Cid::of_bytes(stored_input);
         if let Err(r) = gate(ticket_id, payload, attestd) {
             return *r;
         }
@@ -80,66 +78,33 @@ impl Engine {
             Err((e, reason)) => return failed(ticket_id, e, &reason),
         };
         drop(deadline);
-        let stored = match crate::sealed::outputs(&payload.privacy, &job.outputs) {
-            Ok(s) => s,
-            Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
-        };
-        let outputs_cid = Cid::of_bytes(&stored);
-        if let Err(e) =
-            havn_exec::exec::write_atomic(&self.artifacts.join(outputs_cid.to_string()), &stored)
-        {
-            return storage_failed(ticket_id, "storing outputs", &e);
-        }
         let res = &job.result;
-        let latency_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        tracing::info!(runtime_hash = %Hash32(res.runtime_hash), outputs = %outputs_cid,
-            steps = job.request.steps, nodes = res.nodes.len(), latency_ms, "executed");
-        let report = JobResult {
-            workflow_id: payload.workflow.id.clone(),
-            job_id: payload.job_id.clone(),
-            runtime_hash: Hash32(res.runtime_hash),
-            outputs_cid,
-            inputs_cid,
-            latency_ms,
-            energy_estimate_mj: (res.accounting.energy_j * 1000.0).round().max(0.0) as u64,
-            manifest_checksum: Hash32(checksum),
-            seed: payload.seed,
-            gas: res.accounting.gas,
-            backend: if self.exec.backend_name() == "cuda" {
-                Backend::Cuda
-            } else {
-                Backend::Cpu
-            },
-            compute_class: payload.compute_class,
-            submitter: bounded(submitter),
+        tracing::info!(
+            steps = job.request.steps,
+            nodes = res.nodes.len(),
+            "diffusion run"
+        );
+        let backend = if self.exec.backend_name() == "cuda" {
+            Backend::Cuda
+        } else {
+            Backend::Cpu
         };
-        match sign(ticket_id, report, attestd) {
-            Ok(receipt) => {
-                let dir = self
-                    .checkpoints
-                    .join(job_dir_name(submitter, &payload.job_id));
-                let leaves = job.result.node_hashes.clone();
-                let kept = mkdir(&dir).map_err(|e| e.to_string()).and_then(|()| {
-                    self.retain_job(
-                        &dir,
-                        payload,
-                        submitter,
-                        &receipt.receipt.runtime_hash,
-                        Retain {
-                            bytes: stored_input,
-                            sealed: envelope.is_some() || payload.privacy.redact_outputs,
-                        },
-                        &leaves,
-                    )
-                });
-                if let Err(e) = kept {
-                    tracing::warn!(error = %e, "cannot retain the diffusion request; Prove will not answer for this job");
-                    let _ = std::fs::remove_dir_all(&dir);
-                }
-                NetdExecResponse::Done { ticket_id, receipt }
-            }
-            Err(r) => *r,
-        }
+        let f = Finished {
+            ticket_id,
+            payload,
+            submitter,
+            started,
+            checksum,
+            runtime_hash: res.runtime_hash,
+            outputs: &job.outputs,
+            stored_input,
+            sealed_input: envelope.is_some(),
+            gas: res.accounting.gas,
+            energy_mj: (res.accounting.energy_j * 1000.0).round().max(0.0) as u64,
+            backend,
+            leaves: &res.node_hashes,
+        };
+        self.finish_job(f, attestd)
     }
 
     /// Challenge material for one DAG node of a retained diffusion job.

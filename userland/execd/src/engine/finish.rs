@@ -1,0 +1,96 @@
+//! The end every model job shares (chat, diffusion, transcribe): store the outputs (sealed
+//! when the job asked), sign the receipt through attestd, retain the request for
+//! challenges.
+
+use super::{failed, job_dir_name, mkdir, sign, storage_failed, Engine, Retain};
+use havn_ipc::Client;
+use havn_proto::ipc::{ExecdAttestd, JobResult, NetdExecResponse, RemoteError};
+use havn_proto::{bounded, Backend, Cid, Hash32, JobPayload};
+use std::time::Instant;
+
+/// What a finished model job hands to [`Engine::finish_job`].
+pub(super) struct Finished<'a> {
+    pub ticket_id: u64,
+    pub payload: &'a JobPayload,
+    pub submitter: &'a str,
+    pub started: Instant,
+    /// The workflow checksum the receipt names.
+    pub checksum: [u8; 32],
+    pub runtime_hash: [u8; 32],
+    /// The outputs file (plaintext; sealed here when `redact_outputs`).
+    pub outputs: &'a [u8],
+    /// The input as stored (the envelope when it was sealed).
+    pub stored_input: &'a [u8],
+    /// The input arrived sealed.
+    pub sealed_input: bool,
+    pub gas: u64,
+    pub energy_mj: u64,
+    pub backend: Backend,
+    /// Leaves a validator may ask for (DAG jobs), else empty.
+    pub leaves: &'a [[u8; 32]],
+}
+
+impl Engine {
+    /// Stores the outputs, signs the receipt and retains the request.
+    pub(super) fn finish_job(
+        &mut self,
+        f: Finished<'_>,
+        attestd: &mut Client<ExecdAttestd>,
+    ) -> NetdExecResponse {
+        let p = f.payload;
+        let stored = match crate::sealed::outputs(&p.privacy, f.outputs) {
+            Ok(s) => s,
+            Err(reason) => return failed(f.ticket_id, RemoteError::BadRequest, &reason),
+        };
+        let outputs_cid = Cid::of_bytes(&stored);
+        if let Err(e) =
+            havn_exec::exec::write_atomic(&self.artifacts.join(outputs_cid.to_string()), &stored)
+        {
+            return storage_failed(f.ticket_id, "storing outputs", &e);
+        }
+        let latency_ms = u64::try_from(f.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        tracing::info!(runtime_hash = %Hash32(f.runtime_hash), outputs = %outputs_cid, latency_ms, "executed");
+        let report = JobResult {
+            workflow_id: p.workflow.id.clone(),
+            job_id: p.job_id.clone(),
+            runtime_hash: Hash32(f.runtime_hash),
+            outputs_cid,
+            inputs_cid: Cid::of_bytes(f.stored_input),
+            latency_ms,
+            energy_estimate_mj: f.energy_mj,
+            manifest_checksum: Hash32(f.checksum),
+            seed: p.seed,
+            gas: f.gas,
+            backend: f.backend,
+            compute_class: p.compute_class,
+            submitter: bounded(f.submitter),
+        };
+        match sign(f.ticket_id, report, attestd) {
+            Ok(receipt) => {
+                let dir = self.checkpoints.join(job_dir_name(f.submitter, &p.job_id));
+                let kept = mkdir(&dir).map_err(|e| e.to_string()).and_then(|()| {
+                    self.retain_job(
+                        &dir,
+                        p,
+                        f.submitter,
+                        &receipt.receipt.runtime_hash,
+                        Retain {
+                            bytes: f.stored_input,
+                            sealed: f.sealed_input || p.privacy.redact_outputs,
+                        },
+                        f.leaves,
+                    )
+                });
+                if let Err(e) = kept {
+                    tracing::warn!(error = %e, "cannot retain the request; Prove will not answer for this job");
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+                NetdExecResponse::Done {
+                    ticket_id: f.ticket_id,
+                    receipt,
+                }
+            }
+            Err(r) => *r,
+        }
+    }
+}

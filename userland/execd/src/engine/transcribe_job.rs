@@ -1,0 +1,80 @@
+//! `transcribe` jobs: the WAV artifact (opened in memory when sealed), the gate, the warm
+//! model, the receipt.
+
+use super::finish::Finished;
+use super::{failed, gate, Engine};
+use havn_ipc::Client;
+use havn_proto::ipc::{ExecdAttestd, NetdExecResponse, RemoteError};
+use havn_proto::{Backend, JobPayload};
+use std::time::Instant;
+
+impl Engine {
+    /// A `transcribe` job.
+    pub(super) fn run_transcribe_job(
+        &mut self,
+        ticket_id: u64,
+        payload: &JobPayload,
+        submitter: &str,
+        attestd: &mut Client<ExecdAttestd>,
+        started: Instant,
+    ) -> NetdExecResponse {
+        let Some(t) = &self.transcribe else {
+            return failed(
+                ticket_id,
+                RemoteError::UnknownWorkflow,
+                "transcribe is not served here",
+            );
+        };
+        let checksum = t.checksum();
+        if checksum != payload.workflow.checksum.0 {
+            return failed(
+                ticket_id,
+                RemoteError::BadRequest,
+                "workflow checksum does not match this node's Whisper model",
+            );
+        }
+        if let Err(e) = self.caps.require(payload.compute_class) {
+            return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
+        }
+        let (wav, envelope) =
+            match self.request_artifact(payload, "a transcribe job (its WAV file)") {
+                Ok(i) => (i.bytes, i.envelope),
+                Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
+            };
+        if let Err(r) = gate(ticket_id, payload, attestd) {
+            return *r;
+        }
+        let job = match t.execute(&wav) {
+            Ok(j) => j,
+            Err((e, reason)) => return failed(ticket_id, e, &reason),
+        };
+        let mut rh = [0u8; 32];
+        if hex::decode_to_slice(&job.transcript.runtime_hash, &mut rh).is_err() {
+            return failed(ticket_id, RemoteError::Internal, "runtime hash encoding");
+        }
+        tracing::info!(
+            tokens = job.transcript.token_ids.len(),
+            encode_ms = job.transcript.encode_ms,
+            decode_ms = job.transcript.decode_ms,
+            "transcribed"
+        );
+        let f = Finished {
+            ticket_id,
+            payload,
+            submitter,
+            started,
+            checksum,
+            runtime_hash: rh,
+            outputs: &job.outputs,
+            stored_input: envelope.as_deref().unwrap_or(&wav),
+            sealed_input: envelope.is_some(),
+            gas: job.flops,
+            // Energy as havn-exec models it on the CPU: 50 pJ per FLOP.
+            energy_mj: job.flops / 20_000_000,
+            backend: Backend::Cpu,
+            // Transcriptions are challenged by re-execution for now (no block openings).
+            leaves: &[],
+        };
+        self.finish_job(f, attestd)
+    }
+}
