@@ -8,8 +8,8 @@ use havn_exec::ops::{BinFn, Op};
 use havn_exec::tensor::Tensor;
 use std::collections::HashMap;
 
-/// The other operand of a commutative binary node whose one operand is `a` node id.
-fn split_operands<'a>(n: &'a Node, is_x: impl Fn(&str) -> bool) -> Option<(&'a str, &'a str)> {
+/// The operands of a commutative binary node, the one `is_x` accepts first.
+fn split_operands(n: &Node, is_x: impl Fn(&str) -> bool) -> Option<(&str, &str)> {
     match n.inputs.as_slice() {
         [a, b] if is_x(a) => Some((a, b)),
         [a, b] if is_x(b) => Some((b, a)),
