@@ -1,6 +1,7 @@
 //! The `transcribe` workflow on a real node: Whisper tiny.en transcribes an uploaded WAV
 //! (over gRPC), the receipt's runtime hash and outputs are reproduced by a validator's
-//! `havnctl run transcribe`, and a stereo file is refused naming the field.
+//! `havnctl run transcribe`, encoder blocks are challenged one at a time, and a stereo
+//! file is refused naming the field.
 
 use crate::chat::{chat_node, store};
 use crate::harness::{havnctl_ok, stderr};
@@ -128,6 +129,60 @@ fn a_node_transcribes_a_wav_and_a_validator_reproduces_it() {
     assert_eq!(v["outputs_cid"], r["outputs_cid"], "outputs differ");
     let text = v["text"].as_str().unwrap().to_lowercase();
     assert!(text.contains("open the window"), "transcript {text:?}");
+
+    // Encoder blocks, chosen by the validator, re-executed alone against the receipt.
+    for n in ["enc0", "enc3", "enc5"] {
+        let o = node.ctl(
+            "validator",
+            &[
+                "challenge",
+                "--job",
+                "sys-transcribe",
+                "--node",
+                n,
+                "--receipt",
+                &receipt,
+                "--store",
+                &store,
+                "--out",
+                &node.p(&format!("challenge-{n}")),
+            ],
+        );
+        assert!(
+            o.status.success() && stderr(&o).contains("challenge passed"),
+            "challenge of {n}: {}\nlog:\n{}",
+            stderr(&o),
+            node.log()
+        );
+    }
+    for n in ["enc9", "s1.b0"] {
+        let o = node.ctl(
+            "validator",
+            &[
+                "challenge",
+                "--job",
+                "sys-transcribe",
+                "--node",
+                n,
+                "--receipt",
+                &receipt,
+                "--store",
+                &store,
+                "--out",
+                &node.p("challenge-bad"),
+            ],
+        );
+        assert!(
+            !o.status.success()
+                && stderr(&o).contains(if n == "enc9" {
+                    "no block enc9"
+                } else {
+                    "enc<block>"
+                }),
+            "{n}: {}",
+            stderr(&o)
+        );
+    }
 
     // A stereo file is refused with the field named, and nothing is signed for it.
     let stereo: Vec<i16> = samples.iter().flat_map(|&s| [s, s]).collect();

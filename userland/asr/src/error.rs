@@ -21,6 +21,9 @@ pub enum AsrError {
     /// The audio is refused; `field` names the header field or property.
     #[error("WAV {field}: {reason}")]
     Wav { field: String, reason: String },
+    /// Challenge material does not check out (or cannot be served).
+    #[error("challenge: {0}")]
+    Challenge(String),
     /// The outputs file could not be encoded.
     #[error("encoding outputs: {0}")]
     Output(String),

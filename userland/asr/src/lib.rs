@@ -7,6 +7,7 @@
 //! tokenizer handling; [`commit`] builds the Merkle commitment. The same inputs give the
 //! same bits (tokens, runtime hash) for any thread count.
 
+pub mod challenge;
 pub mod commit;
 pub mod ct2;
 pub mod decode;

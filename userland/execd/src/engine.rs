@@ -405,10 +405,7 @@ impl Engine {
             return self.prove_diffusion(&dir, &rec, node_id);
         }
         if rec.workflow == crate::transcribe::WORKFLOW {
-            return refused(
-                RemoteError::UnknownNode,
-                "transcribe jobs are checked by re-execution (havnctl run transcribe); block openings are not served yet",
-            );
+            return self.prove_transcribe(&dir, &rec, node_id);
         }
         let Some(w) = self.workflows.get(&rec.workflow) else {
             return refused(RemoteError::Internal, "retained job's workflow is gone");

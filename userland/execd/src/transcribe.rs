@@ -94,3 +94,28 @@ impl Transcribe {
         })
     }
 }
+
+impl Transcribe {
+    /// Challenge material for encoder block `node_id` (`enc<b>`) of a retained job: the
+    /// JSON and the block's input (f32 LE), after the repeated run is checked against the
+    /// signed runtime hash.
+    pub fn prove(
+        &self,
+        wav: &[u8],
+        signed_runtime_hash: &str,
+        node_id: &str,
+    ) -> Result<(Vec<u8>, Vec<u8>), (RemoteError, String)> {
+        let Some(b) = havn_asr::challenge::parse_node_id(node_id) else {
+            return Err((
+                RemoteError::UnknownNode,
+                format!("transcribe blocks are enc<block> (encoder), not {node_id:?}"),
+            ));
+        };
+        let (ch, input) = self
+            .whisper
+            .prove(wav, self.threads, b, signed_runtime_hash)
+            .map_err(|e| (RemoteError::UnknownNode, e.to_string()))?;
+        let json = serde_json::to_vec(&ch).map_err(|e| (RemoteError::Internal, e.to_string()))?;
+        Ok((json, input))
+    }
+}

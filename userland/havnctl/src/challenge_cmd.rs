@@ -23,7 +23,8 @@ pub struct ChallengeArgs {
     /// The finished job to challenge.
     #[arg(long)]
     pub job: String,
-    /// The DAG node to re-execute (an id from the workflow's manifest).
+    /// The DAG node to re-execute (an id from the workflow's manifest; chat:
+    /// `s<call>.b<block>` or `s<call>.head`; transcribe: `enc<block>`).
     #[arg(long)]
     pub node: String,
     /// The job's signed receipt (JSON, as `havnctl submit --receipt-out` writes it);
@@ -46,7 +47,7 @@ pub struct ChallengeArgs {
     /// exactly it (the receipt does not name its input yet).
     #[arg(long, value_name = "FILE")]
     pub request: Option<PathBuf>,
-    /// chat and diffusion jobs: the model store holding the job's model
+    /// chat, diffusion and transcribe jobs: the model store holding the job's model
     /// [default: $HAVN_MODEL_STORE, else /var/lib/havn/models].
     #[arg(long)]
     pub store: Option<PathBuf>,
@@ -179,6 +180,22 @@ pub fn run(a: ChallengeArgs) -> anyhow::Result<()> {
         "cuda" => BackendKind::Cuda,
         _ => BackendKind::Auto,
     };
+    if r.workflow_id.as_str() == havn_asr::job::WORKFLOW {
+        let b = crate::transcribe_cmd::verify_challenge(
+            a.store.clone(),
+            &r,
+            &a.node,
+            &ch.proof,
+            &ch.inputs,
+            a.threads,
+        )
+        .context("challenge FAILED")?;
+        println!(
+            "challenge passed: job {} encoder block {b} ({}) re-executed alone from its committed input; committed in the receipt's runtime_hash {}",
+            a.job, a.node, r.runtime_hash
+        );
+        return Ok(());
+    }
     if r.workflow_id.as_str() == havn_onnx::diffusion::WORKFLOW {
         let p = crate::diffusion_cmd::verify_challenge(
             a.store.clone(),

@@ -100,3 +100,41 @@ pub fn run(
     }
     Ok(())
 }
+
+/// `havnctl challenge` for a transcription: the receipt must name this validator's
+/// Whisper files (workflow checksum); the node's leaves must give the receipt's runtime
+/// hash; the encoder block is re-executed here alone from its committed input.
+pub fn verify_challenge(
+    store: Option<PathBuf>,
+    r: &havn_proto::Receipt,
+    node_id: &str,
+    proof_json: &[u8],
+    input: &[u8],
+    threads: usize,
+) -> anyhow::Result<u32> {
+    let dir = store.clone().unwrap_or_else(default_store);
+    let (_, tok) = Store::open(&dir)?
+        .read(WHISPER_TOKENIZER.name)
+        .with_context(|| format!("the Whisper tokenizer is not in {}", dir.display()))?;
+    let w = load(store, true)?;
+    anyhow::ensure!(
+        havn_asr::job::workflow_checksum(&w.cid, &havn_proto::Cid::of_bytes(&tok))
+            == r.manifest_checksum.0,
+        "the receipt's workflow checksum {} is not this validator's Whisper model",
+        r.manifest_checksum
+    );
+    let ch: havn_asr::challenge::BlockChallenge =
+        serde_json::from_slice(proof_json).context("parsing the challenge")?;
+    anyhow::ensure!(
+        havn_asr::challenge::node_id(ch.block) == node_id,
+        "the node opened {} instead of {node_id}",
+        havn_asr::challenge::node_id(ch.block)
+    );
+    let threads = if threads == 0 {
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    } else {
+        threads
+    };
+    w.verify_challenge(&ch, input, &r.runtime_hash.to_string(), threads)?;
+    Ok(ch.block)
+}

@@ -5,7 +5,7 @@ use super::finish::Finished;
 use super::{failed, gate, refused, Engine, RetainedJob};
 use havn_ipc::Client;
 use havn_proto::ipc::{ExecdAttestd, NetdExecResponse, RemoteError};
-use havn_proto::{Backend, Cid, Hash32, JobPayload};
+use havn_proto::{Backend, Cid, JobPayload};
 use std::path::Path;
 use std::time::Instant;
 
@@ -96,24 +96,7 @@ impl Engine {
             Ok(j) => j,
             Err((e, reason)) => return refused(e, &reason),
         };
-        let mut rh = [0u8; 32];
-        if hex::decode_to_slice(&rec.runtime_hash, &mut rh).is_err() {
-            return refused(RemoteError::Internal, "retained runtime hash");
-        }
-        match self.store_artifact(&json) {
-            Ok(cid) => {
-                tracing::info!(proof_cid = %cid, node = node_id, "chat challenge material stored");
-                NetdExecResponse::Proof {
-                    proof_cid: cid,
-                    inputs_cid: cid,
-                    runtime_hash: Hash32(rh),
-                }
-            }
-            Err(e) => refused(
-                RemoteError::Internal,
-                &format!("storing challenge material: {e}"),
-            ),
-        }
+        self.proof_response(&json, None, &rec.runtime_hash, node_id)
     }
 
     /// An input artifact's bytes: uploaded by an orchestrator, or an earlier output.

@@ -7,7 +7,7 @@ use super::{failed, gate, refused, Engine, RetainedJob};
 use crate::deadline::Deadline;
 use havn_ipc::Client;
 use havn_proto::ipc::{ExecdAttestd, NetdExecResponse, RemoteError};
-use havn_proto::{Backend, Hash32, JobPayload};
+use havn_proto::{Backend, JobPayload};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -129,26 +129,6 @@ impl Engine {
             Ok(m) => m,
             Err((e, reason)) => return refused(e, &reason),
         };
-        let mut rh = [0u8; 32];
-        if hex::decode_to_slice(&rec.runtime_hash, &mut rh).is_err() {
-            return refused(RemoteError::Internal, "retained runtime hash");
-        }
-        let stored = self
-            .store_artifact(&m.proof_json)
-            .and_then(|p| Ok((p, self.store_artifact(&m.inputs)?)));
-        match stored {
-            Ok((proof_cid, inputs_cid)) => {
-                tracing::info!(%proof_cid, %inputs_cid, node = node_id, "diffusion challenge material stored");
-                NetdExecResponse::Proof {
-                    proof_cid,
-                    inputs_cid,
-                    runtime_hash: Hash32(rh),
-                }
-            }
-            Err(e) => refused(
-                RemoteError::Internal,
-                &format!("storing challenge material: {e}"),
-            ),
-        }
+        self.proof_response(&m.proof_json, Some(&m.inputs), &rec.runtime_hash, node_id)
     }
 }

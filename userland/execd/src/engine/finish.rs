@@ -2,7 +2,7 @@
 //! when the job asked), sign the receipt through attestd, retain the request for
 //! challenges.
 
-use super::{failed, job_dir_name, mkdir, sign, storage_failed, Engine, Retain};
+use super::{failed, job_dir_name, mkdir, refused, sign, storage_failed, Engine, Retain};
 use havn_ipc::Client;
 use havn_proto::ipc::{ExecdAttestd, JobResult, NetdExecResponse, RemoteError};
 use havn_proto::{bounded, Backend, Cid, Hash32, JobPayload};
@@ -91,6 +91,44 @@ impl Engine {
                 }
             }
             Err(r) => *r,
+        }
+    }
+
+    /// Stores challenge material (`inputs` None: the proof carries everything) and answers
+    /// with its CIDs and the retained runtime hash.
+    pub(super) fn proof_response(
+        &self,
+        proof: &[u8],
+        inputs: Option<&[u8]>,
+        runtime_hash_hex: &str,
+        node_id: &str,
+    ) -> NetdExecResponse {
+        let mut rh = [0u8; 32];
+        if hex::decode_to_slice(runtime_hash_hex, &mut rh).is_err() {
+            return refused(RemoteError::Internal, "retained runtime hash");
+        }
+        let stored = self.store_artifact(proof).and_then(|p| {
+            Ok((
+                p,
+                inputs
+                    .map(|i| self.store_artifact(i))
+                    .transpose()?
+                    .unwrap_or(p),
+            ))
+        });
+        match stored {
+            Ok((proof_cid, inputs_cid)) => {
+                tracing::info!(%proof_cid, %inputs_cid, node = node_id, "challenge material stored");
+                NetdExecResponse::Proof {
+                    proof_cid,
+                    inputs_cid,
+                    runtime_hash: Hash32(rh),
+                }
+            }
+            Err(e) => refused(
+                RemoteError::Internal,
+                &format!("storing challenge material: {e}"),
+            ),
         }
     }
 }

@@ -1,11 +1,12 @@
 //! `transcribe` jobs: the WAV artifact (opened in memory when sealed), the gate, the warm
-//! model, the receipt.
+//! model, the receipt; and challenge material for one encoder block of a retained job.
 
 use super::finish::Finished;
-use super::{failed, gate, Engine};
+use super::{failed, gate, refused, Engine, RetainedJob};
 use havn_ipc::Client;
 use havn_proto::ipc::{ExecdAttestd, NetdExecResponse, RemoteError};
 use havn_proto::{Backend, JobPayload};
+use std::path::Path;
 use std::time::Instant;
 
 impl Engine {
@@ -72,9 +73,33 @@ impl Engine {
             // Energy as havn-exec models it on the CPU: 50 pJ per FLOP.
             energy_mj: job.flops / 20_000_000,
             backend: Backend::Cpu,
-            // Transcriptions are challenged by re-execution for now (no block openings).
+            // Transcriptions are challenged block by block (`Prove`), not by leaves.
             leaves: &[],
         };
         self.finish_job(f, attestd)
+    }
+
+    /// Challenge material for one encoder block of a retained transcription.
+    pub(super) fn prove_transcribe(
+        &self,
+        dir: &Path,
+        rec: &RetainedJob,
+        node_id: &str,
+    ) -> NetdExecResponse {
+        let Some(t) = &self.transcribe else {
+            return refused(
+                RemoteError::Internal,
+                "the Whisper model is no longer loaded",
+            );
+        };
+        let wav = match std::fs::read(dir.join("inputs.safetensors")) {
+            Ok(b) => b,
+            Err(e) => return refused(RemoteError::Internal, &format!("retained WAV: {e}")),
+        };
+        let (json, input) = match t.prove(&wav, &rec.runtime_hash, node_id) {
+            Ok(x) => x,
+            Err((e, reason)) => return refused(e, &reason),
+        };
+        self.proof_response(&json, Some(&input), &rec.runtime_hash, node_id)
     }
 }
