@@ -138,9 +138,19 @@ pub fn run(op: &Op, ins: &[&Tensor], out_shape: &[usize], ctx: &OpCtx<'_>) -> Re
             });
             Tensor::f32(out_shape.to_vec(), out)
         }
-        Op::GroupNorm { groups, eps, silu } => {
+        Op::GroupNorm {
+            groups,
+            eps,
+            silu,
+            film,
+        } => {
             let x = t(0)?.as_f32(node)?;
             let (gamma, beta) = (t(1)?.as_f32(node)?, t(2)?.as_f32(node)?);
+            let (scale, shift) = if *film {
+                (Some(t(3)?.as_f32(node)?), Some(t(4)?.as_f32(node)?))
+            } else {
+                (None, None)
+            };
             let c = out_shape[1];
             let plane: usize = out_shape[2..].iter().product();
             let per = c / groups * plane;
@@ -155,10 +165,16 @@ pub fn run(op: &Op, ins: &[&Tensor], out_shape: &[usize], ctx: &OpCtx<'_>) -> Re
                     let var = lane_sum(xs, |v| (v - mean) * (v - mean)) / n;
                     let inv = 1.0 / (var + eps).sqrt();
                     let c0 = (g % groups) * (c / groups);
+                    // (n, c) of this group's first channel, for the FiLM vectors.
+                    let nc0 = (g / groups) * c + c0;
                     for (ci, (ob, xb)) in o.chunks_mut(plane).zip(xs.chunks(plane)).enumerate() {
                         let (ga, be) = (gamma[c0 + ci], beta[c0 + ci]);
+                        let film = scale.zip(shift).map(|(s, h)| (s[nc0 + ci], h[nc0 + ci]));
                         for (ov, &v) in ob.iter_mut().zip(xb) {
-                            let y = detmath::fma((v - mean) * inv, ga, be);
+                            let mut y = detmath::fma((v - mean) * inv, ga, be);
+                            if let Some((s, h)) = film {
+                                y = y * s + h;
+                            }
                             *ov = if silu { detmath::silu(y) } else { y };
                         }
                     }

@@ -61,10 +61,19 @@ pub enum Op {
     /// `x[N,C,…]`, `scale[C]`, `bias[C]`: per (n, c), `(x − mean)/sqrt(var + eps)·scale +
     /// bias` over the remaining dims; mean and variance are sequential sums in index order.
     InstanceNorm { eps: f32 },
-    /// `x[N,C,…]`, `gamma[C]`, `beta[C]`: per (n, group of C/groups channels), `(x −
-    /// mean)/sqrt(var + eps)·gamma[c] + beta[c]` (sums as in InstanceNorm), then SiLU when
-    /// `silu`. What ONNX exports spell Reshape → InstanceNormalization → Reshape → Mul → Add.
-    GroupNorm { groups: usize, eps: f32, silu: bool },
+    /// `x[N,C,…]`, `gamma[C]`, `beta[C]` (and with `film` `scale`, `shift` of N·C values):
+    /// per (n, group of C/groups channels), `y = (x − mean)/sqrt(var + eps)·gamma[c] +
+    /// beta[c]` (sums as in InstanceNorm, one fma), then with `film` `y·scale[n,c]` and
+    /// `+ shift[n,c]` (two roundings, as the separate Mul and Add), then SiLU when `silu`.
+    /// What ONNX exports spell Reshape → InstanceNormalization → Reshape → Mul → Add (→
+    /// Mul → Add → x·Sigmoid(x)).
+    GroupNorm {
+        groups: usize,
+        eps: f32,
+        silu: bool,
+        #[serde(default)]
+        film: bool,
+    },
     /// Batched matmul `a[B,M,K]` (`[B,K,M]` when `ta`) · `b[B,K,N]` (`[B,N,K]` when `tb`)
     /// → `[B,M,N]`; every output is one fma chain in k order, as in MatMul.
     BatchMatMul { ta: bool, tb: bool },

@@ -102,8 +102,10 @@ pub fn infer(op: &Op, node: &str, ins: &[(DType, Vec<usize>)]) -> Result<(DType,
             }
             Ok((DType::F32, x.clone()))
         }
-        Op::GroupNorm { groups, eps, .. } => {
-            arity(3)?;
+        Op::GroupNorm {
+            groups, eps, film, ..
+        } => {
+            arity(if *film { 5 } else { 3 })?;
             if !(eps.is_finite() && *eps > 0.0) {
                 return Err(bad("eps must be positive".into()));
             }
@@ -122,6 +124,12 @@ pub fn infer(op: &Op, node: &str, ins: &[(DType, Vec<usize>)]) -> Result<(DType,
             for i in 1..3 {
                 if *f32_in(i)? != vec![x[1]] {
                     return Err(bad(format!("input {i} must be [{}]", x[1])));
+                }
+            }
+            for i in (3..5).filter(|_| *film) {
+                let s = f32_in(i)?;
+                if s.len() != x.len() || s[..2] != x[..2] || s[2..].iter().any(|&d| d != 1) {
+                    return Err(bad(format!("input {i} must be [{}, {}, 1…]", x[0], x[1])));
                 }
             }
             Ok((DType::F32, x.clone()))

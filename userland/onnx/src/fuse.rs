@@ -99,9 +99,11 @@ pub fn group_norm(
             groups,
             eps,
             silu: false,
+            film: false,
         };
         nodes[i].inputs = vec![x, refs[0].clone(), refs[1].clone()];
     }
+    film(nodes, shapes, &node_of);
     for i in 0..nodes.len() {
         if nodes[i].op != Op::Silu {
             continue;
@@ -113,14 +115,74 @@ pub fn group_norm(
             groups,
             eps,
             silu: false,
+            film,
         } = src.op
         {
             nodes[i].op = Op::GroupNorm {
                 groups,
                 eps,
                 silu: true,
+                film,
             };
             nodes[i].inputs = src.inputs.clone();
+        }
+    }
+}
+
+/// `Add(Mul(GroupNorm(x), scale), shift)` with per-(n, c) `scale` and `shift` (the
+/// timestep modulation of a diffusion UNet's residual blocks) becomes one GroupNorm with
+/// `film`.
+fn film(
+    nodes: &mut [Node],
+    shapes: &HashMap<String, Vec<usize>>,
+    node_of: &dyn Fn(&str, &[Node]) -> Option<Node>,
+) {
+    for i in 0..nodes.len() {
+        if nodes[i].op != (Op::Binary { f: BinFn::Add }) {
+            continue;
+        }
+        let found = (|| {
+            let add = &nodes[i];
+            let is_mul =
+                |s: &str| node_of(s, nodes).is_some_and(|n| n.op == (Op::Binary { f: BinFn::Mul }));
+            let (m, shift) = split_operands(add, is_mul)?;
+            let mul = node_of(m, nodes)?;
+            let is_gn = |s: &str| {
+                node_of(s, nodes).is_some_and(|n| {
+                    matches!(
+                        n.op,
+                        Op::GroupNorm {
+                            silu: false,
+                            film: false,
+                            ..
+                        }
+                    )
+                })
+            };
+            let (g, scale) = split_operands(&mul, is_gn)?;
+            let gn = node_of(g, nodes)?;
+            let xs = shapes.get(&gn.id)?;
+            let per_nc = |r: &str| {
+                shapes.get(r).is_some_and(|s| {
+                    s.len() == xs.len() && s[..2] == xs[..2] && s[2..].iter().all(|&d| d == 1)
+                })
+            };
+            (per_nc(scale) && per_nc(shift) && shapes.get(&add.id) == Some(xs))
+                .then(|| (gn, scale.to_owned(), shift.to_owned()))
+        })();
+        let Some((gn, scale, shift)) = found else {
+            continue;
+        };
+        if let Op::GroupNorm { groups, eps, .. } = gn.op {
+            nodes[i].op = Op::GroupNorm {
+                groups,
+                eps,
+                silu: false,
+                film: true,
+            };
+            let mut ins = gn.inputs.clone();
+            ins.extend([scale, shift]);
+            nodes[i].inputs = ins;
         }
     }
 }
