@@ -23,6 +23,7 @@ pub mod chat;
 pub mod cid;
 pub mod frame;
 pub mod ipc;
+pub mod media;
 pub mod merkle;
 pub mod mesh;
 pub mod sign;

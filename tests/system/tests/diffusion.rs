@@ -150,7 +150,7 @@ fn a_node_runs_a_diffusion_job_and_a_validator_reproduces_and_challenges_it() {
         stderr(&o)
     );
 
-    // A bad request fails the job with the field named; nothing is signed for it.
+    // A bad request is refused with the field named; nothing is queued or signed.
     std::fs::write(&req, br#"{"steps":10000}"#).unwrap();
     let o = node.ctl(
         "orchestrator",
@@ -167,8 +167,9 @@ fn a_node_runs_a_diffusion_job_and_a_validator_reproduces_and_challenges_it() {
             "60",
         ],
     );
+    // Refused at intake (400, the field named): nothing was queued.
     assert!(
-        !o.status.success() && stderr(&o).contains("steps"),
+        !o.status.success() && stderr(&o).contains("400") && stderr(&o).contains("inputs[0].steps"),
         "{}",
         stderr(&o)
     );

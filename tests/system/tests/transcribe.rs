@@ -202,8 +202,11 @@ fn a_node_transcribes_a_wav_and_a_validator_reproduces_it() {
             "60",
         ],
     );
+    // Refused at intake (400, the field named): nothing was queued.
     assert!(
-        !o.status.success() && stderr(&o).contains("channels"),
+        !o.status.success()
+            && stderr(&o).contains("400")
+            && stderr(&o).contains("inputs[0].channels"),
         "{}",
         stderr(&o)
     );

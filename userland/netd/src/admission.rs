@@ -133,15 +133,24 @@ async fn check_and_admit(
         ));
     }
     let sealed = check_sealed_inputs(ctx, sub)?;
-    // A sealed chat request is checked by execd once opened; netd cannot read it.
-    if workflow == "chat" && !sealed {
-        let checked = match sub.inputs.first() {
-            Some(c) => crate::upload::check_chat_request(ctx, c),
-            None => Err((
+    // The model workflows' inputs are checked here, with the rules execd applies, so a
+    // bad one is a 400 naming the field and nothing is queued. A sealed input is execd's
+    // to check once opened: netd cannot read it.
+    if !sealed {
+        let needs = |what: &str| {
+            Err((
                 "inputs".to_string(),
-                "a chat job needs its request as an input artifact (upload it, then name its CID)"
-                    .to_string(),
-            )),
+                format!("a {workflow} job needs {what} as an input artifact (upload it, then name its CID)"),
+            ))
+        };
+        let checked = match (workflow, sub.inputs.first()) {
+            ("chat", Some(c)) => crate::upload::check_chat_request(ctx, c),
+            ("chat", None) => needs("its request"),
+            ("diffusion" | "transcribe", Some(c)) => {
+                crate::upload::check_media_input(ctx, workflow, c)
+            }
+            ("transcribe", None) => needs("its WAV file"),
+            _ => Ok(()),
         };
         if let Err((field, msg)) = checked {
             return Err(Failure::new(StatusCode::BAD_REQUEST, msg, Some(&field)));

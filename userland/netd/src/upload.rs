@@ -76,16 +76,19 @@ pub fn sealed_header(
         .map_err(|e| e.to_string())
 }
 
-/// For a `chat` job: its request artifact must parse and be within bounds, checked at
-/// intake so that a bad request is a 400 naming the field, not a failed job later.
-/// (That the prompt fits the model's context needs the tokenizer: execd checks it.)
-/// The error is (field, message), the field as `inputs[0].<field of the request>`.
-pub fn check_chat_request(ctx: &Ctx, cid: &havn_proto::Cid) -> Result<(), (String, String)> {
+/// An uploaded (or earlier output) artifact's bytes, at most `max`; the error is
+/// (field, message) for a 400.
+fn read_input(
+    ctx: &Ctx,
+    cid: &havn_proto::Cid,
+    max: usize,
+    what: &str,
+) -> Result<Vec<u8>, (String, String)> {
     let name = cid.to_string();
     let unreadable = || {
         (
             "inputs[0]".to_string(),
-            "the request artifact is not readable".to_string(),
+            format!("the {what} artifact is not readable"),
         )
     };
     let path = [ctx.uploads.join(&name), ctx.artifacts.join(&name)]
@@ -93,22 +96,63 @@ pub fn check_chat_request(ctx: &Ctx, cid: &havn_proto::Cid) -> Result<(), (Strin
         .find(|p| p.is_file())
         .ok_or_else(unreadable)?;
     let len = std::fs::metadata(&path).map_err(|_| unreadable())?.len();
-    if len > havn_proto::chat::MAX_REQUEST_BYTES as u64 {
+    if len > max as u64 {
         return Err((
             "inputs[0]".to_string(),
-            format!(
-                "a chat request is at most {} bytes",
-                havn_proto::chat::MAX_REQUEST_BYTES
-            ),
+            format!("a {what} is at most {max} bytes"),
         ));
     }
-    let bytes = std::fs::read(&path).map_err(|_| unreadable())?;
+    std::fs::read(&path).map_err(|_| unreadable())
+}
+
+/// For a `chat` job: its request artifact must parse and be within bounds, checked at
+/// intake so that a bad request is a 400 naming the field, not a failed job later.
+/// (That the prompt fits the model's context needs the tokenizer: execd checks it.)
+/// The error is (field, message), the field as `inputs[0].<field of the request>`.
+pub fn check_chat_request(ctx: &Ctx, cid: &havn_proto::Cid) -> Result<(), (String, String)> {
+    let bytes = read_input(
+        ctx,
+        cid,
+        havn_proto::chat::MAX_REQUEST_BYTES,
+        "chat request",
+    )?;
     havn_proto::chat::ChatRequest::from_json(&bytes)
         .map(|_| ())
         .map_err(|e| {
             let msg = format!("chat request: {}: {}", e.field, e.reason);
             (format!("inputs[0].{}", e.field), msg)
         })
+}
+
+/// For a `diffusion` job (its JSON request) or a `transcribe` job (its WAV file): the
+/// input artifact must pass the rules execd applies (`havn_proto::media`), checked at
+/// intake so that a bad one is a 400 naming the field and nothing is queued.
+pub fn check_media_input(
+    ctx: &Ctx,
+    workflow: &str,
+    cid: &havn_proto::Cid,
+) -> Result<(), (String, String)> {
+    let checked = match workflow {
+        "diffusion" => {
+            let b = read_input(
+                ctx,
+                cid,
+                havn_proto::media::MAX_DIFFUSION_REQUEST_BYTES,
+                "diffusion request",
+            )?;
+            havn_proto::media::DiffusionRequest::from_json(&b).map(|_| ())
+        }
+        _ => {
+            let b = read_input(ctx, cid, MAX_ARTIFACT_BYTES, "WAV file")?;
+            havn_proto::media::check_wav(&b).map(|_| ())
+        }
+    };
+    checked.map_err(|e| {
+        (
+            format!("inputs[0].{}", e.field),
+            format!("{workflow} input: {}: {}", e.field, e.reason),
+        )
+    })
 }
 
 /// Handles `POST /artifact`.

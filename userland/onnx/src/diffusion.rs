@@ -19,99 +19,18 @@ use std::collections::BTreeMap;
 
 /// The workflow id.
 pub const WORKFLOW: &str = "diffusion";
+pub use havn_proto::media::{DiffusionRequest, MAX_STEPS};
+
 /// Side of the square height field the model makes.
-pub const SIZE: usize = 128;
-/// Most sampler steps a job may ask for.
-pub const MAX_STEPS: u32 = 8;
-/// Difficulty labels the model was trained on.
-pub const DIFFICULTIES: std::ops::RangeInclusive<u32> = 1..=100;
+pub const SIZE: usize = havn_proto::media::DIFFUSION_SIZE as usize;
 pub const SIGMA_MAX: f32 = 80.0;
 pub const SIGMA_MIN: f32 = 0.002;
 const RHO: f32 = 7.0;
-
-/// A `diffusion` job's request (its input artifact, JSON).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DiffusionRequest {
-    /// Sampler steps, 1..=8 (the model is distilled for one).
-    #[serde(default = "one")]
-    pub steps: u32,
-    /// Terrain difficulty label, 1..=100.
-    #[serde(default = "fifty")]
-    pub difficulty: u32,
-    /// Must be 128 (the model's native size).
-    #[serde(default = "size")]
-    pub width: u32,
-    /// Must be 128.
-    #[serde(default = "size")]
-    pub height: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-fn fifty() -> u32 {
-    50
-}
-fn size() -> u32 {
-    SIZE as u32
-}
-
-impl Default for DiffusionRequest {
-    fn default() -> Self {
-        DiffusionRequest {
-            steps: 1,
-            difficulty: 50,
-            width: size(),
-            height: size(),
-        }
-    }
-}
 
 fn req_err(field: &str, reason: String) -> OnnxError {
     OnnxError::Request {
         field: field.into(),
         reason,
-    }
-}
-
-impl DiffusionRequest {
-    /// Parses and validates request JSON (unknown fields refused).
-    pub fn from_json(bytes: &[u8]) -> Result<Self> {
-        let r: DiffusionRequest = serde_json::from_slice(bytes)
-            .map_err(|e| req_err("request", format!("invalid JSON: {e}")))?;
-        r.validate()?;
-        Ok(r)
-    }
-
-    /// Checks every field's range.
-    pub fn validate(&self) -> Result<()> {
-        if !(1..=MAX_STEPS).contains(&self.steps) {
-            return Err(req_err(
-                "steps",
-                format!("{} is outside 1..={MAX_STEPS}", self.steps),
-            ));
-        }
-        if !DIFFICULTIES.contains(&self.difficulty) {
-            return Err(req_err(
-                "difficulty",
-                format!("{} is outside 1..=100", self.difficulty),
-            ));
-        }
-        for (f, v) in [("width", self.width), ("height", self.height)] {
-            if v as usize != SIZE {
-                return Err(req_err(
-                    f,
-                    format!("{v}: the model makes {SIZE}×{SIZE} height fields only"),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Canonical JSON (struct order, compact).
-    pub fn canonical_json(&self) -> Vec<u8> {
-        serde_json::to_vec(self).unwrap_or_default()
     }
 }
 

@@ -38,5 +38,14 @@ pub enum OnnxError {
     Exec(#[from] havn_exec::ExecError),
 }
 
+impl From<havn_proto::chat::RequestError> for OnnxError {
+    fn from(e: havn_proto::chat::RequestError) -> Self {
+        OnnxError::Request {
+            field: e.field,
+            reason: e.reason,
+        }
+    }
+}
+
 /// Result with [`OnnxError`].
 pub type Result<T> = std::result::Result<T, OnnxError>;
