@@ -118,27 +118,7 @@ pub fn run_workflow(req: &RunRequest) -> Result<RunReport> {
         &req.out.join("manifest.json"),
         &wl.manifest.canonical_bytes(),
     )?;
-    let mut proofs = Vec::new();
-    for node in &req.prove {
-        let m = crate::challenge::material(&res, &prepared, node)?;
-        let safe: String = node
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let pp = req.out.join(format!("proof-{safe}.json"));
-        write(&pp, &m.proof_json)?;
-        write(
-            &req.out.join(format!("proof-{safe}.inputs.safetensors")),
-            &m.inputs,
-        )?;
-        proofs.push(pp.display().to_string());
-    }
+    let proofs = write_proofs(&req.out, &res, &prepared, &req.prove)?;
     let report = RunReport {
         workflow: res.workflow.clone(),
         manifest_checksum: hex(&res.manifest_checksum),
@@ -167,6 +147,39 @@ pub fn run_workflow(req: &RunRequest) -> Result<RunReport> {
         &serde_json::to_vec_pretty(&report)?,
     )?;
     Ok(report)
+}
+
+/// Writes the proof JSON and node-input tensors of each node in `nodes` into `out`
+/// (`proof-<node>.json`, `proof-<node>.inputs.safetensors`, the id made file-safe) and
+/// returns the proof paths. The run must have kept its node outputs.
+pub fn write_proofs(
+    out: &Path,
+    res: &crate::exec::RunResult,
+    prepared: &crate::exec::PreparedJob,
+    nodes: &[String],
+) -> Result<Vec<String>> {
+    let mut proofs = Vec::new();
+    for node in nodes {
+        let m = crate::challenge::material(res, prepared, node)?;
+        let safe: String = node
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        let pp = out.join(format!("proof-{safe}.json"));
+        write(&pp, &m.proof_json)?;
+        write(
+            &out.join(format!("proof-{safe}.inputs.safetensors")),
+            &m.inputs,
+        )?;
+        proofs.push(pp.display().to_string());
+    }
+    Ok(proofs)
 }
 
 /// Validator path: re-executes the node named in `proof_file` with the tensors in

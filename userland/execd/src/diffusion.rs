@@ -111,10 +111,9 @@ impl Diffusion {
         };
         let prepared = havn_exec::preflight(&self.registry, &job)
             .map_err(|e| (RemoteError::BadRequest, e.to_string()))?;
-        let res = exec.execute(&prepared, opts).map_err(|e| match e {
-            havn_exec::ExecError::Cancelled { .. } => (RemoteError::ExecutionFailed, e.to_string()),
-            _ => (RemoteError::ExecutionFailed, e.to_string()),
-        })?;
+        let res = exec
+            .execute(&prepared, opts)
+            .map_err(|e| (RemoteError::ExecutionFailed, e.to_string()))?;
         Ok((prepared, res))
     }
 

@@ -104,27 +104,7 @@ pub fn run(r: &DiffusionRun<'_>) -> anyhow::Result<()> {
     write(&r.out.join("manifest.json"), &manifest.canonical_bytes())?;
     write(&r.out.join("request.json"), &req.canonical_json())?;
     write(&r.out.join("inputs.safetensors"), &inputs)?;
-    let mut proofs = Vec::new();
-    for node in r.prove {
-        let m = havn_exec::challenge::material(&res, &prepared, node)?;
-        let safe: String = node
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        let pp = r.out.join(format!("proof-{safe}.json"));
-        write(&pp, &m.proof_json)?;
-        write(
-            &r.out.join(format!("proof-{safe}.inputs.safetensors")),
-            &m.inputs,
-        )?;
-        proofs.push(pp.display().to_string());
-    }
+    let proofs = havn_exec::cli::write_proofs(r.out, &res, &prepared, r.prove)?;
     let hex = havn_exec::manifest::hex;
     let report = serde_json::json!({
         "workflow": "diffusion",

@@ -19,24 +19,12 @@ impl Engine {
         attestd: &mut Client<ExecdAttestd>,
         started: Instant,
     ) -> NetdExecResponse {
-        let Some(chat) = &self.chat else {
-            return failed(
-                ticket_id,
-                RemoteError::UnknownWorkflow,
-                "chat is not served here",
-            );
+        let checked =
+            self.check_model_job(ticket_id, payload, self.chat.as_ref().map(|m| m.checksum()));
+        let checksum = match checked {
+            Ok(c) => c,
+            Err(r) => return *r,
         };
-        let checksum = chat.checksum();
-        if checksum != payload.workflow.checksum.0 {
-            return failed(
-                ticket_id,
-                RemoteError::BadRequest,
-                "workflow checksum does not match this node's chat model",
-            );
-        }
-        if let Err(e) = self.caps.require(payload.compute_class) {
-            return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
-        }
         let (request, envelope) = match self.request_artifact(payload, "a chat job") {
             Ok(i) => (i.bytes, i.envelope),
             Err(reason) => return failed(ticket_id, RemoteError::BadRequest, &reason),
@@ -44,6 +32,10 @@ impl Engine {
         if let Err(r) = gate(ticket_id, payload, attestd) {
             return *r;
         }
+        // Checked present by check_model_job above.
+        let Some(chat) = &self.chat else {
+            return failed(ticket_id, RemoteError::Internal, "the model is not loaded");
+        };
         let job = match chat.execute(payload, &request, started) {
             Ok(j) => j,
             Err((e, reason)) => return failed(ticket_id, e, &reason),

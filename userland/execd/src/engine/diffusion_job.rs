@@ -21,24 +21,15 @@ impl Engine {
         attestd: &mut Client<ExecdAttestd>,
         started: Instant,
     ) -> NetdExecResponse {
-        let Some(d) = &self.diffusion else {
-            return failed(
-                ticket_id,
-                RemoteError::UnknownWorkflow,
-                "diffusion is not served here",
-            );
+        let checked = self.check_model_job(
+            ticket_id,
+            payload,
+            self.diffusion.as_ref().map(|m| m.checksum()),
+        );
+        let checksum = match checked {
+            Ok(c) => c,
+            Err(r) => return *r,
         };
-        let checksum = d.checksum();
-        if checksum != payload.workflow.checksum.0 {
-            return failed(
-                ticket_id,
-                RemoteError::BadRequest,
-                "workflow checksum does not match this node's diffusion model",
-            );
-        }
-        if let Err(e) = self.caps.require(payload.compute_class) {
-            return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
-        }
         // The request is optional: without one the job runs the defaults.
         let (request, envelope) = if payload.inputs.is_empty() {
             (None, None)
@@ -58,6 +49,10 @@ impl Engine {
         let deadline = Deadline::arm(
             Duration::from_millis(u64::from(payload.timeout_ms)).saturating_sub(started.elapsed()),
         );
+        // Checked present by check_model_job above.
+        let Some(d) = &self.diffusion else {
+            return failed(ticket_id, RemoteError::Internal, "the model is not loaded");
+        };
         let job = match d.execute(
             &self.exec,
             request.as_deref().map(Vec::as_slice),

@@ -31,6 +31,40 @@ pub(super) struct Finished<'a> {
 }
 
 impl Engine {
+    /// The checks every model job starts with: the workflow is served (`checksum` is
+    /// this node's, None when the model is not loaded), the payload names that checksum,
+    /// and this node can honour the job's compute class.
+    pub(super) fn check_model_job(
+        &self,
+        ticket_id: u64,
+        payload: &JobPayload,
+        checksum: Option<[u8; 32]>,
+    ) -> Result<[u8; 32], Box<NetdExecResponse>> {
+        let wf = payload.workflow.id.as_str();
+        let Some(checksum) = checksum else {
+            return Err(Box::new(failed(
+                ticket_id,
+                RemoteError::UnknownWorkflow,
+                &format!("{wf} is not served here"),
+            )));
+        };
+        if checksum != payload.workflow.checksum.0 {
+            return Err(Box::new(failed(
+                ticket_id,
+                RemoteError::BadRequest,
+                &format!("workflow checksum does not match this node's {wf} model"),
+            )));
+        }
+        if let Err(e) = self.caps.require(payload.compute_class) {
+            return Err(Box::new(failed(
+                ticket_id,
+                RemoteError::ClassUnsupported,
+                &e.to_string(),
+            )));
+        }
+        Ok(checksum)
+    }
+
     /// Stores the outputs, signs the receipt and retains the request.
     pub(super) fn finish_job(
         &mut self,

@@ -19,24 +19,15 @@ impl Engine {
         attestd: &mut Client<ExecdAttestd>,
         started: Instant,
     ) -> NetdExecResponse {
-        let Some(t) = &self.transcribe else {
-            return failed(
-                ticket_id,
-                RemoteError::UnknownWorkflow,
-                "transcribe is not served here",
-            );
+        let checked = self.check_model_job(
+            ticket_id,
+            payload,
+            self.transcribe.as_ref().map(|m| m.checksum()),
+        );
+        let checksum = match checked {
+            Ok(c) => c,
+            Err(r) => return *r,
         };
-        let checksum = t.checksum();
-        if checksum != payload.workflow.checksum.0 {
-            return failed(
-                ticket_id,
-                RemoteError::BadRequest,
-                "workflow checksum does not match this node's Whisper model",
-            );
-        }
-        if let Err(e) = self.caps.require(payload.compute_class) {
-            return failed(ticket_id, RemoteError::ClassUnsupported, &e.to_string());
-        }
         let (wav, envelope) =
             match self.request_artifact(payload, "a transcribe job (its WAV file)") {
                 Ok(i) => (i.bytes, i.envelope),
@@ -45,6 +36,10 @@ impl Engine {
         if let Err(r) = gate(ticket_id, payload, attestd) {
             return *r;
         }
+        // Checked present by check_model_job above.
+        let Some(t) = &self.transcribe else {
+            return failed(ticket_id, RemoteError::Internal, "the model is not loaded");
+        };
         let job = match t.execute(&wav) {
             Ok(j) => j,
             Err((e, reason)) => return failed(ticket_id, e, &reason),
